@@ -1,0 +1,1 @@
+"""Numba kernels of zotrain: pure functions, arrays in, arrays out."""

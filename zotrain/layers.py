@@ -1,0 +1,206 @@
+"""Layers: parameter shapes, initialisation and the many-parameter-set forward.
+
+A layer holds no parameters.  It declares named parameter segments and
+evaluates ``forward_many(H, P, offsets, act)``: ``H`` is ``(QH, B, in)`` with
+QH = 1 (shared input) or Q, ``P`` is ``(Q, n_params)`` and ``offsets`` maps
+the layer's segment names to their offsets in a row of ``P``.  Linear layers
+apply the activation that follows them (``act``) in the same pass.
+"""
+
+import math
+
+import numpy as np
+
+from zotrain.kernels import elementwise
+from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
+from zotrain.kernels.config import WORK_ITEM_FLOATS
+from zotrain.tt import TTMatrixShape, balanced_modes, factor_modes, random_tt_matrix
+
+#: BLAS reaches about this many times the FLOP rate of the contraction
+#: kernel (measured by benchmarks/forward.py: ~200 against ~40-70 GFLOP/s).
+BLAS_ADVANTAGE = 3.0
+
+
+def _buffer(scratch, key, shape):
+    """A float32 array of ``shape``: reused from ``scratch`` (a dict) when given."""
+    if scratch is None:
+        return np.empty(shape, np.float32)
+    buf = scratch.get(key)
+    if buf is None or buf.shape != shape:
+        buf = scratch[key] = np.empty(shape, np.float32)
+    return buf
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Activation:
+    """An element-wise activation; fused into the preceding linear layer."""
+
+    code = elementwise.IDENTITY
+    name = "identity"
+    in_features = out_features = None
+
+    def param_shapes(self):
+        return []
+
+    def init_params(self, rng):
+        return []
+
+    def forward_many(self, H, P, offsets, act=None, scratch=None):
+        Y = np.array(H, dtype=np.float32, copy=True)
+        return elementwise.bias_activation_many(Y, P[:1], -1, self.code)
+
+    def flops(self, batch):
+        return 0
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class ReLU(Activation):
+    code = elementwise.RELU
+    name = "relu"
+
+
+class Tanh(Activation):
+    code = elementwise.TANH
+    name = "tanh"
+
+
+class Sin(Activation):
+    code = elementwise.SIN
+    name = "sin"
+
+
+class Dense:
+    """``Y = X @ W + b`` with ``W`` of shape ``(in_features, out_features)``."""
+
+    def __init__(self, in_features, out_features, *, bias=True):
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        self.bias = bool(bias)
+
+    def param_shapes(self):
+        shapes = [("weight", (self.in_features, self.out_features))]
+        return shapes + ([("bias", (self.out_features,))] if self.bias else [])
+
+    def init_params(self, rng):
+        std = math.sqrt(2.0 / self.in_features)
+        w = (rng.standard_normal((self.in_features, self.out_features)) * std).astype(np.float32)
+        return [w] + ([np.zeros(self.out_features, np.float32)] if self.bias else [])
+
+    def forward_many(self, H, P, offsets, act=elementwise.IDENTITY, scratch=None):
+        Q = P.shape[0]
+        off = offsets["weight"]
+        W = P[:, off:off + self.in_features * self.out_features].reshape(
+            Q, self.in_features, self.out_features)
+        Y = np.matmul(H, W, out=_buffer(scratch, "Y", (Q, H.shape[1], self.out_features)))
+        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), act)
+
+    def flops(self, batch):
+        return 2 * batch * self.in_features * self.out_features
+
+    def __repr__(self):
+        return f"Dense({self.in_features}, {self.out_features}, bias={self.bias})"
+
+
+class TTLinear:
+    """A linear layer whose weight is a TT-matrix (see ``zotrain.tt``)."""
+
+    def __init__(self, in_features, out_features, *, rank, in_modes=None, out_modes=None,
+                 bias=True):
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        if (in_modes is None) != (out_modes is None):
+            d = len(in_modes if in_modes is not None else out_modes)
+            in_modes = in_modes if in_modes is not None else factor_modes(self.in_features, d)
+            out_modes = out_modes if out_modes is not None else factor_modes(self.out_features, d)
+        elif in_modes is None:
+            in_modes, out_modes = balanced_modes(self.in_features, self.out_features)
+        self.shape = TTMatrixShape(in_modes, out_modes, rank)
+        if self.shape.in_features != self.in_features:
+            raise ValueError(f"in_modes {self.shape.in_modes} multiply to {self.shape.in_features}, "
+                             f"expected in_features = {self.in_features}")
+        if self.shape.out_features != self.out_features:
+            raise ValueError(f"out_modes {self.shape.out_modes} multiply to "
+                             f"{self.shape.out_features}, expected out_features = {self.out_features}")
+        self.bias = bool(bias)
+
+    @property
+    def ranks(self):
+        return self.shape.ranks
+
+    def param_shapes(self):
+        shapes = [(f"core{k}", s) for k, s in enumerate(self.shape.core_shapes)]
+        return shapes + ([("bias", (self.out_features,))] if self.bias else [])
+
+    def init_params(self, rng):
+        seed = int(rng.integers(2**63 - 1))
+        cores = random_tt_matrix(self.shape.in_modes, self.shape.out_modes, self.shape.ranks,
+                                 seed=seed)
+        return cores + ([np.zeros(self.out_features, np.float32)] if self.bias else [])
+
+    def meta(self, offsets):
+        """The ``(d, 5)`` core table the kernels read."""
+        return np.array([(offsets[f"core{k}"],) + s for k, s in enumerate(self.shape.core_shapes)],
+                        dtype=np.int64)
+
+    # -- cost model ---------------------------------------------------------
+    def contraction_flops(self, batch):
+        s, flops, left, rest = self.shape, 0, 1, self.in_features
+        for k, (r0, i, o, r1) in enumerate(s.core_shapes):
+            rest //= i
+            flops += 2 * batch * left * rest * r0 * i * o * r1
+            left *= o
+        return flops
+
+    def dense_build_flops(self):
+        _, rows, cols, _ = self.shape.core_shapes[-1]
+        flops = 0
+        for k in range(self.shape.n_modes - 2, -1, -1):
+            r0, i, o, r1 = self.shape.core_shapes[k]
+            flops += 2 * r0 * i * o * r1 * rows * cols
+            rows, cols = rows * i, cols * o
+        return flops
+
+    def uses_dense(self, batch):
+        """Cost model: build the dense matrix and use BLAS, or contract directly."""
+        dense = self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
+        return dense <= BLAS_ADVANTAGE * self.contraction_flops(batch)
+
+    def flops(self, batch):
+        if self.uses_dense(batch):
+            return self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
+        return self.contraction_flops(batch)
+
+    def _work(self):
+        """Largest intermediate of the contraction, per batch row."""
+        work, left, rest = self.in_features, 1, self.in_features
+        for r0, i, o, r1 in self.shape.core_shapes:
+            rest //= i
+            left *= o
+            work = max(work, left * r1 * rest)
+        return work
+
+    def forward_many(self, H, P, offsets, act=elementwise.IDENTITY, scratch=None):
+        Q, B = P.shape[0], H.shape[1]
+        meta = self.meta(offsets)
+        Y = _buffer(scratch, "Y", (Q, B, self.out_features))
+        if self.uses_dense(B):
+            W = _buffer(scratch, "W", (Q, self.in_features * self.out_features))
+            tt_to_dense_many(P, meta, W)
+            np.matmul(H, W.reshape(Q, self.in_features, self.out_features), out=Y)
+        else:
+            work = self._work()
+            chunk = int(min(128, max(8, WORK_ITEM_FLOATS // work // 8 * 8)))
+            tt_contract_many(H, P, meta, chunk, work, Y)
+        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), act)
+
+    def __repr__(self):
+        s = self.shape
+        return (f"TTLinear({self.in_features}, {self.out_features}, rank={s.ranks}, "
+                f"in_modes={s.in_modes}, out_modes={s.out_modes}, bias={self.bias})")

@@ -1,0 +1,237 @@
+"""Sequential models over one flat float32 parameter vector.
+
+A model owns a ``Layout``: named segments (``"0.core1"``, ``"2.weight"``,
+``"2.bias"``, ...) with shapes and offsets.  Estimators, optimizers and
+checkpoints see the flat vector and the segment names, never layer objects.
+"""
+
+import math
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+from zotrain.kernels import elementwise
+from zotrain.kernels.losses import MSE, XENT, dense_loss_many
+from zotrain.layers import Activation, Dense
+
+LOSSES = {"xent": XENT, "mse": MSE}
+
+
+class Segment(NamedTuple):
+    name: str
+    shape: tuple
+    offset: int
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+
+class Layout:
+    """Named segments of a flat parameter vector, in layer order."""
+
+    def __init__(self, segments):
+        self.segments = tuple(segments)
+        self._by_name = {s.name: s for s in self.segments}
+        self.n_params = sum(s.size for s in self.segments)
+
+    def __getitem__(self, name):
+        return self._by_name[name]
+
+    def __iter__(self):
+        return iter(self.segments)
+
+    def __len__(self):
+        return len(self.segments)
+
+    @property
+    def names(self):
+        return [s.name for s in self.segments]
+
+    def to_dict(self):
+        return [{"name": s.name, "shape": list(s.shape), "offset": s.offset} for s in self.segments]
+
+
+def _as_2d_input(X, in_features):
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (batch, {in_features}), got ndim {X.ndim} (shape {X.shape})")
+    if X.shape[1] != in_features:
+        raise ValueError(f"X has width {X.shape[1]}, expected in_features = {in_features}")
+    if X.shape[0] < 1:
+        raise ValueError("X must hold at least one example")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X).all():
+        raise ValueError("X contains non-finite values (NaN or inf)")
+    return X
+
+
+class Sequential:
+    """Layers applied in order; parameters live in one flat float32 vector."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("layers must be a non-empty list")
+        width, segments, offset = None, [], 0
+        for i, layer in enumerate(self.layers):
+            if not hasattr(layer, "forward_many"):
+                raise ValueError(f"layers[{i}] is not a zotrain layer: {layer!r}")
+            if layer.in_features is not None:
+                if width is not None and layer.in_features != width:
+                    raise ValueError(f"layers[{i}] ({layer!r}) takes {layer.in_features} features, "
+                                     f"but the layer before it gives {width}")
+                width = layer.out_features
+            for name, shape in layer.param_shapes():
+                segments.append(Segment(f"{i}.{name}", tuple(shape), offset))
+                offset += math.prod(shape)
+        linear = [layer for layer in self.layers if layer.in_features is not None]
+        if not linear:
+            raise ValueError("a model needs at least one Dense or TTLinear layer")
+        self.in_features = linear[0].in_features
+        self.out_features = linear[-1].out_features
+        self.layout = Layout(segments)
+        self._pool = threading.local()
+
+    @property
+    def n_params(self):
+        return self.layout.n_params
+
+    @property
+    def dense_params(self):
+        """Parameters of the same architecture with dense weight matrices."""
+        return sum(l.in_features * l.out_features + (l.out_features if l.bias else 0)
+                   for l in self.layers if l.in_features is not None)
+
+    def _offsets(self, i):
+        prefix = f"{i}."
+        return {s.name[len(prefix):]: s.offset for s in self.layout if s.name.startswith(prefix)}
+
+    def init(self, seed):
+        """A fresh parameter vector (1-D float32); the same seed gives the same vector."""
+        rng = np.random.default_rng(seed)
+        parts = []
+        for layer in self.layers:
+            parts.extend(np.asarray(p, np.float32).ravel() for p in layer.init_params(rng))
+        return np.concatenate(parts).astype(np.float32)
+
+    def unflatten(self, params):
+        """Name -> array (in layer order; TT cores shaped ``(r_k, in_k, out_k, r_k+1)``)."""
+        params = self._check_params(params)
+        return {s.name: params[s.offset:s.offset + s.size].reshape(s.shape) for s in self.layout}
+
+    def flatten(self, arrays):
+        """Inverse of ``unflatten``."""
+        missing = set(self.layout.names) - set(arrays)
+        if missing:
+            raise ValueError(f"arrays is missing segments {sorted(missing)}")
+        flat = np.empty(self.n_params, np.float32)
+        for s in self.layout:
+            a = np.asarray(arrays[s.name])
+            if a.shape != s.shape:
+                raise ValueError(f"segment {s.name} must have shape {s.shape}, got {a.shape}")
+            flat[s.offset:s.offset + s.size] = a.ravel()
+        return flat
+
+    def _check_params(self, params):
+        params = np.asarray(params)
+        if params.ndim != 1 or params.shape[0] != self.n_params:
+            raise ValueError(f"params must be 1-D with n_params = {self.n_params} entries, "
+                             f"got shape {params.shape}")
+        return params
+
+    def _check_many(self, P):
+        P = np.asarray(P)
+        if P.ndim != 2 or P.shape[1] != self.n_params:
+            raise ValueError(f"P must be 2-D (Q, n_params = {self.n_params}), got shape {P.shape}")
+        if P.shape[0] < 1:
+            raise ValueError("P must hold at least one parameter set")
+        return np.ascontiguousarray(P, dtype=np.float32)
+
+    def _scratch(self, i):
+        """Per-thread reusable buffers of layer ``i`` (avoids page faults on big arrays)."""
+        pool = self._pool.__dict__.setdefault("buffers", {})
+        return pool.setdefault(i, {})
+
+    def _forward(self, P, X, upto, fresh_last):
+        """Run layers [0, upto) on all Q sets; activations are fused into linear layers.
+
+        Intermediate activations live in reused per-thread buffers; the output
+        of the last layer is a fresh array when ``fresh_last``.
+        """
+        H = X[None]
+        i = 0
+        while i < upto:
+            layer = self.layers[i]
+            act = elementwise.IDENTITY
+            nxt = self.layers[i + 1] if i + 1 < upto else None
+            if layer.in_features is not None and isinstance(nxt, Activation):
+                act = nxt.code
+                step = 2
+            else:
+                step = 1
+            scratch = None if (fresh_last and i + step >= upto) else self._scratch(i)
+            H = layer.forward_many(H, P, self._offsets(i), act, scratch)
+            i += step
+        return H
+
+    def apply_many(self, P, X):
+        """Outputs of Q parameter sets on one batch: ``(Q, batch, out_features)``."""
+        P = self._check_many(P)
+        X = _as_2d_input(X, self.in_features)
+        return self._forward(P, X, len(self.layers), fresh_last=True)
+
+    def apply(self, params, X):
+        """Output ``(batch, out_features)`` of one parameter vector."""
+        params = self._check_params(params)
+        return self.apply_many(params[None], X)[0]
+
+    def loss_many(self, P, X, target, loss="xent"):
+        """Mean loss over the batch for each of the Q parameter sets: ``(Q,)`` float64.
+
+        ``loss`` is ``"xent"`` (softmax cross-entropy; ``target`` holds int class
+        labels ``(batch,)``) or ``"mse"`` (``target`` is ``(batch, out_features)``).
+        When the model ends in a ``Dense`` layer the loss is fused with it and
+        the ``(Q, batch, out)`` outputs are never materialised.
+        """
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        P = self._check_many(P)
+        X = _as_2d_input(X, self.in_features)
+        labels, targets = self._check_target(target, X.shape[0], loss)
+        last = self.layers[-1]
+        if isinstance(last, Dense):
+            H = self._forward(P, X, len(self.layers) - 1, fresh_last=False)
+            off = self._offsets(len(self.layers) - 1)
+            chunk = 64
+            return dense_loss_many(H, P, off["weight"], off.get("bias", -1), last.out_features,
+                                   LOSSES[loss], labels, targets, chunk)
+        Y = self._forward(P, X, len(self.layers), fresh_last=False).astype(np.float64)
+        if loss == "xent":
+            m = Y.max(axis=2, keepdims=True)
+            lse = np.log(np.exp(Y - m).sum(axis=2)) + m[..., 0]
+            picked = np.take_along_axis(Y, labels[None, :, None], axis=2)[..., 0]
+            return (lse - picked).mean(axis=1)
+        return ((Y - targets[None]) ** 2).mean(axis=2).mean(axis=1)
+
+    def _check_target(self, target, batch, loss):
+        target = np.asarray(target)
+        if loss == "xent":
+            if target.shape != (batch,) or not np.issubdtype(target.dtype, np.integer):
+                raise ValueError(f"target must be int class labels of shape ({batch},), "
+                                 f"got {target.dtype} {target.shape}")
+            if target.min() < 0 or target.max() >= self.out_features:
+                raise ValueError(f"labels must lie in [0, {self.out_features}), "
+                                 f"got range [{target.min()}, {target.max()}]")
+            return target.astype(np.int64), np.zeros((1, 1), np.float64)
+        if target.shape != (batch, self.out_features):
+            raise ValueError(f"target must have shape ({batch}, {self.out_features}), "
+                             f"got {target.shape}")
+        if not np.isfinite(target).all():
+            raise ValueError("target contains non-finite values (NaN or inf)")
+        return np.zeros(1, np.int64), np.ascontiguousarray(target, dtype=np.float64)
+
+    def __repr__(self):
+        inner = ",\n  ".join(repr(l) for l in self.layers)
+        return f"Sequential([\n  {inner}\n])"
