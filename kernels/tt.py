@@ -64,6 +64,36 @@ def tt_to_dense_many(P, meta, W):
     return W
 
 
+@njit(**SERIAL)
+def _contract_step(T, U, core, left, K, M, L):
+    """``U[lo, m, :] = sum_k core[k, m] * T[lo, k, :]`` for every ``lo``.
+
+    ``T`` is ``(left, K, L)`` and ``U`` ``(left, M, L)``, flat; ``core`` is
+    ``(K, M)`` (a TT core ``(r, in, out, r')`` with ``K = r*in``, ``M = out*r'``).
+    Four terms are summed per pass over the ``L``-long rows, so each store of
+    an output row carries four multiply-adds.
+    """
+    for lo in range(left):
+        for m in range(M):
+            dst = U[(lo * M + m) * L:(lo * M + m + 1) * L]
+            for k0 in range(0, K, 4):
+                g0 = core[k0 * M + m]
+                g1 = core[(k0 + 1) * M + m] if k0 + 1 < K else np.float32(0.0)
+                g2 = core[(k0 + 2) * M + m] if k0 + 2 < K else np.float32(0.0)
+                g3 = core[(k0 + 3) * M + m] if k0 + 3 < K else np.float32(0.0)
+                base = (lo * K + k0) * L
+                s0 = T[base:base + L]
+                s1 = T[base + L:base + 2 * L] if k0 + 1 < K else s0
+                s2 = T[base + 2 * L:base + 3 * L] if k0 + 2 < K else s0
+                s3 = T[base + 3 * L:base + 4 * L] if k0 + 3 < K else s0
+                if k0 == 0:
+                    for t in range(L):
+                        dst[t] = g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+                else:
+                    for t in range(L):
+                        dst[t] += g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+
+
 @njit(**PARALLEL)
 def tt_contract_many(H, P, meta, chunk, work, Y):
     """Write ``Y[q] = H[q or 0] @ W(P[q])``, contracting the cores one by one.
@@ -93,20 +123,8 @@ def tt_contract_many(H, P, meta, chunk, work, Y):
         for k in range(d):
             off, r0, ii, oo, r1 = meta[k]
             rest //= ii
-            L = rest * nb
-            for lo in range(left):
-                for o in range(oo):
-                    for s in range(r1):
-                        d0 = ((lo * oo + o) * r1 + s) * L
-                        dst = U[d0:d0 + L]
-                        dst[:] = 0.0
-                        for r in range(r0):
-                            for i in range(ii):
-                                g = P[q, off + ((r * ii + i) * oo + o) * r1 + s]
-                                s0 = ((lo * r0 + r) * ii + i) * L
-                                src = T[s0:s0 + L]
-                                for t in range(L):
-                                    dst[t] += g * src[t]
+            _contract_step(T, U, P[q, off:off + r0 * ii * oo * r1], left, r0 * ii, oo * r1,
+                           rest * nb)
             T, U = U, T
             left *= oo
         for b in range(nb):

@@ -109,10 +109,18 @@ class Dense:
 
 
 class TTLinear:
-    """A linear layer whose weight is a TT-matrix (see ``zotrain.tt``)."""
+    """A linear layer whose weight is a TT-matrix (see ``zotrain.tt``).
+
+    ``in_modes``/``out_modes`` default to a balanced factorisation; ``rank`` is an
+    int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward either builds
+    the dense matrix per parameter set and multiplies with BLAS, or contracts
+    the cores with the input, whichever the FLOP cost model prefers (``method``).
+    """
+
+    METHODS = ("auto", "dense", "contract")
 
     def __init__(self, in_features, out_features, *, rank, in_modes=None, out_modes=None,
-                 bias=True):
+                 bias=True, method="auto"):
         self.in_features = _positive_int("in_features", in_features)
         self.out_features = _positive_int("out_features", out_features)
         if (in_modes is None) != (out_modes is None):
@@ -129,6 +137,9 @@ class TTLinear:
             raise ValueError(f"out_modes {self.shape.out_modes} multiply to "
                              f"{self.shape.out_features}, expected out_features = {self.out_features}")
         self.bias = bool(bias)
+        if method not in self.METHODS:
+            raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
+        self.method = method
 
     @property
     def ranks(self):
@@ -168,7 +179,11 @@ class TTLinear:
         return flops
 
     def uses_dense(self, batch):
-        """Cost model: build the dense matrix and use BLAS, or contract directly."""
+        """Cost model: build the dense matrix and use BLAS, or contract directly.
+
+        ``method="dense"`` or ``"contract"`` overrides the choice."""
+        if self.method != "auto":
+            return self.method == "dense"
         dense = self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
         return dense <= BLAS_ADVANTAGE * self.contraction_flops(batch)
 

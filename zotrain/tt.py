@@ -76,7 +76,7 @@ def validate_tt_ranks(ranks, n_modes):
         return (1,) + (int(ranks),) * (n_modes - 1) + (1,)
     try:
         ranks = tuple(int(r) for r in ranks)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(f"ranks must be an int or a sequence of ints, got {ranks!r}") from None
     if len(ranks) != n_modes + 1:
         raise ValueError(
@@ -91,7 +91,7 @@ def validate_tt_ranks(ranks, n_modes):
 def _check_modes(name, modes, features=None):
     try:
         modes = tuple(int(m) for m in modes)
-    except TypeError:
+    except (TypeError, ValueError):
         raise ValueError(f"{name} must be a sequence of ints, got {modes!r}") from None
     if not modes or min(modes) < 1:
         raise ValueError(f"{name} must be a non-empty sequence of positive ints, got {modes}")

@@ -1,0 +1,102 @@
+"""Every kernel against its slow NumPy reference, on random inputs of several shapes."""
+
+import numpy as np
+import pytest
+
+from zotrain.kernels import elementwise
+from zotrain.kernels.losses import MSE, XENT, dense_loss_many
+from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
+from zotrain.tt import random_tt_matrix
+from tests import reference
+from tests.test_tt import random_shape
+
+
+def rel_err(a, b):
+    return np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-30)
+
+
+def pack(core_sets):
+    """Flatten Q lists of cores into P (Q, n) and the kernels' core table."""
+    P = np.stack([np.concatenate([c.ravel() for c in cores]) for cores in core_sets])
+    P = P.astype(np.float32)
+    sizes = [c.size for c in core_sets[0]]
+    offsets = np.cumsum([0] + sizes)[:-1]
+    meta = np.array([(off,) + c.shape for off, c in zip(offsets, core_sets[0])], np.int64)
+    return P, meta
+
+
+def random_cores(rng, Q):
+    in_modes, out_modes, ranks = random_shape(rng)
+    seed = int(rng.integers(1 << 30))
+    sets = [random_tt_matrix(in_modes, out_modes, ranks, seed=seed + q) for q in range(Q)]
+    return sets, int(np.prod(in_modes)), int(np.prod(out_modes))
+
+
+def contraction_work(meta, F):
+    work, left, rest = F, 1, F
+    for _, r0, i, o, r1 in meta:
+        rest //= i
+        left *= o
+        work = max(work, left * r1 * rest)
+    return work
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_tt_to_dense_many(case):
+    rng = np.random.default_rng(case)
+    sets, n_in, n_out = random_cores(rng, Q=3)
+    P, meta = pack(sets)
+    W = tt_to_dense_many(P, meta, np.empty((3, n_in * n_out), np.float32))
+    for q in range(3):
+        assert rel_err(W[q].reshape(n_in, n_out), reference.tt_dense(sets[q])) < 1e-5
+
+
+@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("shared", [True, False])
+def test_tt_contract_many(case, shared):
+    rng = np.random.default_rng(50 + case)
+    Q = 3
+    sets, n_in, n_out = random_cores(rng, Q)
+    P, meta = pack(sets)
+    B = int(rng.integers(1, 40))
+    H = rng.standard_normal((1 if shared else Q, B, n_in)).astype(np.float32)
+    for chunk in (1, 8, 16):
+        Y = tt_contract_many(H, P, meta, chunk, contraction_work(meta, n_in),
+                             np.empty((Q, B, n_out), np.float32))
+        for q in range(Q):
+            ref = H[0 if shared else q].astype(np.float64) @ reference.tt_dense(sets[q])
+            assert rel_err(Y[q], ref) < 1e-5
+
+
+@pytest.mark.parametrize("act,fn", [(elementwise.RELU, lambda x: np.maximum(x, 0)),
+                                    (elementwise.TANH, np.tanh), (elementwise.SIN, np.sin),
+                                    (elementwise.IDENTITY, lambda x: x)])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 17, 5), (2, 4, 64)])
+def test_bias_activation_many(act, fn, shape, rng):
+    Q, B, F = shape
+    Y = rng.standard_normal(shape).astype(np.float32)
+    P = rng.standard_normal((Q, F + 3)).astype(np.float32)
+    with_bias = elementwise.bias_activation_many(Y.copy(), P, 3, act)
+    np.testing.assert_allclose(with_bias, fn(Y + P[:, None, 3:]), rtol=1e-6, atol=1e-6)
+    no_bias = elementwise.bias_activation_many(Y.copy(), P, -1, act)
+    np.testing.assert_allclose(no_bias, fn(Y), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3, 2), (3, 37, 20, 10), (2, 130, 7, 1)])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_dense_loss_many(shape, shared, bias, rng):
+    Q, B, F, C = shape
+    H = rng.standard_normal((1 if shared else Q, B, F)).astype(np.float32)
+    P = rng.standard_normal((Q, 5 + F * C + C)).astype(np.float32)
+    labels = rng.integers(0, C, B)
+    targets = rng.standard_normal((B, C))
+    b_off = 5 + F * C if bias else -1
+    for chunk in (1, 64):
+        xe = dense_loss_many(H, P, 5, b_off, C, XENT, labels, np.zeros((1, 1)), chunk)
+        se = dense_loss_many(H, P, 5, b_off, C, MSE, np.zeros(1, np.int64), targets, chunk)
+        for q in range(Q):
+            W = P[q, 5:5 + F * C].reshape(F, C).astype(np.float64)
+            Z = H[0 if shared else q] @ W + (P[q, b_off:b_off + C] if bias else 0.0)
+            assert xe[q] == pytest.approx(reference.xent(Z, labels), rel=1e-5)
+            assert se[q] == pytest.approx(reference.mse(Z, targets), rel=1e-5)
