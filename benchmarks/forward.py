@@ -3,10 +3,12 @@
 For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
 21->512->512->1, TT rank 2, Sin) at batch 500 and Q in {1, 21, 41} it prints:
 
-* time per ``apply_many`` call and per fused ``loss_many`` call (median);
+* time per ``apply_many`` call and per fused ``loss_many`` call (best of
+  ``--repeats``);
 * GFLOP/s achieved, counting the FLOPs of the algorithm the cost model chose;
 * the roofline: a dense float32 matrix product of each linear layer's shapes
-  (``X @ W``, BLAS), measured in the same run, and the ratio to it;
+  (``X @ W``, BLAS), measured right after each row's ``apply_many``, and the
+  ratio to it;
 * the dense-equivalent rate (FLOPs of dense layers of the same shapes / time),
   which exceeds the roofline when the TT contraction skips work;
 * the speedup over a NumPy loop over Q that builds each dense matrix with one
@@ -15,7 +17,7 @@ For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
   pairwise contractions (``zotrain.tt.tt_matrix_to_dense``, the best NumPy
   does), whose matrix products already run at the BLAS roofline.
 
-Usage: python benchmarks/forward.py [--repeats N] [--markdown]
+Usage: python benchmarks/forward.py [--repeats N] [--batch B]
 """
 
 import argparse
@@ -32,14 +34,16 @@ from zotrain.tt import tt_matrix_to_dense
 ACT = {"ReLU": lambda x: np.maximum(x, 0), "Sin": np.sin, "Tanh": np.tanh}
 
 
-def median_time(fn, repeats):
-    fn()  # warm (compiles kernels, fills buffers)
+def best_time(fn, repeats):
+    """Fastest of ``repeats`` calls after a warm-up (compiles kernels, fills buffers):
+    the least disturbed by other load on a shared machine."""
+    fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return min(times)
 
 
 def einsum_dense(cores):
@@ -84,7 +88,7 @@ def gemm_seconds(model, batch, repeats, rng):
         W = rng.standard_normal((layer.in_features, layer.out_features)).astype(np.float32)
         Y = np.empty((batch, layer.out_features), np.float32)
         out.append((2 * batch * layer.in_features * layer.out_features,
-                    median_time(lambda: np.matmul(X, W, out=Y), 5 * repeats)))
+                    best_time(lambda: np.matmul(X, W, out=Y), 5 * repeats)))
     return out
 
 
@@ -94,17 +98,17 @@ def bench_model(name, model, batch, qs, repeats, rng):
     target = (rng.integers(0, model.out_features, batch) if model.out_features > 1
               else rng.standard_normal((batch, 1)))
     loss = "xent" if model.out_features > 1 else "mse"
-    gemms = gemm_seconds(model, batch, repeats, rng)
-    roof_flops = sum(f for f, _ in gemms)
-    roof_rate = roof_flops / sum(t for _, t in gemms)
     algo_flops = sum(l.flops(batch) for l in model.layers)
     rows = []
     for Q in qs:
         P = p + 0.01 * rng.standard_normal((Q, p.size)).astype(np.float32)
-        t = median_time(lambda: model.apply_many(P, X), repeats)
-        t_loss = median_time(lambda: model.loss_many(P, X, target, loss), repeats)
-        t_np = median_time(lambda: numpy_loop(model, P, X), 1)
-        t_pair = median_time(lambda: numpy_loop(model, P, X, tt_matrix_to_dense), repeats)
+        t = best_time(lambda: model.apply_many(P, X), repeats)
+        gemms = gemm_seconds(model, batch, repeats, rng)  # the roofline, measured beside it
+        roof_flops = sum(f for f, _ in gemms)
+        roof_rate = roof_flops / sum(t for _, t in gemms)
+        t_loss = best_time(lambda: model.loss_many(P, X, target, loss), repeats)
+        t_np = best_time(lambda: numpy_loop(model, P, X), 1)
+        t_pair = best_time(lambda: numpy_loop(model, P, X, tt_matrix_to_dense), repeats)
         ref = numpy_loop(model, P[:2], X, tt_matrix_to_dense)
         err = np.abs(model.apply_many(P[:2], X) - ref).max() / np.abs(ref).max()
         assert err < 1e-4, f"apply_many disagrees with the NumPy loop: {err}"
