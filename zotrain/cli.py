@@ -1,7 +1,9 @@
 """The ``zotrain`` command line."""
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from zotrain import models
 
@@ -27,6 +29,74 @@ def _cmd_models(args):
     return 0
 
 
+def _cmd_train(args):
+    import dataclasses
+
+    from zotrain.checkpoint import CheckpointError
+    from zotrain.data import DataError
+    from zotrain.mnist import MnistConfig, run
+    from zotrain.train import DivergenceError
+
+    if args.resume:
+        out, saved = Path(args.resume), Path(args.resume) / "config.json"
+        if not saved.is_file():
+            print(f"zotrain train: cannot resume: {out} holds no config.json/checkpoint.npz",
+                  file=sys.stderr)
+            return 2
+        config = MnistConfig(**json.loads(saved.read_text()))
+        if args.epochs is not None:
+            config.epochs = args.epochs
+    else:
+        given = {k: v for k, v in vars(args).items()
+                 if k in {f.name for f in dataclasses.fields(MnistConfig)} and v is not None}
+        config = MnistConfig(**given)
+        out = Path(args.out or f"runs/mnist-{config.estimator}-seed{config.seed}")
+    try:
+        metrics = run(config, out, resume=bool(args.resume), progress=not args.quiet)
+    except DivergenceError as e:
+        print(f"zotrain train: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, CheckpointError, DataError) as e:
+        print(f"zotrain train: {e}", file=sys.stderr)
+        return 2
+    print(f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}) "
+          f"after {metrics['epochs']:.2f} epochs, {metrics['forward_passes']:,} forward passes, "
+          f"{metrics['wall_time_s']:.0f} s; {metrics['stopped']}. Files in {out}")
+    return 0
+
+
+def _add_train(sub):
+    from zotrain.mnist import MnistConfig
+
+    d = MnistConfig()
+    p = sub.add_parser("train", help="train a model with forward passes only",
+                       description="Train with zeroth-order estimates and exact local heads; "
+                       "writes metrics.json, model.npz, log.jsonl, checkpoint.npz, curves.png.")
+    p.add_argument("task", choices=["mnist"])
+    p.add_argument("--data", metavar="DIR", help="MNIST directory (default: $ZOTRAIN_DATA or cache)")
+    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
+    p.add_argument("--estimator", help=f"estimator name (default {d.estimator}); one of "
+                   "rge, cge, zo_sign_cd, hybrid")
+    p.add_argument("--queries", type=int, help=f"queries N per step (default {d.queries})")
+    p.add_argument("--mu", type=float, help=f"smoothing / step of the estimator (default {d.mu})")
+    p.add_argument("--dist", help=f"direction distribution (default {d.dist})")
+    p.add_argument("--optimizer", help=f"optimizer of the ZO parameters (default {d.optimizer})")
+    p.add_argument("--lr", type=float, help=f"learning rate of the ZO parameters (default {d.lr})")
+    p.add_argument("--head-lr", type=float, help=f"learning rate of the head (default {d.head_lr})")
+    p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
+    p.add_argument("--rank", type=int, help=f"TT rank (default {d.rank})")
+    p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
+                   help="stop after this much training time")
+    p.add_argument("--patience", type=int, help="early stopping on the validation loss")
+    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/mnist-...)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
+                   "new total)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="zotrain",
@@ -39,6 +109,7 @@ def build_parser():
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("models", help="print the reference architectures and their sizes")
     p.set_defaults(func=_cmd_models)
+    _add_train(sub)
     return parser
 
 

@@ -57,6 +57,9 @@ class Activation:
     def flops(self, batch):
         return 0
 
+    def spec(self):
+        return {"type": type(self).__name__}
+
     def __repr__(self):
         return f"{type(self).__name__}()"
 
@@ -103,6 +106,10 @@ class Dense:
 
     def flops(self, batch):
         return 2 * batch * self.in_features * self.out_features
+
+    def spec(self):
+        return {"type": "Dense", "in_features": self.in_features,
+                "out_features": self.out_features, "bias": self.bias}
 
     def __repr__(self):
         return f"Dense({self.in_features}, {self.out_features}, bias={self.bias})"
@@ -214,6 +221,13 @@ class TTLinear:
             chunk = int(min(128, max(8, WORK_ITEM_FLOATS // work // 8 * 8)))
             tt_contract_many(H, P, meta, chunk, work, Y)
         return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), act)
+
+    def spec(self):
+        s = self.shape
+        return {"type": "TTLinear", "in_features": self.in_features,
+                "out_features": self.out_features, "rank": list(s.ranks),
+                "in_modes": list(s.in_modes), "out_modes": list(s.out_modes), "bias": self.bias,
+                "method": self.method}
 
     def __repr__(self):
         s = self.shape

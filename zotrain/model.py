@@ -154,33 +154,57 @@ class Sequential:
         pool = self._pool.__dict__.setdefault("buffers", {})
         return pool.setdefault(i, {})
 
-    def _forward(self, P, X, upto, fresh_last):
-        """Run layers [0, upto) on all Q sets; activations are fused into linear layers.
+    def linear_index(self):
+        """Indices of the linear (Dense/TTLinear) layers, in order."""
+        return [i for i, layer in enumerate(self.layers) if layer.in_features is not None]
 
-        Intermediate activations live in reused per-thread buffers; the output
-        of the last layer is a fresh array when ``fresh_last``.
+    def fused_activation(self, i):
+        """The activation code fused into linear layer ``i`` (identity if none follows)."""
+        nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
+        return nxt.code if isinstance(nxt, Activation) else elementwise.IDENTITY
+
+    def forward_from(self, P, H, start, stop, fresh_last=True):
+        """Run layers [start, stop) on all Q sets from input ``H`` ``(QH, B, F)``.
+
+        Activations are fused into the linear layer before them.  Intermediate
+        activations live in reused per-thread buffers; the output of the last
+        layer is a fresh array when ``fresh_last``.
         """
-        H = X[None]
-        i = 0
-        while i < upto:
+        i = start
+        while i < stop:
             layer = self.layers[i]
-            act = elementwise.IDENTITY
-            nxt = self.layers[i + 1] if i + 1 < upto else None
-            if layer.in_features is not None and isinstance(nxt, Activation):
-                act = nxt.code
-                step = 2
-            else:
-                step = 1
-            scratch = None if (fresh_last and i + step >= upto) else self._scratch(i)
+            act, step = elementwise.IDENTITY, 1
+            if layer.in_features is not None and i + 1 < stop and \
+                    isinstance(self.layers[i + 1], Activation):
+                act, step = self.layers[i + 1].code, 2
+            scratch = None if (fresh_last and i + step >= stop) else self._scratch(i)
             H = layer.forward_many(H, P, self._offsets(i), act, scratch)
             i += step
         return H
+
+    def loss_from(self, P, H, start, labels, targets, kind):
+        """Per-set losses of layers [start, end) from input ``H``; fused when the
+        model ends in a Dense layer.  ``labels``/``targets`` as ``_check_target``."""
+        last = self.layers[-1]
+        n = len(self.layers)
+        if isinstance(last, Dense) and start <= n - 1:
+            H = self.forward_from(P, H, start, n - 1, fresh_last=False)
+            off = self._offsets(n - 1)
+            return dense_loss_many(H, P, off["weight"], off.get("bias", -1), last.out_features,
+                                   kind, labels, targets, 64)
+        Y = self.forward_from(P, H, start, n, fresh_last=False).astype(np.float64)
+        if kind == XENT:
+            m = Y.max(axis=2, keepdims=True)
+            lse = np.log(np.exp(Y - m).sum(axis=2)) + m[..., 0]
+            picked = np.take_along_axis(Y, labels[None, :, None], axis=2)[..., 0]
+            return (lse - picked).mean(axis=1)
+        return ((Y - targets[None]) ** 2).mean(axis=2).mean(axis=1)
 
     def apply_many(self, P, X):
         """Outputs of Q parameter sets on one batch: ``(Q, batch, out_features)``."""
         P = self._check_many(P)
         X = _as_2d_input(X, self.in_features)
-        return self._forward(P, X, len(self.layers), fresh_last=True)
+        return self.forward_from(P, X[None], 0, len(self.layers))
 
     def apply(self, params, X):
         """Output ``(batch, out_features)`` of one parameter vector."""
@@ -200,20 +224,7 @@ class Sequential:
         P = self._check_many(P)
         X = _as_2d_input(X, self.in_features)
         labels, targets = self._check_target(target, X.shape[0], loss)
-        last = self.layers[-1]
-        if isinstance(last, Dense):
-            H = self._forward(P, X, len(self.layers) - 1, fresh_last=False)
-            off = self._offsets(len(self.layers) - 1)
-            chunk = 64
-            return dense_loss_many(H, P, off["weight"], off.get("bias", -1), last.out_features,
-                                   LOSSES[loss], labels, targets, chunk)
-        Y = self._forward(P, X, len(self.layers), fresh_last=False).astype(np.float64)
-        if loss == "xent":
-            m = Y.max(axis=2, keepdims=True)
-            lse = np.log(np.exp(Y - m).sum(axis=2)) + m[..., 0]
-            picked = np.take_along_axis(Y, labels[None, :, None], axis=2)[..., 0]
-            return (lse - picked).mean(axis=1)
-        return ((Y - targets[None]) ** 2).mean(axis=2).mean(axis=1)
+        return self.loss_from(P, X[None], 0, labels, targets, LOSSES[loss])
 
     def _check_target(self, target, batch, loss):
         target = np.asarray(target)
@@ -231,6 +242,26 @@ class Sequential:
         if not np.isfinite(target).all():
             raise ValueError("target contains non-finite values (NaN or inf)")
         return np.zeros(1, np.int64), np.ascontiguousarray(target, dtype=np.float64)
+
+    def spec(self):
+        """A JSON-serialisable description of the architecture (see ``from_spec``)."""
+        return [layer.spec() for layer in self.layers]
+
+    @classmethod
+    def from_spec(cls, spec):
+        """Rebuild a model from ``spec()``."""
+        from zotrain import layers as L
+
+        kinds = {"Dense": L.Dense, "TTLinear": L.TTLinear, "ReLU": L.ReLU, "Tanh": L.Tanh,
+                 "Sin": L.Sin}
+        built = []
+        for i, entry in enumerate(spec):
+            entry = dict(entry)
+            kind = entry.pop("type", None)
+            if kind not in kinds:
+                raise ValueError(f"spec[{i}] has unknown layer type {kind!r}; known: {sorted(kinds)}")
+            built.append(kinds[kind](**entry))
+        return cls(built)
 
     def __repr__(self):
         inner = ",\n  ".join(repr(l) for l in self.layers)

@@ -1,0 +1,163 @@
+"""A model's loss on one minibatch, as a function of many parameter sets.
+
+This is what estimators query.  Besides the plain ``objective(P) -> (Q,)``
+it offers the fast path of **feature reuse**: a query that perturbs one
+segment of a linear layer (one TT core, one dense weight, or a bias) changes
+that layer's pre-activation linearly,
+
+    Z(theta + s u) = Z(theta) + s J u,
+
+so the layers before it run once for the clean parameters, ``J u`` costs one
+layer forward (shared by the +s and -s queries of a direction), and only the
+layers after it run per query.  Every query still counts as one forward pass
+of the perturbed model.
+"""
+
+import numpy as np
+
+from zotrain.kernels import elementwise
+from zotrain.kernels import random as krandom
+from zotrain.kernels.losses import XENT
+from zotrain.layers import Dense, TTLinear
+from zotrain.model import LOSSES, _as_2d_input
+
+DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
+        "sphere": krandom.SPHERE}
+
+
+class ModelObjective:
+    """``model``'s ``loss`` on the minibatch ``(X, target)``; counts forward passes."""
+
+    def __init__(self, model, X, target, loss="xent"):
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+        self.model = model
+        self.X = _as_2d_input(X, model.in_features)
+        self.kind = LOSSES[loss]
+        self.labels, self.targets = model._check_target(target, self.X.shape[0], loss)
+        self.forward_passes = 0
+        self._base_params = None
+        self._base = None
+
+    @property
+    def n_params(self):
+        return self.model.n_params
+
+    @property
+    def layout(self):
+        return self.model.layout
+
+    def __call__(self, P):
+        """Losses ``(Q,)`` of the parameter sets ``P`` ``(Q, n_params)``."""
+        P = self.model._check_many(P)
+        self.forward_passes += P.shape[0]
+        return self.model.loss_from(P, self.X[None], 0, self.labels, self.targets, self.kind)
+
+    # -- the clean forward, cached ---------------------------------------------
+    def base(self, params):
+        """Inputs and pre-activations of every linear layer for ``params``, and the loss.
+
+        Cached until called with different parameters; costs one forward pass.
+        """
+        params = np.ascontiguousarray(params, dtype=np.float32)
+        if self._base is not None and np.array_equal(params, self._base_params):
+            return self._base
+        model, P = self.model, params[None]
+        inputs, pre = {}, {}
+        H = self.X[None]
+        for i in model.linear_index():
+            inputs[i] = H
+            Z = model.layers[i].forward_many(H, P, model._offsets(i), elementwise.IDENTITY)
+            pre[i] = Z
+            H = elementwise.bias_activation_many(Z.copy(), P, -1, model.fused_activation(i))
+        loss = float(model.loss_from(P, H, len(model.layers), self.labels, self.targets,
+                                     self.kind)[0])
+        self.forward_passes += 1
+        self._base_params, self._base = params.copy(), (inputs, pre, loss)
+        return self._base
+
+    def loss(self, params):
+        """The loss at ``params`` (one forward pass unless cached)."""
+        return self.base(params)[2]
+
+    # -- feature reuse -----------------------------------------------------------
+    def segment_losses(self, params, name, seed, step, queries, scales, dist):
+        """Losses of ``params + scales[i] * u_i`` perturbed on segment ``name`` only.
+
+        ``u_i`` is the counter-based direction of query ``queries[i]``
+        (``zotrain.kernels.random``); queries that share an index share ``J u``.
+        """
+        directions = krandom.directions(seed, step, np.unique(queries), self.layout[name].size,
+                                        DIST[dist] if isinstance(dist, str) else dist)
+        return self.segment_losses_explicit(params, name, directions,
+                                            np.searchsorted(np.unique(queries), queries), scales)
+
+    def segment_losses_explicit(self, params, name, U, which, scales):
+        """Losses of ``params + scales[i] * U[which[i]]`` on segment ``name``."""
+        model = self.model
+        seg = self.layout[name]
+        i = int(name.split(".")[0])
+        layer = model.layers[i]
+        inputs, pre, _ = self.base(params)
+        # parameter sets whose layer-i output is exactly J u: the segment set to u,
+        # and the part of the layer that does not multiply it zeroed
+        base0 = np.array(params, dtype=np.float32, copy=True)
+        base0[seg.offset:seg.offset + seg.size] = 0.0
+        offs = model._offsets(i)
+        local = name.split(".", 1)[1]
+        if local == "bias":
+            first = "weight" if isinstance(layer, Dense) else "core0"
+            s0 = self.layout[f"{i}.{first}"]
+            base0[s0.offset:s0.offset + s0.size] = 0.0
+        elif "bias" in offs:
+            b = self.layout[f"{i}.bias"]
+            base0[b.offset:b.offset + b.size] = 0.0
+        PJ = np.tile(base0, (U.shape[0], 1))
+        PJ[:, seg.offset:seg.offset + seg.size] = U
+        J = layer.forward_many(inputs[i], PJ, offs, elementwise.IDENTITY)
+        scales = np.asarray(scales, np.float32)
+        Z = pre[i] + scales[:, None, None] * J[np.asarray(which)]
+        elementwise.bias_activation_many(Z, PJ[:1], -1, model.fused_activation(i))
+        start = i + (2 if model.fused_activation(i) != elementwise.IDENTITY else 1)
+        P_rest = np.tile(np.asarray(params, np.float32), (Z.shape[0], 1))
+        self.forward_passes += Z.shape[0]
+        return model.loss_from(P_rest, Z, start, self.labels, self.targets, self.kind)
+
+    # -- exact local gradient of the output layer --------------------------------
+    def head_gradient(self, params):
+        """Exact gradient of the loss w.r.t. the final Dense layer, from its own
+        input and output (softmax or residual): nothing is differentiated
+        through the network.  Returns ``(grad, names, loss)``, ``grad`` full-size
+        and zero outside the head's segments."""
+        model = self.model
+        i = len(model.layers) - 1
+        if not isinstance(model.layers[i], Dense):
+            raise ValueError("an exact head gradient needs a model that ends in a Dense layer, "
+                             f"got {model.layers[i]!r}")
+        inputs, pre, loss = self.base(params)
+        H = inputs[i][0].astype(np.float64)
+        Z = pre[i][0].astype(np.float64)
+        B = Z.shape[0]
+        if self.kind == XENT:
+            G = np.exp(Z - Z.max(axis=1, keepdims=True))
+            G /= G.sum(axis=1, keepdims=True)
+            G[np.arange(B), self.labels] -= 1.0
+            G /= B
+        else:
+            G = 2.0 * (Z - self.targets) / (B * Z.shape[1])
+        grad = np.zeros(self.n_params, np.float32)
+        names = [f"{i}.weight"]
+        w = self.layout[f"{i}.weight"]
+        grad[w.offset:w.offset + w.size] = (H.T @ G).ravel()
+        if model.layers[i].bias:
+            b = self.layout[f"{i}.bias"]
+            grad[b.offset:b.offset + b.size] = G.sum(axis=0)
+            names.append(f"{i}.bias")
+        return grad, names, loss
+
+
+def linear_segments(model):
+    """Segment names whose perturbation is linear in a layer's output (all of them
+    for models of Dense and TTLinear layers)."""
+    return [s.name for s in model.layout
+            if isinstance(model.layers[int(s.name.split(".")[0])], (Dense, TTLinear))]
