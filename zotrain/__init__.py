@@ -7,6 +7,7 @@ from zotrain.layers import Tanh
 from zotrain.layers import TTLinear
 from zotrain.model import Layout
 from zotrain.model import Sequential
+from zotrain.models import mnist_deep
 from zotrain.models import mnist_mlp
 from zotrain.models import pinn_mlp
 

@@ -75,6 +75,13 @@ def _add_train(sub):
     p.add_argument("task", choices=["mnist"])
     p.add_argument("--data", metavar="DIR", help="MNIST directory (default: $ZOTRAIN_DATA or cache)")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
+    p.add_argument("--model", help=f"architecture: mnist or deep (default {d.model})")
+    p.add_argument("--evaluator", help=f"none (an estimator on the whole body and an exact "
+                   f"head), global or local (default {d.evaluator})")
+    p.add_argument("--perturb", help=f"local evaluator: activity or weight (default {d.perturb})")
+    p.add_argument("--link", type=int, help=f"backward-link horizon m (default {d.link})")
+    p.add_argument("--lam", type=float, help=f"weight of the linked losses (default {d.lam})")
+    p.add_argument("--proto", type=float, help=f"prototype-target weight (default {d.proto})")
     p.add_argument("--estimator", help=f"estimator name (default {d.estimator}); one of "
                    "rge, cge, zo_sign_cd, hybrid")
     p.add_argument("--queries", type=int, help=f"queries N per step (default {d.queries})")

@@ -18,7 +18,8 @@ from zotrain import estimators, models, optim
 from zotrain.callbacks import EarlyStopping, JsonlLog, ProgressBar
 from zotrain.checkpoint import CheckpointError, atomic_write, write_json
 from zotrain.data import DataError, load_mnist, normalize
-from zotrain.train import Split, Trainer, ZOStep
+from zotrain.evaluator import Evaluator, Plan, blocks_of, whole_body
+from zotrain.train import EvaluatorStep, Split, Trainer, ZOStep
 
 
 @dataclass
@@ -26,6 +27,11 @@ class MnistConfig:
     data: str = None
     model: str = "mnist"
     rank: int = 8
+    evaluator: str = "local"  # none (plain estimator + exact head), global, local
+    perturb: str = "activity"  # local evaluator: activity or weight perturbation
+    link: int = 0
+    lam: float = 1.0
+    proto: float = 0.0
     epochs: int = 10
     batch_size: int = 500
     estimator: str = "rge"
@@ -56,9 +62,20 @@ class MnistConfig:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(MODELS)}")
+        if self.evaluator not in EVALUATORS:
+            raise ValueError(f"unknown evaluator {self.evaluator!r}; known evaluators: "
+                             f"{', '.join(EVALUATORS)}")
+        if self.perturb not in ("activity", "weight"):
+            raise ValueError(f"perturb must be 'activity' or 'weight', got {self.perturb!r}")
+        if isinstance(self.link, bool) or not isinstance(self.link, int) or self.link < 0:
+            raise ValueError(f"link (m) must be an integer >= 0, got {self.link!r}")
+        if not (isinstance(self.lam, (int, float)) and self.lam >= 0):
+            raise ValueError(f"lam (lambda) must be >= 0, got {self.lam!r}")
 
 
-MODELS = {"mnist": lambda c: models.mnist_mlp(rank=c.rank)}
+MODELS = {"mnist": lambda c: models.mnist_mlp(rank=c.rank),
+          "deep": lambda c: models.mnist_deep(rank=c.rank)}
+EVALUATORS = ("none", "global", "local")
 
 
 def build_estimator(c):
@@ -71,11 +88,27 @@ def build_estimator(c):
     return estimators.hybrid(c.queries, c.mu, eta=c.mu, dist=c.dist)
 
 
-def build_optimizer(c, model, zo_names):
-    zo = np.zeros(model.n_params, bool)
-    for name in zo_names:
-        s = model.layout[name]
-        zo[s.offset:s.offset + s.size] = True
+def build_step(c, model):
+    """The step rule and the names of the segments it updates with exact head gradients."""
+    out = len(model.layers) - 1
+    if c.evaluator == "none":
+        head = [n for n in model.layout.names if n.startswith(f"{out}.")] if c.exact_head else []
+        zo_names = [n for n in model.layout.names if n not in head]
+        return ZOStep(model, build_estimator(c), zo_names, c.exact_head), model.layout, head
+    blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
+    mode = "weight" if c.evaluator == "global" else c.perturb
+    plan = Plan(blocks, mode=mode, estimator=build_estimator(c), link=c.link, lam=c.lam, mu=c.mu,
+                proto=c.proto)
+    ev = Evaluator(model, plan, 10)
+    heads = [n for n in ev.layout.names if n.startswith("aux") or n.startswith(f"{out}.")]
+    return EvaluatorStep(ev), ev.layout, heads
+
+
+def build_optimizer(c, layout, head_names):
+    zo = np.ones(layout.n_params, bool)
+    for name in head_names:
+        s = layout[name]
+        zo[s.offset:s.offset + s.size] = False
     rule = "sign" if c.estimator in ("zo_sign_cd", "hybrid") else c.optimizer
     return optim.partition({"zo": optim.get(rule, c.lr), "head": optim.adam(c.head_lr)},
                            {"zo": zo, "head": ~zo})
@@ -114,22 +147,21 @@ def run(config, out_dir, *, resume=False, progress=True):
         raise CheckpointError(f"cannot resume: {out} holds no checkpoint.npz")
     model = MODELS[config.model](config)
     train, val, test = load_splits(config)
-    head = [n for n in model.layout.names if n.startswith(f"{len(model.layers) - 1}.")]
-    zo_names = [n for n in model.layout.names if not (config.exact_head and n in head)]
-    rule = ZOStep(build_estimator(config), zo_names, config.exact_head)
+    rule, layout, head_names = build_step(config, model)
     steps_per_epoch = len(train.y) // config.batch_size
     bar = ProgressBar(config.epochs * steps_per_epoch, disable=not progress)
     callbacks = [bar, JsonlLog(out / "log.jsonl")]
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
-    trainer = Trainer(model, rule, build_optimizer(config, model, zo_names), train, val, test,
+    trainer = Trainer(model, rule, build_optimizer(config, layout, head_names), train, val, test,
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                      checkpoint=out / "checkpoint.npz", callbacks=callbacks,
-                      max_time_s=config.time_limit_s)
+                      n_trainable=layout.n_params, checkpoint=out / "checkpoint.npz",
+                      callbacks=callbacks, max_time_s=config.time_limit_s)
     if resume:
         trainer.resume(out / "checkpoint.npz")
     else:
-        trainer.start(model.init(config.seed))
+        trainer.start(rule.evaluator.init(config.seed) if hasattr(rule, "evaluator")
+                      else model.init(config.seed))
     write_json(out / "config.json", dataclasses.asdict(config))
     try:
         trainer.run()
@@ -158,7 +190,7 @@ def _finish(trainer, model, config, out):
         "history": h.records,
     }
     write_json(out / "metrics.json", metrics)
-    save_model(out / "model.npz", model, trainer.params, dataclasses.asdict(config))
+    save_model(out / "model.npz", model, trainer.model_params, dataclasses.asdict(config))
     plot_curves(out / "curves.png", h.records)
     return metrics
 

@@ -22,3 +22,16 @@ def pinn_mlp(in_features=21, width=512, rank=2):
         Sin(),
         Dense(width, 1),
     ])
+
+
+def mnist_deep(rank=8):
+    """784 -> 1024 -> 1024 -> 1024 -> 10: three TT-matrix layers (ReLU) and a Dense head."""
+    return Sequential([
+        TTLinear(784, 1024, rank=rank, in_modes=(4, 7, 7, 4), out_modes=(4, 8, 8, 4)),
+        ReLU(),
+        TTLinear(1024, 1024, rank=rank, in_modes=(4, 8, 8, 4), out_modes=(4, 8, 8, 4)),
+        ReLU(),
+        TTLinear(1024, 1024, rank=rank, in_modes=(4, 8, 8, 4), out_modes=(4, 8, 8, 4)),
+        ReLU(),
+        Dense(1024, 10),
+    ])

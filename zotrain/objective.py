@@ -18,7 +18,7 @@ import numpy as np
 from zotrain.kernels import elementwise
 from zotrain.kernels import random as krandom
 from zotrain.kernels.losses import XENT
-from zotrain.layers import Dense, TTLinear
+from zotrain.layers import Dense
 from zotrain.model import LOSSES, _as_2d_input
 
 DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
@@ -26,15 +26,22 @@ DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
 
 
 class ModelObjective:
-    """``model``'s ``loss`` on the minibatch ``(X, target)``; counts forward passes."""
+    """``model``'s ``loss`` on the minibatch ``(X, target)``; counts forward passes.
 
-    def __init__(self, model, X, target, loss="xent"):
+    ``tail``, when given, replaces the model's own loss: a function from the
+    model's outputs ``(Q, B, F)`` to losses ``(Q,)`` (the block-local losses of
+    ``zotrain.evaluator``); ``target`` is then passed to it unchanged.
+    """
+
+    def __init__(self, model, X, target, loss="xent", tail=None):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.model = model
         self.X = _as_2d_input(X, model.in_features)
         self.kind = LOSSES[loss]
-        self.labels, self.targets = model._check_target(target, self.X.shape[0], loss)
+        self.tail = tail
+        if tail is None:
+            self.labels, self.targets = model._check_target(target, self.X.shape[0], loss)
         self.forward_passes = 0
         self._base_params = None
         self._base = None
@@ -51,7 +58,14 @@ class ModelObjective:
         """Losses ``(Q,)`` of the parameter sets ``P`` ``(Q, n_params)``."""
         P = self.model._check_many(P)
         self.forward_passes += P.shape[0]
-        return self.model.loss_from(P, self.X[None], 0, self.labels, self.targets, self.kind)
+        return self._rest(P, self.X[None], 0)
+
+    def _rest(self, P, H, start):
+        """Losses of layers [start, end) from ``H``, then the loss or the tail."""
+        if self.tail is None:
+            return self.model.loss_from(P, H, start, self.labels, self.targets, self.kind)
+        return self.tail(self.model.forward_from(P, H, start, len(self.model.layers),
+                                                 fresh_last=False))
 
     # -- the clean forward, cached ---------------------------------------------
     def base(self, params):
@@ -70,8 +84,7 @@ class ModelObjective:
             Z = model.layers[i].forward_many(H, P, model._offsets(i), elementwise.IDENTITY)
             pre[i] = Z
             H = elementwise.bias_activation_many(Z.copy(), P, -1, model.fused_activation(i))
-        loss = float(model.loss_from(P, H, len(model.layers), self.labels, self.targets,
-                                     self.kind)[0])
+        loss = float(self._rest(P, H, len(model.layers))[0])
         self.forward_passes += 1
         self._base_params, self._base = params.copy(), (inputs, pre, loss)
         return self._base
@@ -121,7 +134,7 @@ class ModelObjective:
         start = i + (2 if model.fused_activation(i) != elementwise.IDENTITY else 1)
         P_rest = np.tile(np.asarray(params, np.float32), (Z.shape[0], 1))
         self.forward_passes += Z.shape[0]
-        return model.loss_from(P_rest, Z, start, self.labels, self.targets, self.kind)
+        return self._rest(P_rest, Z, start)
 
     # -- exact local gradient of the output layer --------------------------------
     def head_gradient(self, params):
@@ -131,6 +144,8 @@ class ModelObjective:
         and zero outside the head's segments."""
         model = self.model
         i = len(model.layers) - 1
+        if self.tail is not None:
+            raise ValueError("head_gradient needs the model's own loss, not a tail")
         if not isinstance(model.layers[i], Dense):
             raise ValueError("an exact head gradient needs a model that ends in a Dense layer, "
                              f"got {model.layers[i]!r}")
@@ -154,10 +169,3 @@ class ModelObjective:
             grad[b.offset:b.offset + b.size] = G.sum(axis=0)
             names.append(f"{i}.bias")
         return grad, names, loss
-
-
-def linear_segments(model):
-    """Segment names whose perturbation is linear in a layer's output (all of them
-    for models of Dense and TTLinear layers)."""
-    return [s.name for s in model.layout
-            if isinstance(model.layers[int(s.name.split(".")[0])], (Dense, TTLinear))]

@@ -31,11 +31,14 @@ class DivergenceError(RuntimeError):
 class ZOStep:
     """Zeroth-order estimate for ``zo_names``, exact local gradient for the head."""
 
+    model: object
     estimator: object
     zo_names: list
     exact_head: bool = True
+    loss: str = "xent"
 
-    def __call__(self, objective, params, *, seed, step):
+    def __call__(self, params, X, y, *, seed, step):
+        objective = ModelObjective(self.model, X, y, self.loss)
         est = self.estimator.estimate(objective, params, self.zo_names, seed=seed, step=step)
         grad = est.grad
         if self.exact_head:
@@ -44,6 +47,39 @@ class ZOStep:
                 s = objective.layout[name]
                 grad[s.offset:s.offset + s.size] = head[s.offset:s.offset + s.size]
         return grad, est.loss, objective.forward_passes
+
+    def state(self):
+        return self.estimator.state() if hasattr(self.estimator, "state") else None
+
+    def load_state(self, state):
+        if state is not None and hasattr(self.estimator, "load_state"):
+            self.estimator.load_state(state)
+
+    def observe(self, epoch, val_loss):
+        if hasattr(self.estimator, "observe"):
+            self.estimator.observe(epoch, val_loss)
+
+
+@dataclass
+class EvaluatorStep:
+    """The hybrid ZO/local evaluator's update (``zotrain.evaluator``); the loss
+    reported is the last block's (the model's own)."""
+
+    evaluator: object
+
+    def __call__(self, params, X, y, *, seed, step):
+        ev = self.evaluator.evaluate(params, X, y, seed=seed, step=step)
+        return ev.grad, ev.block_losses[-1], ev.forward_passes
+
+    def state(self):
+        return self.evaluator.state()
+
+    def load_state(self, state):
+        if state:
+            self.evaluator.load_state(state)
+
+    def observe(self, epoch, val_loss):
+        pass
 
 
 @dataclass
@@ -80,12 +116,16 @@ def accuracy_and_loss(model, params, split, chunk=2000):
 class Trainer:
     """Train ``model`` from ``params`` with ``step_rule`` and ``optimizer``.
 
+    ``step_rule(params, X, y, seed=, step=)`` returns ``(grad, loss, forward_passes)``;
+    ``n_trainable`` is the length of the trained vector when it holds more than
+    the model's parameters (auxiliary heads).
+
     ``callbacks`` receive ``on_step(trainer, loss)`` and ``on_epoch(trainer, record)``
     and may set ``trainer.stop`` to a reason string.
     """
 
     def __init__(self, model, step_rule, optimizer, train, val, test, *, epochs, batch_size,
-                 seed, loss="xent", checkpoint=None, callbacks=(), max_time_s=None):
+                 seed, n_trainable=None, checkpoint=None, callbacks=(), max_time_s=None):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
         for name, split in (("train", train), ("val", val), ("test", test)):
@@ -93,13 +133,19 @@ class Trainer:
                 raise ValueError(f"the {name} data contain NaN or inf values")
         self.model, self.step_rule, self.optimizer = model, step_rule, optimizer
         self.train_split, self.val, self.test = train, val, test
-        self.epochs, self.batch_size, self.seed, self.loss = epochs, batch_size, seed, loss
+        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
+        self.n_trainable = n_trainable or model.n_params
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.callbacks, self.max_time_s = list(callbacks), max_time_s
         self.history, self.stop = History(), None
         self.params = self.opt_state = None
 
     # -- state ----------------------------------------------------------------
+    @property
+    def model_params(self):
+        """The model's own parameters (the trainable vector may append auxiliary heads)."""
+        return self.params[:self.model.n_params]
+
     def start(self, params):
         self.params = np.asarray(params, np.float32).copy()
         self.opt_state = self.optimizer.init(self.params)
@@ -108,22 +154,20 @@ class Trainer:
 
     def resume(self, path):
         params, opt_state, meta = load_checkpoint(path, self.optimizer.init(
-            np.zeros(self.model.n_params, np.float32)))
-        if params.shape != (self.model.n_params,) or meta.get("layout") != \
+            np.zeros(self.n_trainable, np.float32)))
+        if params.shape != (self.n_trainable,) or meta.get("layout") != \
                 self.model.layout.to_dict():
             raise CheckpointError(f"checkpoint {path} holds a different model "
                                   f"({params.shape[0]} parameters)")
         self.params, self.opt_state = params, opt_state
         self.history = History(**meta["history"])
-        if hasattr(self.step_rule.estimator, "load_state") and meta.get("estimator_state"):
-            self.step_rule.estimator.load_state(meta["estimator_state"])
+        self.step_rule.load_state(meta.get("step_state"))
 
     def save(self):
         if self.checkpoint is None:
             return
-        est = self.step_rule.estimator
         meta = {"history": vars(self.history), "layout": self.model.layout.to_dict(),
-                "estimator_state": est.state() if hasattr(est, "state") else None}
+                "step_state": self.step_rule.state()}
         save_checkpoint(self.checkpoint, self.params, self.opt_state, meta)
 
     # -- the loop ---------------------------------------------------------------
@@ -150,9 +194,7 @@ class Trainer:
             if b < h.batch:  # resuming inside an epoch
                 continue
             t0 = time.perf_counter()
-            objective = ModelObjective(self.model, xb, yb, self.loss)
-            grad, loss, passes = self.step_rule(objective, self.params, seed=self.seed,
-                                                step=h.step)
+            grad, loss, passes = self.step_rule(self.params, xb, yb, seed=self.seed, step=h.step)
             params, opt_state = self.optimizer.update(grad, self.opt_state, self.params)
             if not (math.isfinite(loss) and np.all(np.isfinite(params))):
                 raise DivergenceError(
@@ -183,12 +225,12 @@ class Trainer:
                   "wall_time_s": round(h.wall_time_s, 3)}
         for name, split in (("val", self.val), ("test", self.test)):
             if split is not None and len(split.y):
-                acc, loss = accuracy_and_loss(self.model, self.params, split)
+                acc, loss = accuracy_and_loss(self.model, self.model_params, split)
                 record[f"{name}_accuracy"], record[f"{name}_loss"] = acc, loss
         h.wall_time_s += time.perf_counter() - t0
         record["wall_time_s"] = round(h.wall_time_s, 3)
         h.records.append(record)
-        if hasattr(self.step_rule.estimator, "observe") and "val_loss" in record:
-            self.step_rule.estimator.observe(h.epoch, record["val_loss"])
+        if "val_loss" in record:
+            self.step_rule.observe(h.epoch, record["val_loss"])
         for cb in self.callbacks:
             cb.on_epoch(self, record)
