@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from zotrain.kernels import elementwise
-from zotrain.kernels.activity import activity_cge_head, activity_cge_link
+from zotrain.kernels.activity import activity_cge_head, activity_cge_link, activity_cge_link_relu
 from zotrain.kernels.losses import XENT
 from zotrain.layers import Dense, TTLinear
 from zotrain.local_rule import layer_gradient
@@ -58,6 +58,7 @@ class Plan:
     mu: float = 1e-3  # activity perturbation size
     proto: float = 0.0
     proto_momentum: float = 0.9
+    heads: tuple = None  # auxiliary heads (Dense), one per block but the last; default built
 
 
 class Evaluation(NamedTuple):
@@ -90,7 +91,11 @@ class Evaluator:
         segs, off = list(model.layout), model.n_params
         self.heads = []
         for k, body in enumerate(self.bodies[:-1]):
-            head = Sequential([Dense(body.out_features, n_classes)])
+            head = Sequential([plan.heads[k] if plan.heads else Dense(body.out_features, n_classes)])
+            if head.in_features != body.out_features or head.out_features != n_classes:
+                raise ValueError(f"the head of block {k} maps {head.in_features} -> "
+                                 f"{head.out_features} features, but block {k} outputs "
+                                 f"{body.out_features} and there are {n_classes} classes")
             for s in head.layout:
                 segs.append(Segment(f"aux{k}.{s.name.split('.', 1)[1]}", s.shape, off + s.offset))
             self.heads.append((head, off))
@@ -129,6 +134,9 @@ class Evaluator:
         if not p.blocks or p.blocks[-1][1] != n - 1 or p.blocks[0][0] != 0 or any(
                 p.blocks[j][1] != p.blocks[j + 1][0] for j in range(len(p.blocks) - 1)):
             raise ValueError(f"blocks {p.blocks} must cover layers 0..{n - 2} without gaps")
+        if p.heads is not None and len(p.heads) != len(p.blocks) - 1:
+            raise ValueError(f"heads must hold one Dense head per block but the last "
+                             f"({len(p.blocks) - 1}), got {len(p.heads)}")
         if p.mode == "weight" and p.estimator is None:
             raise ValueError("weight mode needs an estimator")
         if p.mode == "activity":
@@ -187,8 +195,8 @@ class Evaluator:
             else:
                 g, n, c = self._weight(params, k, outs, labels, seed, step)
                 tag = f"zo:{type(self.plan.estimator).__name__.lower()}"
-            self._put(grad, how, {self._global_name(k, name): self.model.layout[
-                self._global_name(k, name)] for name in self.bodies[k].layout.names}, g, tag)
+            g = {self._global_name(k, name): v for name, v in g.items()}
+            self._put(grad, how, {name: self.model.layout[name] for name in g}, g, tag)
             passes += n
             counts.append(c)
         return Evaluation(grad, how, block_losses, passes, {"per_block": counts})
@@ -289,8 +297,14 @@ class Evaluator:
             Wn = self._dense_weight(nb, j, self._body_params(params, k + 1))
             Wh2, bh2 = self._head_dense(params, k + 1)
             Zn = cache[(k + 1, j)][1]
-            D += p.lam * activity_cge_link(Z, act, Wn, Zn, nb.fused_activation(j), Wh2, bh2,
-                                           labels, p.mu, 1.0 / B)
+            act_n = nb.fused_activation(j)
+            if act_n == elementwise.RELU:
+                V = np.matmul(Wn, (Zn > 0)[:, :, None] * Wh2[None])
+                D += p.lam * activity_cge_link_relu(Z, act, Wn, Zn, V, Wh2, bh2, labels, p.mu,
+                                                    1.0 / B)
+            else:
+                D += p.lam * activity_cge_link(Z, act, Wn, Zn, act_n, Wh2, bh2, labels, p.mu,
+                                               1.0 / B)
             counter["block_forwards"] += 2 * F
             counter["head_forwards"] += 2 * F
         if p.proto > 0:

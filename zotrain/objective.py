@@ -169,3 +169,42 @@ class ModelObjective:
             grad[b.offset:b.offset + b.size] = G.sum(axis=0)
             names.append(f"{i}.bias")
         return grad, names, loss
+
+
+class FunctionObjective:
+    """Any loss-of-many function ``fn(P) -> (Q,)`` over a ``Layout``, as an objective.
+
+    Perturbed queries are full evaluations (no feature reuse).
+    """
+
+    def __init__(self, fn, layout):
+        self.fn, self.layout = fn, layout
+        self.forward_passes = 0
+
+    @property
+    def n_params(self):
+        return self.layout.n_params
+
+    def __call__(self, P):
+        P = np.asarray(P)
+        self.forward_passes += P.shape[0]
+        return np.asarray(self.fn(P), np.float64)
+
+    def loss(self, params):
+        return float(self(np.asarray(params, np.float32)[None])[0])
+
+    def segment_losses(self, params, name, seed, step, queries, scales, dist):
+        seg = self.layout[name]
+        P = np.empty((len(queries), self.n_params), np.float32)
+        krandom.perturb_into(P, np.asarray(params, np.float32), np.array([seg.offset]),
+                             np.array([seg.size]), seed, step, np.asarray(queries, np.int64),
+                             np.asarray(scales, np.float64),
+                             DIST[dist] if isinstance(dist, str) else dist)
+        return self(P)
+
+    def segment_losses_explicit(self, params, name, U, which, scales):
+        seg = self.layout[name]
+        P = np.tile(np.asarray(params, np.float32), (len(which), 1))
+        P[:, seg.offset:seg.offset + seg.size] += (np.asarray(scales, np.float32)[:, None]
+                                                   * U[np.asarray(which)])
+        return self(P)
