@@ -87,6 +87,12 @@ def _add_train(sub):
     p.add_argument("--queries", type=int, help=f"queries N per step (default {d.queries})")
     p.add_argument("--mu", type=float, help=f"smoothing / step of the estimator (default {d.mu})")
     p.add_argument("--dist", help=f"direction distribution (default {d.dist})")
+    p.add_argument("--one-sided", dest="antithetic", action="store_false", default=None,
+                   help="one-sided RGE differences (default antithetic)")
+    p.add_argument("--joint", dest="per_group", action="store_false", default=None,
+                   help="perturb all segments at once (default: one segment per query)")
+    p.add_argument("--fraction", type=float, help=f"CGE/coordinate descent: coordinates visited "
+                   f"per step (default {d.fraction})")
     p.add_argument("--optimizer", help=f"optimizer of the ZO parameters (default {d.optimizer})")
     p.add_argument("--lr", type=float, help=f"learning rate of the ZO parameters (default {d.lr})")
     p.add_argument("--head-lr", type=float, help=f"learning rate of the head (default {d.head_lr})")
@@ -94,6 +100,8 @@ def _add_train(sub):
     p.add_argument("--rank", type=int, help=f"TT rank (default {d.rank})")
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
+    p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
+                   help="stop after N forward passes")
     p.add_argument("--patience", type=int, help="early stopping on the validation loss")
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images only")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")

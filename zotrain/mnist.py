@@ -38,6 +38,9 @@ class MnistConfig:
     queries: int = 20
     mu: float = 1e-3
     dist: str = "gaussian"
+    antithetic: bool = True
+    per_group: bool = True
+    fraction: float = 0.01  # CGE: coordinates visited per step
     optimizer: str = "adam"
     lr: float = 1e-3
     head_lr: float = 1e-3
@@ -46,6 +49,7 @@ class MnistConfig:
     val_size: int = 5000
     patience: int = None
     time_limit_s: float = None
+    max_forward_passes: int = None  # stop once this many forward passes are spent
     train_limit: int = None  # use only the first N training images (quick runs, tests)
 
     def validate(self):
@@ -80,12 +84,13 @@ EVALUATORS = ("none", "global", "local")
 
 def build_estimator(c):
     if c.estimator == "rge":
-        return estimators.rge(c.queries, c.mu, dist=c.dist)
+        return estimators.rge(c.queries, c.mu, dist=c.dist, antithetic=c.antithetic,
+                              per_group=c.per_group)
     if c.estimator == "cge":
-        return estimators.cge(c.mu)
+        return estimators.cge(c.mu, fraction=c.fraction)
     if c.estimator == "zo_sign_cd":
-        return estimators.zo_sign_cd(c.mu)
-    return estimators.hybrid(c.queries, c.mu, eta=c.mu, dist=c.dist)
+        return estimators.zo_sign_cd(c.mu, prob=c.fraction)
+    return estimators.hybrid(c.queries, c.mu, eta=c.mu, prob=c.fraction, dist=c.dist)
 
 
 def build_step(c, model):
@@ -156,7 +161,8 @@ def run(config, out_dir, *, resume=False, progress=True):
     trainer = Trainer(model, rule, build_optimizer(config, layout, head_names), train, val, test,
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                       n_trainable=layout.n_params, checkpoint=out / "checkpoint.npz",
-                      callbacks=callbacks, max_time_s=config.time_limit_s)
+                      callbacks=callbacks, max_time_s=config.time_limit_s,
+                      max_forward_passes=config.max_forward_passes)
     if resume:
         trainer.resume(out / "checkpoint.npz")
     else:

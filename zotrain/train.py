@@ -125,7 +125,8 @@ class Trainer:
     """
 
     def __init__(self, model, step_rule, optimizer, train, val, test, *, epochs, batch_size,
-                 seed, n_trainable=None, checkpoint=None, callbacks=(), max_time_s=None):
+                 seed, n_trainable=None, checkpoint=None, callbacks=(), max_time_s=None,
+                 max_forward_passes=None):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
         for name, split in (("train", train), ("val", val), ("test", test)):
@@ -137,6 +138,7 @@ class Trainer:
         self.n_trainable = n_trainable or model.n_params
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.callbacks, self.max_time_s = list(callbacks), max_time_s
+        self.max_forward_passes = max_forward_passes
         self.history, self.stop = History(), None
         self.params = self.opt_state = None
 
@@ -210,6 +212,8 @@ class Trainer:
                 cb.on_step(self, loss)
             if self.max_time_s is not None and h.wall_time_s >= self.max_time_s:
                 self.stop = self.stop or "time limit"
+            if self.max_forward_passes is not None and h.forward_passes >= self.max_forward_passes:
+                self.stop = self.stop or "forward-pass budget"
             if self.stop is not None:
                 break
         if self.stop is None:
