@@ -96,6 +96,8 @@ def _add_train(sub):
     p.add_argument("--optimizer", help=f"optimizer of the ZO parameters (default {d.optimizer})")
     p.add_argument("--lr", type=float, help=f"learning rate of the ZO parameters (default {d.lr})")
     p.add_argument("--head-lr", type=float, help=f"learning rate of the head (default {d.head_lr})")
+    p.add_argument("--schedule", help=f"learning-rate schedule: constant or cosine (default "
+                   f"{d.schedule})")
     p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
     p.add_argument("--rank", type=int, help=f"TT rank (default {d.rank})")
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",

@@ -44,6 +44,7 @@ class MnistConfig:
     optimizer: str = "adam"
     lr: float = 1e-3
     head_lr: float = 1e-3
+    schedule: str = "cosine"  # constant or cosine (decay to 0 over the planned epochs)
     exact_head: bool = True
     seed: int = 0
     val_size: int = 5000
@@ -66,6 +67,8 @@ class MnistConfig:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(MODELS)}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.evaluator not in EVALUATORS:
             raise ValueError(f"unknown evaluator {self.evaluator!r}; known evaluators: "
                              f"{', '.join(EVALUATORS)}")
@@ -109,14 +112,17 @@ def build_step(c, model):
     return EvaluatorStep(ev), ev.layout, heads
 
 
-def build_optimizer(c, layout, head_names):
+def build_optimizer(c, layout, head_names, total_steps):
     zo = np.ones(layout.n_params, bool)
     for name in head_names:
         s = layout[name]
         zo[s.offset:s.offset + s.size] = False
-    rule = "sign" if c.estimator in ("zo_sign_cd", "hybrid") else c.optimizer
-    return optim.partition({"zo": optim.get(rule, c.lr), "head": optim.adam(c.head_lr)},
-                           {"zo": zo, "head": ~zo})
+    sched = (lambda lr: optim.cosine(lr, total_steps)) if c.schedule == "cosine" else \
+        (lambda lr: lr)
+    rule = "sign" if c.estimator in ("zo_sign_cd", "hybrid") and c.evaluator == "none" \
+        else c.optimizer
+    return optim.partition({"zo": optim.get(rule, sched(c.lr)),
+                            "head": optim.adam(sched(c.head_lr))}, {"zo": zo, "head": ~zo})
 
 
 def load_splits(c):
@@ -158,7 +164,8 @@ def run(config, out_dir, *, resume=False, progress=True):
     callbacks = [bar, JsonlLog(out / "log.jsonl")]
     if config.patience:
         callbacks.append(EarlyStopping(config.patience))
-    trainer = Trainer(model, rule, build_optimizer(config, layout, head_names), train, val, test,
+    optimizer = build_optimizer(config, layout, head_names, config.epochs * steps_per_epoch)
+    trainer = Trainer(model, rule, optimizer, train, val, test,
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                       n_trainable=layout.n_params, checkpoint=out / "checkpoint.npz",
                       callbacks=callbacks, max_time_s=config.time_limit_s,
