@@ -26,7 +26,7 @@ from zotrain.train import EvaluatorStep, Split, Trainer, ZOStep
 class MnistConfig:
     data: str = None
     model: str = "mnist"
-    rank: int = 8
+    rank: int = 16
     evaluator: str = "local"  # none (plain estimator + exact head), global, local
     perturb: str = "activity"  # local evaluator: activity or weight perturbation
     link: int = 0

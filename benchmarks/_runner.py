@@ -1,0 +1,38 @@
+"""Shared by the training benchmarks: run ``zotrain train mnist`` once per
+configuration, each in its own process (so peak memory is per run), and print
+one markdown row per run."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HEADER = ("| configuration | test acc | best test acc | epochs | forward passes | wall s "
+          "| peak RSS MB |\n|---|---|---|---|---|---|---|")
+
+
+def run_table(configs, common, only=None):
+    print(HEADER, flush=True)
+    results = {}
+    for name, flags in configs.items():
+        if only and name not in only:
+            continue
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "zotrain.cli", "train", "mnist", "--out", out,
+                   "--quiet"] + common + flags
+            t = time.perf_counter()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            with open(os.path.join(out, "metrics.json")) as f:
+                m = json.load(f)
+        results[name] = m
+        print(f"| {name} | {m['test_accuracy']:.4f} | {m['best_test_accuracy']:.4f} "
+              f"| {m['epochs']:.2f} | {m['forward_passes']:,} | {wall:.0f} "
+              f"| {m['peak_rss_mb']:.0f} |", flush=True)
+    print("\nflags per configuration (after `zotrain train mnist " + " ".join(common) + "`):")
+    for name, flags in configs.items():
+        if not only or name in only:
+            print(f"- {name}: `{' '.join(flags) or '(defaults)'}`")
+    return results
