@@ -6,7 +6,7 @@ zotrain itself never imports torch; this script does, when it is installed
 
 Usage:
   python benchmarks/torch_baselines.py first-order [--model mnist|deep] [--epochs E]
-  python benchmarks/torch_baselines.py step-time [--queries N] [--batch B]
+  python benchmarks/torch_baselines.py step-time [--queries N] [--ranks R ...] [--batches B ...]
 """
 
 import argparse
@@ -56,13 +56,13 @@ def first_order(args):
     x, y = normalize(d.x_train), d.y_train.astype(np.int64)
     xtr, ytr = torch.tensor(x[:55000]), torch.tensor(y[:55000])
     xte, yte = torch.tensor(normalize(d.x_test)), torch.tensor(d.y_test.astype(np.int64))
-    model = zotrain.mnist_mlp() if args.model == "mnist" else zotrain.mnist_deep()
+    model = (zotrain.mnist_mlp if args.model == "mnist" else zotrain.mnist_deep)(rank=args.rank)
     arrays, forward = torch_model(model, model.init(0))
     opt = torch.optim.Adam(arrays.values(), lr=args.lr)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
-    print(f"# first-order (backprop) {args.model}: {model.n_params} params, Adam {args.lr}, "
-          f"batch {args.batch}")
+    print(f"# first-order (backprop) {args.model}, rank {args.rank}: {model.n_params} params, "
+          f"Adam {args.lr} (constant), batch {args.batch}, trained on the first 55,000 images")
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ytr), generator=gen)
         for s in range(0, len(ytr) - args.batch + 1, args.batch):
@@ -77,12 +77,26 @@ def first_order(args):
 
 
 def step_time(args):
-    model = zotrain.mnist_mlp()
+    print(f"# ZO step of the MNIST model (784 -> 1024 TT, ReLU, Dense), RGE with N = "
+          f"{args.queries} antithetic Gaussian queries (2N perturbed forwards)")
+    print("| rank | batch | torch per-query loop ms | zotrain joint ms | speedup | zotrain per "
+          "group ms | speedup |\n|---|---|---|---|---|---|---|")
+    for rank in args.ranks:
+        for batch in args.batches:
+            rows = _step_times(rank, batch, args.queries, args.repeats)
+            t0 = rows["torch"]
+            print(f"| {rank} | {batch} | {1e3 * t0:.1f} | {1e3 * rows['joint']:.1f} "
+                  f"| {t0 / rows['joint']:.1f}x | {1e3 * rows['group']:.1f} "
+                  f"| {t0 / rows['group']:.1f}x |", flush=True)
+
+
+def _step_times(rank, batch, N, repeats):
+    model = zotrain.mnist_mlp(rank=rank)
     p = model.init(0)
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((args.batch, 784)).astype(np.float32)
-    y = rng.integers(0, 10, args.batch)
-    N, mu = args.queries, 1e-3
+    X = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    mu = 1e-3
     arrays, forward = torch_model(model, p)
     names = list(arrays)
     Xt, yt = torch.tensor(X), torch.tensor(y)
@@ -104,23 +118,17 @@ def step_time(args):
     body = [n for n in model.layout.names if not n.startswith("2.")]
     joint = ZOStep(model, rge(N, mu, per_group=False), body)
     group = ZOStep(model, rge(N, mu), body)
-    rows = []
-    for name, fn in (("torch per-query loop", torch_loop),
-                     ("zotrain RGE, joint (one apply_many)",
-                      lambda: joint(p, X, y, seed=0, step=0)),
-                     ("zotrain RGE, per group (feature reuse)",
-                      lambda: group(p, X, y, seed=0, step=0))):
+    out = {}
+    for name, fn in (("torch", torch_loop), ("joint", lambda: joint(p, X, y, seed=0, step=0)),
+                     ("group", lambda: group(p, X, y, seed=0, step=0))):
         fn()
         ts = []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
-        rows.append((name, min(ts)))
-    print(f"# ZO step, MNIST model, N = {N} antithetic queries, batch {args.batch}")
-    print("| implementation | ms per step | speedup over torch loop |\n|---|---|---|")
-    for name, t in rows:
-        print(f"| {name} | {1e3 * t:.1f} | {rows[0][1] / t:.1f}x |")
+        out[name] = min(ts)
+    return out
 
 
 def main():
@@ -130,11 +138,13 @@ def main():
     a.add_argument("--data", default=os.environ.get("ZOTRAIN_DATA", "../shared/data/mnist"))
     a.add_argument("--model", default="mnist", choices=["mnist", "deep"])
     a.add_argument("--epochs", type=int, default=5)
+    a.add_argument("--rank", type=int, default=16)
     a.add_argument("--batch", type=int, default=100)
     a.add_argument("--lr", type=float, default=1e-3)
     b = sub.add_parser("step-time")
     b.add_argument("--queries", type=int, default=20)
-    b.add_argument("--batch", type=int, default=500)
+    b.add_argument("--ranks", type=int, nargs="+", default=[2, 8, 16])
+    b.add_argument("--batches", type=int, nargs="+", default=[32, 100, 500])
     b.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     first_order(args) if args.what == "first-order" else step_time(args)

@@ -110,8 +110,38 @@ def _add_train(sub):
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/mnist-...)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
                    "new total)")
+    p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
+                   "(with --evaluator none)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+
+def _cmd_export(args):
+    from zotrain.export import ExportError, load_run_model, to_onnx
+
+    run_dir = Path(args.run_dir)
+    try:
+        model, params = load_run_model(run_dir / "model.npz")
+        out = Path(args.out) if args.out else run_dir / (
+            "model.trainable.onnx" if args.trainable else "model.onnx")
+        to_onnx(model, params, out, trainable=args.trainable)
+    except ExportError as e:
+        print(f"zotrain export: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({out.stat().st_size:,} bytes; {model.n_params:,} parameters, "
+          f"{'trainable' if args.trainable else 'inference'} graph)")
+    return 0
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="write a trained model as ONNX",
+                       description="Export RUN_DIR/model.npz (from zotrain train) as ONNX: TT "
+                       "layers stay factorised; --trainable makes the parameters graph inputs.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", metavar="FILE", help="default RUN_DIR/model.onnx")
+    p.add_argument("--trainable", action="store_true",
+                   help="parameters as graph inputs (trained values as defaults)")
+    p.set_defaults(func=_cmd_export)
 
 
 def build_parser():
@@ -127,6 +157,7 @@ def build_parser():
     p = sub.add_parser("models", help="print the reference architectures and their sizes")
     p.set_defaults(func=_cmd_models)
     _add_train(sub)
+    _add_export(sub)
     return parser
 
 

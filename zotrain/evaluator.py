@@ -86,8 +86,8 @@ class Evaluator:
         self.model, self.plan, self.n_classes = model, plan, n_classes
         self._validate()
         self.bodies = [Sequential(model.layers[a:b]) for a, b in plan.blocks]
-        self.body_offsets = [model.layout[model.layout.names[self._first_segment(a)]].offset
-                             for a, _ in plan.blocks]
+        self.body_offsets = [min(s.offset for s in model.layout
+                                 if a <= int(s.name.split(".")[0]) < b) for a, b in plan.blocks]
         segs, off = list(model.layout), model.n_params
         self.heads = []
         for k, body in enumerate(self.bodies[:-1]):
@@ -105,10 +105,6 @@ class Evaluator:
                            model.layout[f"{out_layer}.weight"].offset))
         self.layout = Layout(segs)
         self.prototypes = None  # per block (n_classes, features), once seen
-
-    def _first_segment(self, layer):
-        names = self.model.layout.names
-        return next(j for j, n in enumerate(names) if int(n.split(".")[0]) >= layer)
 
     def _validate(self):
         p, model = self.plan, self.model
@@ -168,9 +164,8 @@ class Evaluator:
         return params[off:off + head.n_params]
 
     def _global_name(self, k, local):
+        """The model's name of segment ``local`` of block k's body."""
         i, rest = local.split(".", 1)
-        if k is None:  # an auxiliary or output head
-            return rest
         return f"{self.plan.blocks[k][0] + int(i)}.{rest}"
 
     # -- one evaluation ------------------------------------------------------------
@@ -230,15 +225,9 @@ class Evaluator:
         head, _ = self.heads[k]
         obj = ModelObjective(head, h, labels)
         g, names, loss = obj.head_gradient(self._head_params(params, k))
-        if k < len(self.bodies) - 1:
-            named = {f"aux{k}.{n.split('.', 1)[1]}": g[head.layout[n].offset:
-                                                      head.layout[n].offset + head.layout[n].size]
-                     for n in names}
-        else:
-            out = len(self.model.layers) - 1
-            named = {f"{out}.{n.split('.', 1)[1]}": g[head.layout[n].offset:
-                                                      head.layout[n].offset + head.layout[n].size]
-                     for n in names}
+        prefix = f"aux{k}" if k < len(self.bodies) - 1 else str(len(self.model.layers) - 1)
+        named = {f"{prefix}.{n.split('.', 1)[1]}": g[head.layout[n].offset:head.layout[n].offset
+                                                     + head.layout[n].size] for n in names}
         return loss, named
 
     # -- block bodies -------------------------------------------------------------------

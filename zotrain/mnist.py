@@ -33,7 +33,7 @@ class MnistConfig:
     lam: float = 1.0
     proto: float = 0.0
     epochs: int = 10
-    batch_size: int = 500
+    batch_size: int = 100
     estimator: str = "rge"
     queries: int = 20
     mu: float = 1e-3
@@ -49,6 +49,7 @@ class MnistConfig:
     seed: int = 0
     val_size: int = 5000
     patience: int = None
+    backend: str = "numba"  # or onnxruntime: every forward pass in an inference session
     time_limit_s: float = None
     max_forward_passes: int = None  # stop once this many forward passes are spent
     train_limit: int = None  # use only the first N training images (quick runs, tests)
@@ -67,6 +68,11 @@ class MnistConfig:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(MODELS)}")
+        if self.backend not in ("numba", "onnxruntime"):
+            raise ValueError(f"backend must be 'numba' or 'onnxruntime', got {self.backend!r}")
+        if self.backend == "onnxruntime" and self.evaluator != "none":
+            raise ValueError("the onnxruntime backend runs weight-perturbation estimators on "
+                             "whole-model forwards: use it with --evaluator none")
         if self.schedule not in ("constant", "cosine"):
             raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
         if self.evaluator not in EVALUATORS:
@@ -102,7 +108,12 @@ def build_step(c, model):
     if c.evaluator == "none":
         head = [n for n in model.layout.names if n.startswith(f"{out}.")] if c.exact_head else []
         zo_names = [n for n in model.layout.names if n not in head]
-        return ZOStep(model, build_estimator(c), zo_names, c.exact_head), model.layout, head
+        make = None
+        if c.backend == "onnxruntime":
+            from zotrain.ort_backend import OrtBackend
+            make = OrtBackend(model).objective
+        return (ZOStep(model, build_estimator(c), zo_names, c.exact_head, make_objective=make),
+                model.layout, head)
     blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
     mode = "weight" if c.evaluator == "global" else c.perturb
     plan = Plan(blocks, mode=mode, estimator=build_estimator(c), link=c.link, lam=c.lam, mu=c.mu,

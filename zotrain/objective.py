@@ -150,48 +150,40 @@ class ModelObjective:
             raise ValueError("an exact head gradient needs a model that ends in a Dense layer, "
                              f"got {model.layers[i]!r}")
         inputs, pre, loss = self.base(params)
-        H = inputs[i][0].astype(np.float64)
-        Z = pre[i][0].astype(np.float64)
-        B = Z.shape[0]
-        if self.kind == XENT:
-            G = np.exp(Z - Z.max(axis=1, keepdims=True))
-            G /= G.sum(axis=1, keepdims=True)
-            G[np.arange(B), self.labels] -= 1.0
-            G /= B
-        else:
-            G = 2.0 * (Z - self.targets) / (B * Z.shape[1])
-        grad = np.zeros(self.n_params, np.float32)
-        names = [f"{i}.weight"]
-        w = self.layout[f"{i}.weight"]
-        grad[w.offset:w.offset + w.size] = (H.T @ G).ravel()
-        if model.layers[i].bias:
-            b = self.layout[f"{i}.bias"]
-            grad[b.offset:b.offset + b.size] = G.sum(axis=0)
-            names.append(f"{i}.bias")
+        grad, names = exact_head_gradient(model, inputs[i][0], pre[i][0], self.labels,
+                                          self.targets, self.kind)
         return grad, names, loss
 
 
-class FunctionObjective:
-    """Any loss-of-many function ``fn(P) -> (Q,)`` over a ``Layout``, as an objective.
+def exact_head_gradient(model, H, Z, labels, targets, kind):
+    """Gradient of the batch-mean loss w.r.t. the final Dense layer ``(W, b)`` of
+    ``model`` from its input ``H`` ``(B, F)`` and its output ``Z`` ``(B, C)``:
+    ``dL/dZ`` is ``(softmax(Z) - onehot) / B`` (or ``2 (Z - T) / (B C)``), then
+    ``dL/dW = H^T dL/dZ``.  Returns ``(grad, names)``, ``grad`` full-size."""
+    i = len(model.layers) - 1
+    H, Z = np.asarray(H, np.float64), np.asarray(Z, np.float64)
+    B = Z.shape[0]
+    if kind == XENT:
+        G = np.exp(Z - Z.max(axis=1, keepdims=True))
+        G /= G.sum(axis=1, keepdims=True)
+        G[np.arange(B), labels] -= 1.0
+        G /= B
+    else:
+        G = 2.0 * (Z - targets) / (B * Z.shape[1])
+    grad = np.zeros(model.n_params, np.float32)
+    names = [f"{i}.weight"]
+    w = model.layout[f"{i}.weight"]
+    grad[w.offset:w.offset + w.size] = (H.T @ G).ravel()
+    if model.layers[i].bias:
+        b = model.layout[f"{i}.bias"]
+        grad[b.offset:b.offset + b.size] = G.sum(axis=0)
+        names.append(f"{i}.bias")
+    return grad, names
 
-    Perturbed queries are full evaluations (no feature reuse).
-    """
 
-    def __init__(self, fn, layout):
-        self.fn, self.layout = fn, layout
-        self.forward_passes = 0
-
-    @property
-    def n_params(self):
-        return self.layout.n_params
-
-    def __call__(self, P):
-        P = np.asarray(P)
-        self.forward_passes += P.shape[0]
-        return np.asarray(self.fn(P), np.float64)
-
-    def loss(self, params):
-        return float(self(np.asarray(params, np.float32)[None])[0])
+class WholeModelQueries:
+    """Perturbed queries as whole-model evaluations of ``self(P)`` (no feature reuse);
+    for objectives that only see a loss-of-many function."""
 
     def segment_losses(self, params, name, seed, step, queries, scales, dist):
         seg = self.layout[name]
@@ -208,3 +200,23 @@ class FunctionObjective:
         P[:, seg.offset:seg.offset + seg.size] += (np.asarray(scales, np.float32)[:, None]
                                                    * U[np.asarray(which)])
         return self(P)
+
+
+class FunctionObjective(WholeModelQueries):
+    """Any loss-of-many function ``fn(P) -> (Q,)`` over a ``Layout``, as an objective."""
+
+    def __init__(self, fn, layout):
+        self.fn, self.layout = fn, layout
+        self.forward_passes = 0
+
+    @property
+    def n_params(self):
+        return self.layout.n_params
+
+    def __call__(self, P):
+        P = np.asarray(P)
+        self.forward_passes += P.shape[0]
+        return np.asarray(self.fn(P), np.float64)
+
+    def loss(self, params):
+        return float(self(np.asarray(params, np.float32)[None])[0])

@@ -36,9 +36,11 @@ class ZOStep:
     zo_names: list
     exact_head: bool = True
     loss: str = "xent"
+    make_objective: object = None  # (X, y) -> objective; default a ModelObjective (Numba)
 
     def __call__(self, params, X, y, *, seed, step):
-        objective = ModelObjective(self.model, X, y, self.loss)
+        objective = (self.make_objective(X, y) if self.make_objective is not None
+                     else ModelObjective(self.model, X, y, self.loss))
         est = self.estimator.estimate(objective, params, self.zo_names, seed=seed, step=step)
         grad = est.grad
         if self.exact_head:

@@ -1,0 +1,210 @@
+"""ONNX export: the model's forward for inference-only devices, and trainable graphs.
+
+* ``to_onnx(model, params, path)``: input ``X`` ``(batch, in)``, output ``Y``.
+  TT layers stay factorised (a Reshape and an Einsum per core, never the
+  dense matrix), dense layers are MatMul + Add, activations Relu/Tanh/Sin, and
+  the batch dimension is dynamic.
+* ``to_onnx(..., trainable=True)``: every parameter segment is a graph input
+  whose default (an initializer of the same name) is the trained value, and a
+  second output ``features`` holds the output layer's input (what an exact
+  head gradient needs).
+* ``to_onnx_losses(model, path)``: inputs ``P`` ``(Q, n_params)``, ``X`` and
+  ``target``; output ``losses`` ``(Q,)``: the losses of Q parameter sets in
+  one ``session.run``, for zeroth-order training driven by an inference runtime.
+
+Opset 17; the IR version is set to one onnxruntime reads (onnx 1.23 writes
+IR 14 by default, which onnxruntime 1.31 refuses).
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from zotrain.layers import Dense, ReLU, Sin, Tanh, TTLinear
+
+OPSET = 17
+IR_VERSION = 10
+_ACT_OPS = {ReLU: "Relu", Tanh: "Tanh", Sin: "Sin"}
+
+
+class ExportError(ValueError):
+    """The model or the destination cannot be exported."""
+
+
+class _Graph:
+    """A small builder of ONNX nodes with unique names."""
+
+    def __init__(self):
+        from onnx import helper
+
+        self.h, self.nodes, self.inits, self.n = helper, [], [], 0
+
+    def name(self, prefix):
+        self.n += 1
+        return f"{prefix}_{self.n}"
+
+    def op(self, op_type, inputs, **attrs):
+        out = self.name(op_type.lower())
+        self.nodes.append(self.h.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def const(self, value, dtype=np.int64, name=None):
+        from onnx import numpy_helper
+
+        name = name or self.name("const")
+        self.inits.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+
+def _check_model(model):
+    for i, layer in enumerate(model.layers):
+        if not isinstance(layer, (Dense, TTLinear)) and type(layer) not in _ACT_OPS:
+            raise ExportError(f"layer {i} ({layer!r}) has no ONNX export; supported: Dense, "
+                              f"TTLinear, ReLU, Tanh, Sin")
+
+
+def _tt(g, H, cores, layer, batched):
+    """TT contraction, one Einsum per core.  ``H`` is ``(b, in)`` (``batched``:
+    ``(q, b, in)`` or, with ``batched == "shared"``, ``(b, in)`` against Q cores)."""
+    s = layer.shape
+    lead = [0, 0] if batched is True else [0]
+    left, rest = 1, s.in_features
+    T = H
+    for k, (r0, i, o, r1) in enumerate(s.core_shapes):
+        rest //= i
+        T = g.op("Reshape", [T, g.const(lead + [left, r0, i, rest])])
+        if batched is True:
+            eq = "qblrim,qrios->qblosm"
+        elif batched == "shared":  # one input, Q sets of cores: Q appears here
+            eq, batched, lead = "blrim,qrios->qblosm", True, [0, 0]
+        else:
+            eq = "blrim,rios->blosm"
+        T = g.op("Einsum", [T, cores[k]], equation=eq)
+        left *= o
+    return g.op("Reshape", [T, g.const(lead + [s.out_features])])
+
+
+def _forward(g, model, X, segment, batched):
+    """Node outputs of every layer; ``segment(name)`` gives a segment's tensor name."""
+    H, features = X, None
+    mode = "shared" if batched else False
+    for i, layer in enumerate(model.layers):
+        if i == len(model.layers) - 1:
+            features = H
+        if type(layer) in _ACT_OPS:
+            H = g.op(_ACT_OPS[type(layer)], [H])
+            continue
+        if isinstance(layer, TTLinear):
+            cores = [segment(f"{i}.core{k}") for k in range(layer.shape.n_modes)]
+            H = _tt(g, H, cores, layer, mode)
+        else:
+            H = g.op("MatMul", [H, segment(f"{i}.weight")])
+        if layer.bias:
+            b = segment(f"{i}.bias")
+            if batched:
+                b = g.op("Unsqueeze", [b, g.const([1])])
+            H = g.op("Add", [H, b])
+        if batched:
+            mode = True
+    return H, features
+
+
+def _finish(g, inputs, outputs, path):
+    import onnx
+
+    graph = g.h.make_graph(g.nodes, "zotrain", inputs, outputs, g.inits)
+    m = g.h.make_model(graph, opset_imports=[g.h.make_opsetid("", OPSET)],
+                       producer_name="zotrain")
+    m.ir_version = IR_VERSION
+    onnx.checker.check_model(m)
+    m = onnx.shape_inference.infer_shapes(m, strict_mode=True)
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.tmp")
+    onnx.save(m, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def to_onnx(model, params, path, *, trainable=False):
+    """Write the model's forward as ONNX (see the module doc); returns the path."""
+    from onnx import TensorProto, numpy_helper
+
+    _check_model(model)
+    arrays = model.unflatten(np.asarray(params, np.float32))
+    g = _Graph()
+    X = "X"
+    inputs = [g.h.make_tensor_value_info(X, TensorProto.FLOAT, ["batch", model.in_features])]
+    for name, value in arrays.items():
+        g.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        if trainable:
+            inputs.append(g.h.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
+    Y, features = _forward(g, model, X, lambda name: name, batched=False)
+    g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
+    outputs = [g.h.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", model.out_features])]
+    if trainable:
+        g.nodes.append(g.h.make_node("Identity", [features], ["features"]))
+        outputs.append(g.h.make_tensor_value_info(
+            "features", TensorProto.FLOAT, ["batch", model.layers[-1].in_features]))
+    return _finish(g, inputs, outputs, path)
+
+
+def to_onnx_losses(model, path, loss="xent"):
+    """Write the Q-batched loss graph: ``losses = f(P, X, target)`` (see the module doc)."""
+    from onnx import TensorProto
+
+    _check_model(model)
+    if loss not in ("xent", "mse"):
+        raise ExportError(f"loss must be 'xent' or 'mse', got {loss!r}")
+    g = _Graph()
+    inputs = [g.h.make_tensor_value_info("P", TensorProto.FLOAT, ["Q", model.n_params]),
+              g.h.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", model.in_features])]
+    if loss == "xent":
+        inputs.append(g.h.make_tensor_value_info("target", TensorProto.INT64, ["batch"]))
+    else:
+        inputs.append(g.h.make_tensor_value_info("target", TensorProto.FLOAT,
+                                                 ["batch", model.out_features]))
+
+    def segment(name):
+        s = model.layout[name]
+        flat = g.op("Slice", ["P", g.const([s.offset]), g.const([s.offset + s.size]),
+                              g.const([1])])
+        return g.op("Reshape", [flat, g.const([-1] + list(s.shape))])
+
+    Y, _ = _forward(g, model, "X", segment, batched=True)  # (Q, batch, out)
+    if loss == "xent":
+        logp = g.op("LogSoftmax", [Y], axis=2)
+        depth = g.const([model.out_features])
+        onehot = g.op("OneHot", ["target", depth, g.const([0.0, 1.0], np.float32)], axis=-1)
+        picked = g.op("ReduceSum", [g.op("Mul", [logp, onehot]), g.const([2])], keepdims=0)
+        per_set = g.op("Neg", [g.op("ReduceMean", [picked], axes=[1], keepdims=0)])
+    else:
+        d = g.op("Sub", [Y, "target"])
+        per_set = g.op("ReduceMean", [g.op("Mul", [d, d])], axes=[1, 2], keepdims=0)
+    g.nodes.append(g.h.make_node("Identity", [per_set], ["losses"]))
+    outputs = [g.h.make_tensor_value_info("losses", TensorProto.FLOAT, ["Q"])]
+    return _finish(g, inputs, outputs, path)
+
+
+def load_run_model(path):
+    """``(model, params)`` from a training run's ``model.npz``."""
+    import json
+    import zipfile
+
+    from zotrain.model import Sequential
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no model file at {path} (train with `zotrain train` first)")
+    try:
+        with np.load(path) as z:
+            params, spec = z["params"], json.loads(str(z["spec"]))
+        model = Sequential.from_spec(spec)
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ExportError(f"{path} is corrupted or not a zotrain model file ({e})") from None
+    if params.shape != (model.n_params,):
+        raise ExportError(f"{path} holds {params.shape} parameters but its architecture needs "
+                          f"{model.n_params}")
+    return model, params

@@ -1,0 +1,98 @@
+"""A training backend on onnxruntime: every forward pass runs in an inference session.
+
+The model is exported twice (``zotrain.export``): the Q-batched loss graph
+evaluates all perturbed parameter sets of a query batch in one
+``session.run``, and the trainable single-set graph gives the clean output and
+the output layer's input for the exact head gradient.  The estimator and the
+optimizer stay in zotrain; only forward evaluations cross into the runtime.
+"""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from zotrain.kernels.losses import XENT
+from zotrain.model import LOSSES, _as_2d_input
+from zotrain.objective import WholeModelQueries, exact_head_gradient
+
+
+class OrtBackend:
+    """Sessions for ``model`` (built once); ``objective(X, y)`` makes per-minibatch objectives."""
+
+    def __init__(self, model, loss="xent", threads=None):
+        import onnxruntime as ort
+
+        from zotrain.export import to_onnx, to_onnx_losses
+
+        self.model, self.loss = model, loss
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3  # parameters as inputs with defaults are intended
+        if threads:
+            opts.intra_op_num_threads = threads
+        with tempfile.TemporaryDirectory() as d:
+            to_onnx_losses(model, Path(d) / "losses.onnx", loss)
+            to_onnx(model, model.init(0), Path(d) / "trainable.onnx", trainable=True)
+            providers = ["CPUExecutionProvider"]
+            self.losses = ort.InferenceSession(str(Path(d) / "losses.onnx"), opts,
+                                               providers=providers)
+            self.single = ort.InferenceSession(str(Path(d) / "trainable.onnx"), opts,
+                                               providers=providers)
+
+    def objective(self, X, y):
+        return OrtObjective(self, X, y)
+
+
+class OrtObjective(WholeModelQueries):
+    """The objective interface of ``zotrain.objective.ModelObjective``, on onnxruntime.
+
+    Perturbed queries are whole-model evaluations (an inference runtime has no
+    feature reuse), batched per call."""
+
+    def __init__(self, backend, X, target):
+        self.backend, self.model = backend, backend.model
+        self.X = _as_2d_input(X, self.model.in_features)
+        self.kind = LOSSES[backend.loss]
+        self.labels, self.targets = self.model._check_target(target, self.X.shape[0],
+                                                             backend.loss)
+        self.target = self.labels if self.kind == XENT else self.targets.astype(np.float32)
+        self.forward_passes = 0
+        self._base_params = self._base = None
+
+    @property
+    def n_params(self):
+        return self.model.n_params
+
+    @property
+    def layout(self):
+        return self.model.layout
+
+    def __call__(self, P):
+        P = self.model._check_many(P)
+        self.forward_passes += P.shape[0]
+        out = self.backend.losses.run(None, {"P": P, "X": self.X, "target": self.target})[0]
+        return out.astype(np.float64)
+
+    def base(self, params):
+        params = np.ascontiguousarray(params, dtype=np.float32)
+        if self._base is None or not np.array_equal(params, self._base_params):
+            feeds = {"X": self.X}
+            feeds.update(self.model.unflatten(params))
+            Y, features = self.backend.single.run(None, feeds)
+            self.forward_passes += 1
+            self._base_params, self._base = params.copy(), (Y, features)
+        return self._base
+
+    def loss(self, params):
+        Y = self.base(params)[0].astype(np.float64)
+        if self.kind == XENT:
+            m = Y.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(Y - m).sum(axis=1)) + m[:, 0]
+            return float(np.mean(lse - Y[np.arange(len(Y)), self.labels]))
+        return float(np.mean((Y - self.targets) ** 2))
+
+    def head_gradient(self, params):
+        Y, features = self.base(params)
+        grad, names = exact_head_gradient(self.model, features, Y, self.labels, self.targets,
+                                          self.kind)
+        return grad, names, self.loss(params)
