@@ -1,6 +1,6 @@
-"""Shared by the training benchmarks: run ``zotrain train mnist`` once per
-configuration, each in its own process (so peak memory is per run), and print
-one markdown row per run."""
+"""Shared by the benchmark scripts: best-of timing, and running ``zotrain train
+mnist`` once per configuration, each in its own process (so peak memory is per
+run), printing one markdown row per run."""
 
 import json
 import os
@@ -8,6 +8,18 @@ import subprocess
 import sys
 import tempfile
 import time
+
+def best_time(fn, repeats):
+    """Fastest of ``repeats`` calls after a warm-up (compiles kernels, fills buffers):
+    the least disturbed by other load on a shared machine."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
 
 HEADER = ("| configuration | test acc | best test acc | epochs | forward passes | wall s "
           "| peak RSS MB |\n|---|---|---|---|---|---|---|")

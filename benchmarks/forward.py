@@ -23,27 +23,15 @@ Usage: python benchmarks/forward.py [--repeats N] [--batch B]
 import argparse
 import os
 import platform
-import time
 
 import numpy as np
+from _runner import best_time
 
 import zotrain
 from zotrain.layers import Activation, TTLinear
 from zotrain.tt import tt_matrix_to_dense
 
 ACT = {"ReLU": lambda x: np.maximum(x, 0), "Sin": np.sin, "Tanh": np.tanh}
-
-
-def best_time(fn, repeats):
-    """Fastest of ``repeats`` calls after a warm-up (compiles kernels, fills buffers):
-    the least disturbed by other load on a shared machine."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def einsum_dense(cores):

@@ -9,26 +9,16 @@ Usage: python benchmarks/onnx_runtime.py [--rank R] [--repeats N]
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _runner import best_time
 
 import zotrain
 from zotrain.estimators import rge
 from zotrain.export import to_onnx
 from zotrain.ort_backend import OrtBackend
 from zotrain.train import ZOStep
-
-
-def best(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
 
 
 def main():
@@ -53,8 +43,8 @@ def main():
         print("| batch | onnxruntime ms | zotrain apply ms | ratio |\n|---|---|---|---|")
         for batch in (1, 100, 10000):
             X = rng.standard_normal((batch, 784)).astype(np.float32)
-            t_ort = best(lambda: sess.run(None, {"X": X}), args.repeats)
-            t_zo = best(lambda: model.apply(p, X), args.repeats)
+            t_ort = best_time(lambda: sess.run(None, {"X": X}), args.repeats)
+            t_zo = best_time(lambda: model.apply(p, X), args.repeats)
             print(f"| {batch} | {1e3 * t_ort:.2f} | {1e3 * t_zo:.2f} | {t_ort / t_zo:.2f} |")
     body = [n for n in model.layout.names if not n.startswith("2.")]
     backend = OrtBackend(model)
@@ -65,7 +55,7 @@ def main():
         rows = {}
         for name, make in (("numba", None), ("onnxruntime", backend.objective)):
             step = ZOStep(model, rge(20, 1e-3), body, make_objective=make)
-            rows[name] = best(lambda: step(p, X, y, seed=0, step=0), args.repeats)
+            rows[name] = best_time(lambda: step(p, X, y, seed=0, step=0), args.repeats)
             print(f"| {name} | {batch} | {1e3 * rows[name]:.1f} |")
         print(f"| onnxruntime / numba | {batch} | {rows['onnxruntime'] / rows['numba']:.2f}x |")
 

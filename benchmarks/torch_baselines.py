@@ -7,25 +7,29 @@ zotrain itself never imports torch; this script does, when it is installed
 Usage:
   python benchmarks/torch_baselines.py first-order [--model mnist|deep] [--epochs E]
   python benchmarks/torch_baselines.py step-time [--queries N] [--ranks R ...] [--batches B ...]
+  python benchmarks/torch_baselines.py activity-step-time [--batches B ...]
 """
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
-import torch
+from _runner import best_time
 
 import zotrain
 from zotrain.data import load_mnist, normalize
 from zotrain.estimators import rge
 from zotrain.train import ZOStep
 
-torch.set_num_threads(os.cpu_count())
-
-
 def torch_model(model, params):
     """Torch tensors of a zotrain model's segments, and its forward (dense TT matrices)."""
+    import torch
+
+    torch.set_num_threads(os.cpu_count())
     arrays = {k: torch.tensor(v.copy(), requires_grad=True)
               for k, v in model.unflatten(params).items()}
 
@@ -52,6 +56,8 @@ def torch_model(model, params):
 
 
 def first_order(args):
+    import torch
+
     d = load_mnist(args.data)
     x, y = normalize(d.x_train), d.y_train.astype(np.int64)
     xtr, ytr = torch.tensor(x[:55000]), torch.tensor(y[:55000])
@@ -77,32 +83,116 @@ def first_order(args):
 
 
 def step_time(args):
+    """Each implementation is timed in a process of its own: PyTorch's OpenMP workers
+    spin after every op and would otherwise slow Numba's and BLAS's threads."""
     print(f"# ZO step of the MNIST model (784 -> 1024 TT, ReLU, Dense), RGE with N = "
           f"{args.queries} antithetic Gaussian queries (2N perturbed forwards)")
     print("| rank | batch | torch per-query loop ms | zotrain joint ms | speedup | zotrain per "
           "group ms | speedup |\n|---|---|---|---|---|---|---|")
     for rank in args.ranks:
         for batch in args.batches:
-            rows = _step_times(rank, batch, args.queries, args.repeats)
+            rows = {}
+            for which in ("torch", "zotrain"):
+                env = dict(os.environ)
+                if which == "torch":  # PyTorch with its own defaults, not zotrain's setting
+                    env["OMP_WAIT_POLICY"] = env.get("OMP_WAIT_POLICY_TORCH", "")
+                out = subprocess.run([sys.executable, __file__, "step-part", which, str(rank),
+                                      str(batch), str(args.queries), str(args.repeats)],
+                                     check=True, capture_output=True, text=True,
+                                     env=env).stdout
+                rows.update(json.loads(out.strip().splitlines()[-1]))
             t0 = rows["torch"]
             print(f"| {rank} | {batch} | {1e3 * t0:.1f} | {1e3 * rows['joint']:.1f} "
                   f"| {t0 / rows['joint']:.1f}x | {1e3 * rows['group']:.1f} "
                   f"| {t0 / rows['group']:.1f}x |", flush=True)
 
 
-def _step_times(rank, batch, N, repeats):
+def activity_step_time(args):
+    """The default step (coordinate-wise activity perturbation of all 1024 hidden units,
+    2 x 1024 queries, each a forward of the head on the whole batch) against a
+    PyTorch loop over the same queries; each timed in its own process."""
+    print("# default ZO step (activity perturbation, 2 x 1024 queries per step), MNIST model "
+          f"rank {args.ranks[0]}")
+    print("| batch | torch per-query loop ms | zotrain ms | speedup |\n|---|---|---|---|")
+    for batch in args.batches:
+        rows = {}
+        for which in ("torch-activity", "zotrain-activity"):
+            env = dict(os.environ)
+            if which.startswith("torch"):
+                env["OMP_WAIT_POLICY"] = env.get("OMP_WAIT_POLICY_TORCH", "")
+            out = subprocess.run([sys.executable, __file__, "step-part", which,
+                                  str(args.ranks[0]), str(batch), "0", str(args.repeats)],
+                                 check=True, capture_output=True, text=True, env=env).stdout
+            rows.update(json.loads(out.strip().splitlines()[-1]))
+        t0 = rows["torch-activity"]
+        print(f"| {batch} | {1e3 * t0:.1f} | {1e3 * rows['zotrain-activity']:.1f} "
+              f"| {t0 / rows['zotrain-activity']:.1f}x |", flush=True)
+
+
+def _activity_times(rank, batch, repeats, which):
+    from zotrain.evaluator import Evaluator, Plan, blocks_of
+
+    model = zotrain.mnist_mlp(rank=rank)
+    ev = Evaluator(model, Plan(blocks_of(model)), 10)
+    p = ev.init(0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    if which == "zotrain-activity":
+        return {which: best_time(lambda: ev.evaluate(p, X, y, seed=0, step=0), repeats)}
+    import torch
+
+    W, _ = torch_model(model, p)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    mu = 1e-3
+
+    def torch_loop():
+        with torch.no_grad():
+            from_layer0 = Xt @ _torch_dense(W, model) + W["0.bias"]
+            D = torch.zeros_like(from_layer0)
+            for j in range(from_layer0.shape[1]):
+                losses = []
+                for s in (mu, -mu):
+                    Z = from_layer0.clone()
+                    Z[:, j] += s
+                    logits = torch.relu(Z) @ W["2.weight"] + W["2.bias"]
+                    losses.append(torch.nn.functional.cross_entropy(logits, yt, reduction="none"))
+                D[:, j] = (losses[0] - losses[1]) / (2 * mu * batch)
+            return D
+
+    return {which: best_time(torch_loop, repeats)}
+
+
+def _torch_dense(t, model):
+    import torch
+
+    W = torch.ones(1, 1, 1)
+    for k in range(model.layers[0].shape.n_modes):
+        W = torch.einsum("aer,rios->aieos", W, t[f"0.core{k}"])
+        a, i_, e, o, s = W.shape
+        W = W.reshape(a * i_, e * o, s)
+    return W[..., 0]
+
+
+def step_part(which, rank, batch, N, repeats):
+    if which.endswith("activity"):
+        print(json.dumps(_activity_times(rank, batch, repeats, which)))
+        return
+    print(json.dumps(_step_times(rank, batch, N, repeats, which)))
+
+
+def _step_times(rank, batch, N, repeats, which):
     model = zotrain.mnist_mlp(rank=rank)
     p = model.init(0)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((batch, 784)).astype(np.float32)
     y = rng.integers(0, 10, batch)
     mu = 1e-3
-    arrays, forward = torch_model(model, p)
-    names = list(arrays)
-    Xt, yt = torch.tensor(X), torch.tensor(y)
 
     def torch_loop():
         """The straightforward ZO step: one perturbed forward per query, in Python."""
+        import torch
+
         with torch.no_grad():
             grads = {k: torch.zeros_like(v) for k, v in arrays.items()}
             for q in range(N):
@@ -118,17 +208,15 @@ def _step_times(rank, batch, N, repeats):
     body = [n for n in model.layout.names if not n.startswith("2.")]
     joint = ZOStep(model, rge(N, mu, per_group=False), body)
     group = ZOStep(model, rge(N, mu), body)
-    out = {}
-    for name, fn in (("torch", torch_loop), ("joint", lambda: joint(p, X, y, seed=0, step=0)),
-                     ("group", lambda: group(p, X, y, seed=0, step=0))):
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        out[name] = min(ts)
-    return out
+    if which == "torch":  # zotrain's process never imports torch (its OpenMP would spin)
+        arrays, forward = torch_model(model, p)
+        names = list(arrays)
+        import torch
+        Xt, yt = torch.tensor(X), torch.tensor(y)
+    fns = {"torch": {"torch": torch_loop},
+           "zotrain": {"joint": lambda: joint(p, X, y, seed=0, step=0),
+                       "group": lambda: group(p, X, y, seed=0, step=0)}}[which]
+    return {name: best_time(fn, repeats) for name, fn in fns.items()}
 
 
 def main():
@@ -146,8 +234,16 @@ def main():
     b.add_argument("--ranks", type=int, nargs="+", default=[2, 8, 16])
     b.add_argument("--batches", type=int, nargs="+", default=[32, 100, 500])
     b.add_argument("--repeats", type=int, default=5)
+    c = sub.add_parser("activity-step-time")
+    c.add_argument("--ranks", type=int, nargs=1, default=[16])
+    c.add_argument("--batches", type=int, nargs="+", default=[100, 500])
+    c.add_argument("--repeats", type=int, default=3)
+    if len(sys.argv) > 1 and sys.argv[1] == "step-part":  # internal: one timing process
+        which, rank, batch, n, repeats = sys.argv[2], *map(int, sys.argv[3:7])
+        return step_part(which, rank, batch, n, repeats)
     args = ap.parse_args()
-    first_order(args) if args.what == "first-order" else step_time(args)
+    {"first-order": first_order, "step-time": step_time,
+     "activity-step-time": activity_step_time}[args.what](args)
 
 
 if __name__ == "__main__":

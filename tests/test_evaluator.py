@@ -5,7 +5,6 @@ import pytest
 
 from zotrain import Dense, ReLU, Sequential, TTLinear, estimators
 from zotrain.evaluator import Evaluator, Plan, blocks_of, whole_body
-from zotrain.objective import ModelObjective
 from zotrain.train import ZOStep
 from tests import reference
 

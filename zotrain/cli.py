@@ -50,7 +50,7 @@ def _cmd_train(args):
         given = {k: v for k, v in vars(args).items()
                  if k in {f.name for f in dataclasses.fields(MnistConfig)} and v is not None}
         config = MnistConfig(**given)
-        out = Path(args.out or f"runs/mnist-{config.estimator}-seed{config.seed}")
+        out = Path(args.out or f"runs/{config.model}-{config.evaluator}-seed{config.seed}")
     try:
         metrics = run(config, out, resume=bool(args.resume), progress=not args.quiet)
     except DivergenceError as e:
@@ -107,7 +107,8 @@ def _add_train(sub):
     p.add_argument("--patience", type=int, help="early stopping on the validation loss")
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images only")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    p.add_argument("--out", metavar="DIR", help="output directory (default runs/mnist-...)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default runs/MODEL-EVALUATOR-seedS)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
                    "new total)")
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "

@@ -174,6 +174,20 @@ def _unit_losses(objective, params, seg, coords, scales, max_sets):
     return np.concatenate(out).reshape(len(coords), len(scales))
 
 
+def _coordinatewise(objective, params, names, seed, step, h, fraction, salt, max_sets, rule):
+    """Try ``+h`` and ``-h`` on the visited coordinates of each segment; ``rule(up,
+    down, loss0)`` turns the two losses into the estimate's entries."""
+    segs = _segments(objective, names)
+    start = objective.forward_passes
+    loss0 = objective.loss(params)
+    grad = np.zeros(objective.n_params, np.float32)
+    for g, seg in enumerate(segs):
+        coords = _coordinates(seg.size, fraction, seed, step, salt + g)
+        L = _unit_losses(objective, params, seg, coords, np.array([h, -h]), max_sets)
+        grad[seg.offset + coords] = rule(L[:, 0], L[:, 1], loss0)
+    return Estimate(grad, loss0, objective.forward_passes - start)
+
+
 @dataclass(frozen=True)
 class CGE:
     """Coordinate-wise estimate ``g_c = (f(x + mu e_c) - f(x - mu e_c)) / (2 mu)`` over all
@@ -188,16 +202,9 @@ class CGE:
         _check_fraction("fraction", self.fraction)
 
     def estimate(self, objective, params, names, *, seed, step):
-        segs = _segments(objective, names)
-        start = objective.forward_passes
-        loss0 = objective.loss(params)
-        grad = np.zeros(objective.n_params, np.float32)
-        for g, seg in enumerate(segs):
-            coords = _coordinates(seg.size, self.fraction, seed, step, g)
-            L = _unit_losses(objective, params, seg, coords, np.array([self.mu, -self.mu]),
-                             self.max_sets)
-            grad[seg.offset + coords] = (L[:, 0] - L[:, 1]) / (2.0 * self.mu)
-        return Estimate(grad, loss0, objective.forward_passes - start)
+        rule = lambda up, down, loss0: (up - down) / (2.0 * self.mu)  # noqa: E731
+        return _coordinatewise(objective, params, names, seed, step, self.mu, self.fraction, 0,
+                               self.max_sets, rule)
 
 
 @dataclass(frozen=True)
@@ -217,19 +224,12 @@ class ZOSignCD:
         _check_fraction("prob", self.prob)
 
     def estimate(self, objective, params, names, *, seed, step):
-        segs = _segments(objective, names)
-        start = objective.forward_passes
-        loss0 = objective.loss(params)
-        grad = np.zeros(objective.n_params, np.float32)
-        for g, seg in enumerate(segs):
-            coords = _coordinates(seg.size, self.prob, seed, step, 1000 + g)
-            L = _unit_losses(objective, params, seg, coords, np.array([self.eta, -self.eta]),
-                             self.max_sets)
-            up, down = L[:, 0], L[:, 1]
-            sign = np.where((up < down) & (up < loss0), -1.0,
+        def rule(up, down, loss0):
+            return np.where((up < down) & (up < loss0), -1.0,
                             np.where((down < up) & (down < loss0), 1.0, 0.0))
-            grad[seg.offset + coords] = sign
-        return Estimate(grad, loss0, objective.forward_passes - start)
+
+        return _coordinatewise(objective, params, names, seed, step, self.eta, self.prob, 1000,
+                               self.max_sets, rule)
 
 
 class Hybrid:
