@@ -31,6 +31,21 @@ class Estimate(NamedTuple):
     forward_passes: int  # perturbed or clean models evaluated
 
 
+class Estimator:
+    """The contract: ``estimate(objective, params, names, *, seed, step) -> Estimate``.
+    Schedules that change with training (``Hybrid``) also use the hooks below."""
+
+    def observe(self, epoch, val_loss):
+        """Called by the trainer after each epoch with the validation loss."""
+
+    def state(self):
+        """What a checkpoint must keep (None: nothing)."""
+        return None
+
+    def load_state(self, state):
+        """Restore ``state()``."""
+
+
 def _check_positive(name, value):
     if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be > 0, got {value!r}")
@@ -81,7 +96,7 @@ def _orthogonal(U):
 
 
 @dataclass(frozen=True)
-class RGE:
+class RGE(Estimator):
     """Randomized gradient estimate: ``g = mean_i (f(x + mu u_i) - f(x - mu u_i)) / (2 mu) u_i``
     (antithetic) or ``(f(x + mu u_i) - f(x)) / mu u_i`` (one-sided)."""
 
@@ -189,7 +204,7 @@ def _coordinatewise(objective, params, names, seed, step, h, fraction, salt, max
 
 
 @dataclass(frozen=True)
-class CGE:
+class CGE(Estimator):
     """Coordinate-wise estimate ``g_c = (f(x + mu e_c) - f(x - mu e_c)) / (2 mu)`` over all
     coordinates of the segments, or a random ``fraction`` of them each step."""
 
@@ -208,7 +223,7 @@ class CGE:
 
 
 @dataclass(frozen=True)
-class ZOSignCD:
+class ZOSignCD(Estimator):
     """ZO coordinate descent with the sign rule of the paper's code: each coordinate
     is visited with probability ``prob``; ``+eta`` and ``-eta`` are tried on it and
     the best of the three losses is kept.  The estimate holds, per visited
@@ -232,7 +247,7 @@ class ZOSignCD:
                                self.max_sets, rule)
 
 
-class Hybrid:
+class Hybrid(Estimator):
     """The paper's schedule: an RGE phase whose estimate is applied with sign updates,
     then the coordinate phase (``ZOSignCD``).  The switch happens at epoch
     ``switch_epoch``, or once the validation loss has not improved for
@@ -267,8 +282,9 @@ class Hybrid:
         return {"phase": self.phase, "best": self._best, "stale": self._stale}
 
     def load_state(self, state):
-        self.phase, self._best, self._stale = int(state["phase"]), float(state["best"]), \
-            int(state["stale"])
+        if state:
+            self.phase, self._best, self._stale = int(state["phase"]), float(state["best"]), \
+                int(state["stale"])
 
 
 def rge(queries=20, mu=1e-3, *, dist="gaussian", antithetic=True, orthogonal=False,

@@ -212,12 +212,8 @@ class Evaluator:
         its input and pre-activation."""
         outs, cache = [X], {}
         for k, body in enumerate(self.bodies):
-            P = self._body_params(params, k)[None]
-            H = outs[-1][None]
-            for i in body.linear_index():
-                Z = body.layers[i].forward_many(H, P, body._offsets(i), elementwise.IDENTITY)
-                cache[(k, i)] = (H[0], Z[0])
-                H = elementwise.bias_activation_many(Z.copy(), P, -1, body.fused_activation(i))
+            layers, H = body.linear_cache(self._body_params(params, k), outs[-1][None])
+            cache.update({(k, i): (Hin[0], Z[0]) for i, (Hin, Z) in layers.items()})
             outs.append(H[0])
         return outs, cache
 

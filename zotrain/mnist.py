@@ -103,7 +103,8 @@ def build_estimator(c):
 
 
 def build_step(c, model):
-    """The step rule and the names of the segments it updates with exact head gradients."""
+    """The step rule, the trained vector's layout, the segments updated with exact head
+    gradients, and the function that initialises the trained vector from a seed."""
     out = len(model.layers) - 1
     if c.evaluator == "none":
         head = [n for n in model.layout.names if n.startswith(f"{out}.")] if c.exact_head else []
@@ -113,14 +114,14 @@ def build_step(c, model):
             from zotrain.ort_backend import OrtBackend
             make = OrtBackend(model).objective
         return (ZOStep(model, build_estimator(c), zo_names, c.exact_head, make_objective=make),
-                model.layout, head)
+                model.layout, head, model.init)
     blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
     mode = "weight" if c.evaluator == "global" else c.perturb
     plan = Plan(blocks, mode=mode, estimator=build_estimator(c), link=c.link, lam=c.lam, mu=c.mu,
                 proto=c.proto)
     ev = Evaluator(model, plan, 10)
     heads = [n for n in ev.layout.names if n.startswith("aux") or n.startswith(f"{out}.")]
-    return EvaluatorStep(ev), ev.layout, heads
+    return EvaluatorStep(ev), ev.layout, heads, ev.init
 
 
 def build_optimizer(c, layout, head_names, total_steps):
@@ -169,7 +170,7 @@ def run(config, out_dir, *, resume=False, progress=True):
         raise CheckpointError(f"cannot resume: {out} holds no checkpoint.npz")
     model = MODELS[config.model](config)
     train, val, test = load_splits(config)
-    rule, layout, head_names = build_step(config, model)
+    rule, layout, head_names, init = build_step(config, model)
     steps_per_epoch = len(train.y) // config.batch_size
     bar = ProgressBar(config.epochs * steps_per_epoch, disable=not progress)
     callbacks = [bar, JsonlLog(out / "log.jsonl")]
@@ -184,8 +185,7 @@ def run(config, out_dir, *, resume=False, progress=True):
     if resume:
         trainer.resume(out / "checkpoint.npz")
     else:
-        trainer.start(rule.evaluator.init(config.seed) if hasattr(rule, "evaluator")
-                      else model.init(config.seed))
+        trainer.start(init(config.seed))
     write_json(out / "config.json", dataclasses.asdict(config))
     try:
         trainer.run()

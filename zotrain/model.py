@@ -182,6 +182,18 @@ class Sequential:
             i += step
         return H
 
+    def linear_cache(self, params, H):
+        """One parameter set's forward from input ``H`` ``(1, B, F)``, keeping for each
+        linear layer ``i`` its input and pre-activation: ``({i: (input, Z)}, output)``.
+        (Layers are taken as linear layers each followed by at most one activation.)"""
+        P = np.asarray(params, np.float32)[None]
+        cache = {}
+        for i in self.linear_index():
+            Z = self.layers[i].forward_many(H, P, self._offsets(i), elementwise.IDENTITY)
+            cache[i] = (H, Z)
+            H = elementwise.bias_activation_many(Z.copy(), P, -1, self.fused_activation(i))
+        return cache, H
+
     def loss_from(self, P, H, start, labels, targets, kind):
         """Per-set losses of layers [start, end) from input ``H``; fused when the
         model ends in a Dense layer.  ``labels``/``targets`` as ``_check_target``."""

@@ -76,15 +76,11 @@ class ModelObjective:
         params = np.ascontiguousarray(params, dtype=np.float32)
         if self._base is not None and np.array_equal(params, self._base_params):
             return self._base
-        model, P = self.model, params[None]
-        inputs, pre = {}, {}
-        H = self.X[None]
-        for i in model.linear_index():
-            inputs[i] = H
-            Z = model.layers[i].forward_many(H, P, model._offsets(i), elementwise.IDENTITY)
-            pre[i] = Z
-            H = elementwise.bias_activation_many(Z.copy(), P, -1, model.fused_activation(i))
-        loss = float(self._rest(P, H, len(model.layers))[0])
+        model = self.model
+        cache, H = model.linear_cache(params, self.X[None])
+        inputs = {i: c[0] for i, c in cache.items()}
+        pre = {i: c[1] for i, c in cache.items()}
+        loss = float(self._rest(params[None], H, len(model.layers))[0])
         self.forward_passes += 1
         self._base_params, self._base = params.copy(), (inputs, pre, loss)
         return self._base
@@ -100,10 +96,11 @@ class ModelObjective:
         ``u_i`` is the counter-based direction of query ``queries[i]``
         (``zotrain.kernels.random``); queries that share an index share ``J u``.
         """
-        directions = krandom.directions(seed, step, np.unique(queries), self.layout[name].size,
+        unique = np.unique(queries)
+        directions = krandom.directions(seed, step, unique, self.layout[name].size,
                                         DIST[dist] if isinstance(dist, str) else dist)
         return self.segment_losses_explicit(params, name, directions,
-                                            np.searchsorted(np.unique(queries), queries), scales)
+                                            np.searchsorted(unique, queries), scales)
 
     def segment_losses_explicit(self, params, name, U, which, scales):
         """Losses of ``params + scales[i] * U[which[i]]`` on segment ``name``."""

@@ -51,15 +51,13 @@ class ZOStep:
         return grad, est.loss, objective.forward_passes
 
     def state(self):
-        return self.estimator.state() if hasattr(self.estimator, "state") else None
+        return self.estimator.state()
 
     def load_state(self, state):
-        if state is not None and hasattr(self.estimator, "load_state"):
-            self.estimator.load_state(state)
+        self.estimator.load_state(state)
 
     def observe(self, epoch, val_loss):
-        if hasattr(self.estimator, "observe"):
-            self.estimator.observe(epoch, val_loss)
+        self.estimator.observe(epoch, val_loss)
 
 
 @dataclass
