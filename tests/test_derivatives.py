@@ -1,0 +1,66 @@
+"""Stein derivative estimators on sparse grids and Monte Carlo."""
+
+import numpy as np
+import pytest
+
+from zotrain.pinn.derivatives import rule, smoothed_derivatives
+
+
+def quadratic(d, rng):
+    A = rng.standard_normal((d, d))
+    H = A + A.T
+    b = rng.standard_normal(d)
+    f = lambda X: 0.5 * np.einsum("ni,ij,nj->n", X, H, X) + X @ b + 1.0  # noqa: E731
+    return f, H, b
+
+
+@pytest.mark.parametrize("d", [2, 5, 21])
+def test_exact_on_quadratics_with_the_sparse_grid(d, rng):
+    f, H, b = quadratic(d, rng)
+    x = rng.standard_normal((4, d))
+    sigma = 0.3
+    nodes, weights = rule(d, "sparse-grid", level=3)
+    out = smoothed_derivatives(f, x, sigma, nodes, weights, time_index=d - 1)
+    # for a quadratic the smoothed function is f + sigma^2 tr(H) / 2
+    np.testing.assert_allclose(out.u, f(x) + sigma ** 2 * np.trace(H) / 2, atol=1e-8)
+    np.testing.assert_allclose(out.grad, x @ H + b, atol=1e-8)
+    np.testing.assert_allclose(out.lap, np.trace(H) - H[d - 1, d - 1], atol=1e-8)
+    np.testing.assert_allclose(out.u_t, (x @ H + b)[:, d - 1], atol=1e-8)
+
+
+def test_error_on_a_smooth_function_falls_as_sigma_squared(rng):
+    d = 3
+    a = np.array([0.7, -0.4, 0.5])
+    f = lambda X: np.sin(X @ a)  # noqa: E731
+    x = rng.standard_normal((5, d))
+    nodes, weights = rule(d, "sparse-grid", level=6)
+    errs = []
+    for sigma in (0.2, 0.1):
+        out = smoothed_derivatives(f, x, sigma, nodes, weights)
+        errs.append((np.abs(out.grad - np.cos(x @ a)[:, None] * a).max(),
+                     np.abs(out.lap + np.sin(x @ a) * (a @ a)).max()))
+    for k in range(2):
+        assert 3.5 < errs[0][k] / errs[1][k] < 4.5, errs
+
+
+def test_monte_carlo_is_unbiased_but_noisy(rng):
+    d = 4
+    f, H, b = quadratic(d, rng)
+    x = rng.standard_normal((2, d))
+    grads = np.stack([smoothed_derivatives(f, x, 0.2, *rule(d, "stein-mc", samples=32, seed=s),
+                                           ).grad for s in range(400)])
+    exact = x @ H + b
+    se = grads.std(0) / np.sqrt(len(grads))
+    assert np.all(np.abs(grads.mean(0) - exact) < 4 * se + 1e-12)
+    assert grads.std(0).max() > 1e-3  # Monte Carlo is not exact
+
+
+def test_bad_input():
+    nodes, weights = rule(3)
+    f = lambda X: X.sum(1)  # noqa: E731
+    with pytest.raises(ValueError, match="collocation points must be \\(B, 3\\)"):
+        smoothed_derivatives(f, np.zeros((2, 4)), 0.1, nodes, weights)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        smoothed_derivatives(f, np.zeros((2, 3)), 0.0, nodes, weights)
+    with pytest.raises(ValueError, match="unknown derivative method 'autodiff'"):
+        rule(3, "autodiff")
