@@ -1,0 +1,95 @@
+"""PDE problems declared as data: domain, residual, conditions, exact solution.
+
+A residual takes ``(x, u, grad, lap, u_t)`` (arrays over B collocation points;
+``grad`` over every input coordinate, ``lap`` over the space coordinates) and
+returns ``(B,)``; zero where the PDE holds.  ``transform(x, nn)`` is an
+optional hard constraint mapping a network's output to a function that meets
+the boundary or terminal condition exactly.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    dim: int  # inputs, time included
+    time_index: Optional[int]
+    lower: tuple  # box domain, per input
+    upper: tuple
+    residual: Callable
+    exact: Callable
+    transform: Optional[Callable] = None
+
+    def sample(self, n, seed):
+        """``n`` uniform points of the domain (seeded)."""
+        rng = np.random.default_rng(seed)
+        lo, hi = np.asarray(self.lower), np.asarray(self.upper)
+        return lo + (hi - lo) * rng.random((n, self.dim))
+
+
+def _hjb20d():
+    d = 20
+
+    def residual(x, u, grad, lap, u_t):
+        return u_t + lap - 0.05 * np.sum(grad[:, :d] ** 2, axis=1) + 2.0
+
+    return Problem("hjb20d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1), residual,
+                   exact=lambda x: x[:, :d].sum(1) + 1.0 - x[:, d],
+                   transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn)
+
+
+_BS = dict(K=100.0, r=0.05, sigma=0.2, T=1.0)
+
+
+def black_scholes_call(S, t, K=_BS["K"], r=_BS["r"], sigma=_BS["sigma"], T=_BS["T"]):
+    """Closed-form price of a European call."""
+    from scipy.special import ndtr
+
+    tau = np.maximum(T - t, 1e-12)
+    S = np.maximum(S, 1e-12)
+    d1 = (np.log(S / K) + (r + sigma ** 2 / 2) * tau) / (sigma * np.sqrt(tau))
+    return S * ndtr(d1) - K * np.exp(-r * tau) * ndtr(d1 - sigma * np.sqrt(tau))
+
+
+def _black_scholes():
+    r, s = _BS["r"], _BS["sigma"]
+
+    def residual(x, u, grad, lap, u_t):
+        S = x[:, 0]
+        return u_t + 0.5 * s ** 2 * S ** 2 * lap + r * S * grad[:, 0] - r * u
+
+    return Problem("black-scholes", 2, 1, (0.0, 0.0), (200.0, _BS["T"]), residual,
+                   exact=lambda x: black_scholes_call(x[:, 0], x[:, 1]))
+
+
+def _poisson2d():
+    def source(x):
+        return 2 * math.pi ** 2 * np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1])
+
+    return Problem("poisson2d", 2, None, (0.0, 0.0), (1.0, 1.0),
+                   residual=lambda x, u, grad, lap, u_t: lap + source(x),
+                   exact=lambda x: np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1]),
+                   transform=lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn)
+
+
+def _heat100d():
+    d = 100
+    return Problem("heat100d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1),
+                   residual=lambda x, u, grad, lap, u_t: u_t - lap,
+                   exact=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
+                   transform=lambda x, nn: np.sin(x[:, :d]).mean(1) + x[:, d] * nn)
+
+
+PROBLEMS = {"hjb20d": _hjb20d, "black-scholes": _black_scholes, "poisson2d": _poisson2d,
+            "heat100d": _heat100d}
+
+
+def get(name):
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; known problems: {', '.join(PROBLEMS)}")
+    return PROBLEMS[name]()
