@@ -6,7 +6,8 @@
   Monte-Carlo samples.
 * ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D,
   heat 100-D) with exact solutions.
+* ``loss``: the mean squared residual of Q parameter sets in one batched
+  forward, and the smoothed predictor.
 
-Training PINNs with the zeroth-order estimators, the ``zotrain pinn`` command
-and its benchmarks are not built yet.
+Training loops, the ``zotrain pinn`` command and its benchmarks are not built yet.
 """
