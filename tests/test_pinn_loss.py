@@ -33,3 +33,22 @@ def test_bad_inputs():
         loss(loss.model.init(0), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="sigma must be > 0"):
         PinnLoss(zotrain.pinn_mlp(in_features=2, width=8), p, sigma=-1)
+
+
+def test_pinn_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
+    import json
+
+    from zotrain import cli
+
+    out = tmp_path / "p"
+    assert cli.main(["pinn", "poisson2d", "--iters", "4", "--width", "8", "--out", str(out),
+                     "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rel_l2"] > 0 and m["forward_passes"] > 0 and m["trainable_params"] > 0
+    assert (out / "model.npz").exists() and (out / "log.jsonl").exists()
+    for args, msg in ((["navier"], "unknown problem 'navier'"),
+                      (["hjb20d", "--derivatives", "autodiff"], "unknown derivative method"),
+                      (["hjb20d", "--sigma", "0"], "sigma must be > 0"),
+                      (["hjb20d", "--level", "0"], "level must be an integer >= 1")):
+        assert cli.main(["pinn"] + args + ["--out", str(tmp_path / "x"), "--quiet"]) == 2
+        assert msg in capsys.readouterr().err

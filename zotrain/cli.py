@@ -145,6 +145,48 @@ def _add_export(sub):
     p.set_defaults(func=_cmd_export)
 
 
+def _cmd_pinn(args):
+    import dataclasses
+
+    from zotrain.pinn_run import PinnConfig, run
+
+    given = {k: v for k, v in vars(args).items()
+             if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
+    try:
+        config = PinnConfig(**given)
+        out = Path(args.out or f"runs/pinn-{config.problem}-seed{config.seed}")
+        metrics = run(config, out, progress=not args.quiet)
+    except (ValueError, FloatingPointError) as e:
+        print(f"zotrain pinn: {e}", file=sys.stderr)
+        return 2
+    print(f"relative L2 error {metrics['rel_l2']:.3e} after {config.iters} iterations, "
+          f"{metrics['forward_passes']:,} forward passes, {metrics['wall_time_s']:.0f} s. "
+          f"Files in {out}")
+    return 0
+
+
+def _add_pinn(sub):
+    from zotrain.pinn.problems import PROBLEMS
+
+    p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
+                       description="Stein derivatives of the smoothed network on a sparse grid "
+                       "(or Monte Carlo), zeroth-order training; writes metrics.json, model.npz, "
+                       "log.jsonl and curves.png.")
+    p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
+    p.add_argument("--iters", type=int)
+    p.add_argument("--derivatives", help="sparse-grid (default) or stein-mc")
+    p.add_argument("--level", type=int, help="sparse-grid level")
+    p.add_argument("--samples", type=int, help="Monte-Carlo nodes")
+    p.add_argument("--sigma", type=float, help="smoothing radius")
+    p.add_argument("--queries", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--width", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_pinn)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="zotrain",
@@ -159,6 +201,7 @@ def build_parser():
     p.set_defaults(func=_cmd_models)
     _add_train(sub)
     _add_export(sub)
+    _add_pinn(sub)
     return parser
 
 
