@@ -2,6 +2,7 @@
 mnist`` once per configuration, each in its own process (so peak memory is per
 run), printing one markdown row per run."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -48,3 +49,18 @@ def run_table(configs, common, only=None):
         if not only or name in only:
             print(f"- {name}: `{' '.join(flags) or '(defaults)'}`")
     return results
+
+
+def budget_main(doc, configs, extra_flags, title):
+    """The command line shared by the budget benchmarks: parse, then ``run_table``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data", default=os.environ.get("ZOTRAIN_DATA", "../shared/data/mnist"))
+    ap.add_argument("--budget", type=int, default=40_000, help="forward passes per run")
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=30, help="upper bound; the budget stops first")
+    ap.add_argument("--only", nargs="*", help="run only these configurations")
+    args = ap.parse_args()
+    print(f"# {title}, budget {args.budget:,} forward passes, batch {args.batch_size}")
+    common = ["--data", args.data, "--schedule", "constant", "--batch-size",
+              str(args.batch_size), "--epochs", str(args.epochs), "--budget", str(args.budget)]
+    return run_table(configs, common + extra_flags, args.only)

@@ -8,10 +8,7 @@ each stopped at the same forward-pass budget.
 Usage: python benchmarks/ablation.py [--data DIR] [--budget N] [--only NAME ...]
 """
 
-import argparse
-import os
-
-from _runner import run_table
+from _runner import budget_main
 
 W = ["--perturb", "weight", "--estimator", "rge"]
 CONFIGS = {
@@ -26,18 +23,7 @@ CONFIGS = {
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=os.environ.get("ZOTRAIN_DATA", "../shared/data/mnist"))
-    ap.add_argument("--budget", type=int, default=300_000, help="forward passes per run")
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=30, help="upper bound; the budget stops first")
-    ap.add_argument("--only", nargs="*", help="run only these configurations")
-    args = ap.parse_args()
-    print(f"# deep model, budget {args.budget:,} forward passes, batch {args.batch_size}")
-    run_table(CONFIGS, ["--data", args.data, "--model", "deep", "--schedule", "constant",
-                        "--batch-size",
-                        str(args.batch_size), "--epochs", str(args.epochs), "--budget",
-                        str(args.budget)], args.only)
+    budget_main(__doc__, CONFIGS, ["--model", "deep"], "deep model")
 
 
 if __name__ == "__main__":
