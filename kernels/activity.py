@@ -36,6 +36,13 @@ def act_scalar(x, act):
 
 
 @njit(**SERIAL)
+def _unit_changes(z, act, mu):
+    """How a unit's activation changes when its pre-activation ``z`` moves by +-mu."""
+    h0 = act_scalar(z, act)
+    return act_scalar(z + mu, act) - h0, act_scalar(z - mu, act) - h0
+
+
+@njit(**SERIAL)
 def _xent(logits, y):
     m = logits.max()
     s = 0.0
@@ -77,9 +84,7 @@ def activity_cge_head(Z, act, W, bias, labels, mu, scale):
         losses[b] = _xent(logits, y)
         work = np.empty(C, dtype=np.float64)
         for j in range(F):
-            z = np.float64(Z[b, j])
-            dp = act_scalar(z + mu, act) - h[j]
-            dm = act_scalar(z - mu, act) - h[j]
+            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
             if dp == 0.0 and dm == 0.0:
                 continue
             for c in range(C):
@@ -144,10 +149,7 @@ def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
         work = np.empty(C, dtype=np.float64)
         y = labels[b]
         for j in range(F):
-            z = np.float64(Z[b, j])
-            h0 = act_scalar(z, act)
-            dp = act_scalar(z + mu, act) - h0
-            dm = act_scalar(z - mu, act) - h0
+            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
             if dp == 0.0 and dm == 0.0:
                 continue
             for f in range(Fn):
@@ -190,10 +192,7 @@ def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
         work = np.empty(C, dtype=np.float64)
         y = labels[b]
         for j in range(F):
-            z = np.float64(Z[b, j])
-            h0 = act_scalar(z, act)
-            dp = act_scalar(z + mu, act) - h0
-            dm = act_scalar(z - mu, act) - h0
+            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
             if dp == 0.0 and dm == 0.0:
                 continue
             loss = np.empty(2, dtype=np.float64)
