@@ -43,11 +43,13 @@ def torch_model(model, params):
             return W[..., 0]
         return t[f"{i}.weight"]
 
+    acts = {zotrain.ReLU: torch.relu, zotrain.Tanh: torch.tanh, zotrain.Sin: torch.sin}
+
     def forward(X, t=arrays):
         H = X
         for i, layer in enumerate(model.layers):
-            if isinstance(layer, zotrain.ReLU):
-                H = torch.relu(H)
+            if type(layer) in acts:
+                H = acts[type(layer)](H)
             elif layer.in_features is not None:
                 H = H @ dense(t, i, layer) + (t[f"{i}.bias"] if layer.bias else 0)
         return H

@@ -1,13 +1,14 @@
 """Physics-informed networks without autodiff (installed as ``zotrain.pinn``).
 
-* ``sparse_grid``: Smolyak Gauss-Hermite rules for expectations over N(0, I).
+* ``sparse_grid``: Smolyak Gauss-Hermite rules and a fully symmetric degree-5
+  rule for expectations over N(0, I).
 * ``derivatives``: u, grad u, Laplacian u and u_t of a Gaussian-smoothed
-  function from function values (Stein's identity), on sparse-grid nodes or
+  function from function values (Stein's identity), on those rules or
   Monte-Carlo samples.
 * ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D,
-  heat 100-D) with exact solutions.
+  heat 100-D) with exact solutions and hard constraints.
 * ``loss``: the mean squared residual of Q parameter sets in one batched
-  forward, and the smoothed predictor.
+  forward, the exact head Jacobian and solve, and the smoothed predictor.
 
-Training loops, the ``zotrain pinn`` command and its benchmarks are not built yet.
+The training loop behind ``zotrain pinn`` is ``zotrain.pinn_run``.
 """

@@ -4,7 +4,15 @@ A residual takes ``(x, u, grad, lap, u_t)`` (arrays over B collocation points;
 ``grad`` over every input coordinate, ``lap`` over the space coordinates) and
 returns ``(B,)``; zero where the PDE holds.  ``transform(x, nn)`` is an
 optional hard constraint mapping a network's output to a function that meets
-the boundary or terminal condition exactly.
+the boundary or terminal condition exactly; it must be affine in ``nn`` (the
+exact head solve relies on it), and residuals must be analytic expressions
+(complex-step differentiable: no ``abs``, ``maximum`` or comparisons).
+``boundary`` gives u on the space boundary where the transform does not
+impose it (a well-posed heat problem needs it); the loss then adds the mean
+squared boundary error of the smoothed network.
+``sigma`` is the default smoothing scale, in units of the box's widths,
+``method`` the default derivative rule, and ``omega`` the frequency scale of
+the default model's first (Sin) layer.
 """
 
 import math
@@ -24,12 +32,27 @@ class Problem:
     residual: Callable
     exact: Callable
     transform: Optional[Callable] = None
+    sigma: float = 0.05
+    method: str = "degree5"
+    omega: float = 1.0  # frequency scale of the default model's first layer
+    boundary: Optional[Callable] = None  # u on the space boundary, when not hard-constrained
 
     def sample(self, n, seed):
         """``n`` uniform points of the domain (seeded)."""
         rng = np.random.default_rng(seed)
         lo, hi = np.asarray(self.lower), np.asarray(self.upper)
         return lo + (hi - lo) * rng.random((n, self.dim))
+
+    def sample_boundary(self, n, seed):
+        """``n`` uniform points of the space boundary: one space coordinate on a face."""
+        x = self.sample(n, seed)
+        rng = np.random.default_rng([*np.atleast_1d(seed), 2])
+        space = [i for i in range(self.dim) if i != self.time_index]
+        face = rng.choice(space, size=n)
+        side = rng.integers(0, 2, size=n)
+        x[np.arange(n), face] = np.where(side, np.asarray(self.upper)[face],
+                                         np.asarray(self.lower)[face])
+        return x
 
 
 def _hjb20d():
@@ -40,10 +63,11 @@ def _hjb20d():
 
     return Problem("hjb20d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1), residual,
                    exact=lambda x: x[:, :d].sum(1) + 1.0 - x[:, d],
-                   transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn)
+                   transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn, sigma=0.1)
 
 
 _BS = dict(K=100.0, r=0.05, sigma=0.2, T=1.0)
+BS_ANSATZ = dict(S_max=200.0, eps=1.0, scale=40.0)  # the hard constraint's constants
 
 
 def black_scholes_call(S, t, K=_BS["K"], r=_BS["r"], sigma=_BS["sigma"], T=_BS["T"]):
@@ -63,8 +87,23 @@ def _black_scholes():
         S = x[:, 0]
         return u_t + 0.5 * s ** 2 * S ** 2 * lap + r * S * grad[:, 0] - r * u
 
-    return Problem("black-scholes", 2, 1, (0.0, 0.0), (200.0, _BS["T"]), residual,
-                   exact=lambda x: black_scholes_call(x[:, 0], x[:, 1]))
+    K, T = _BS["K"], _BS["T"]
+    S_max, eps, scale = BS_ANSATZ["S_max"], BS_ANSATZ["eps"], BS_ANSATZ["scale"]
+
+    def payoff(S):  # max(S - K, 0) smoothed over eps (the Stein rule cannot see a kink)
+        return eps * np.logaddexp(0.0, (S - K) / eps)
+
+    def transform(x, nn):
+        """Meets the (smoothed) payoff at expiry, 0 at S = 0 and S - K exp(-r (T - t)) at
+        S_max; nn carries about K / 10 per unit."""
+        S, t = x[:, 0], x[:, 1]
+        q = S / S_max
+        edge = S_max - K * np.exp(-r * (T - t)) - payoff(S_max)
+        return payoff(S) + q * edge + (T - t) * q * (1 - q) * scale * nn
+
+    return Problem("black-scholes", 2, 1, (0.0, 0.0), (S_max, T), residual,
+                   exact=lambda x: black_scholes_call(x[:, 0], x[:, 1]), transform=transform,
+                   sigma=0.005, method="sparse-grid", omega=5.0)
 
 
 def _poisson2d():
@@ -74,7 +113,8 @@ def _poisson2d():
     return Problem("poisson2d", 2, None, (0.0, 0.0), (1.0, 1.0),
                    residual=lambda x, u, grad, lap, u_t: lap + source(x),
                    exact=lambda x: np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1]),
-                   transform=lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn)
+                   transform=lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn,
+                   sigma=0.01, method="sparse-grid")
 
 
 def _heat100d():
@@ -82,7 +122,9 @@ def _heat100d():
     return Problem("heat100d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1),
                    residual=lambda x, u, grad, lap, u_t: u_t - lap,
                    exact=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
-                   transform=lambda x, nn: np.sin(x[:, :d]).mean(1) + x[:, d] * nn)
+                   transform=lambda x, nn: np.sin(x[:, :d]).mean(1) + x[:, d] * nn,
+                   sigma=0.05, method="stein-mc",
+                   boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1))
 
 
 PROBLEMS = {"hjb20d": _hjb20d, "black-scholes": _black_scholes, "poisson2d": _poisson2d,

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from zotrain.pinn.derivatives import rule, smoothed_derivatives
+from zotrain.pinn.derivatives import SteinRule, rule, smoothed_derivatives, symmetric_pairs
+from zotrain.pinn.sparse_grid import smolyak_gauss_hermite
 
 
 def quadratic(d, rng):
@@ -14,13 +15,13 @@ def quadratic(d, rng):
     return f, H, b
 
 
+@pytest.mark.parametrize("method", ["sparse-grid", "degree5"])
 @pytest.mark.parametrize("d", [2, 5, 21])
-def test_exact_on_quadratics_with_the_sparse_grid(d, rng):
+def test_exact_on_quadratics_with_the_sparse_grid(d, method, rng):
     f, H, b = quadratic(d, rng)
     x = rng.standard_normal((4, d))
     sigma = 0.3
-    nodes, weights = rule(d, "sparse-grid", level=3)
-    out = smoothed_derivatives(f, x, sigma, nodes, weights, time_index=d - 1)
+    out = smoothed_derivatives(f, x, sigma, rule(d, method, level=3), time_index=d - 1)
     # for a quadratic the smoothed function is f + sigma^2 tr(H) / 2
     np.testing.assert_allclose(out.u, f(x) + sigma ** 2 * np.trace(H) / 2, atol=1e-8)
     np.testing.assert_allclose(out.grad, x @ H + b, atol=1e-8)
@@ -33,10 +34,10 @@ def test_error_on_a_smooth_function_falls_as_sigma_squared(rng):
     a = np.array([0.7, -0.4, 0.5])
     f = lambda X: np.sin(X @ a)  # noqa: E731
     x = rng.standard_normal((5, d))
-    nodes, weights = rule(d, "sparse-grid", level=6)
+    stein = rule(d, "sparse-grid", level=6)
     errs = []
     for sigma in (0.2, 0.1):
-        out = smoothed_derivatives(f, x, sigma, nodes, weights)
+        out = smoothed_derivatives(f, x, sigma, stein)
         errs.append((np.abs(out.grad - np.cos(x @ a)[:, None] * a).max(),
                      np.abs(out.lap + np.sin(x @ a) * (a @ a)).max()))
     for k in range(2):
@@ -47,20 +48,40 @@ def test_monte_carlo_is_unbiased_but_noisy(rng):
     d = 4
     f, H, b = quadratic(d, rng)
     x = rng.standard_normal((2, d))
-    grads = np.stack([smoothed_derivatives(f, x, 0.2, *rule(d, "stein-mc", samples=32, seed=s),
-                                           ).grad for s in range(400)])
+    grads = np.stack([smoothed_derivatives(f, x, 0.2, rule(d, "stein-mc", samples=32, seed=s)).grad for s in range(400)])
     exact = x @ H + b
     se = grads.std(0) / np.sqrt(len(grads))
     assert np.all(np.abs(grads.mean(0) - exact) < 4 * se + 1e-12)
     assert grads.std(0).max() > 1e-3  # Monte Carlo is not exact
 
 
+def test_level_2_is_not_exact_for_the_laplacian(rng):
+    f, H, b = quadratic(5, rng)
+    out = smoothed_derivatives(f, rng.standard_normal((2, 5)), 0.3, rule(5, level=2))
+    assert np.abs(out.lap - np.trace(H)).max() > 1e-3
+
+
+def test_symmetric_rules_evaluate_each_point_once(rng):
+    d = 4
+    nodes, weights = smolyak_gauss_hermite(d, 3)
+    stein = rule(d, level=3)
+    assert stein.evaluations == len(weights)  # pairs + the origin
+    f, H, b = quadratic(d, rng)
+    x = rng.standard_normal((3, d))
+    # the full rule, applied term by term, gives the same forms
+    full = SteinRule(np.asarray(nodes), np.asarray(weights), 0.0)
+    for a, c in zip(smoothed_derivatives(f, x, 0.4, stein, 0), smoothed_derivatives(f, x, 0.4, full, 0)):
+        np.testing.assert_allclose(a, c, atol=1e-9)
+    with pytest.raises(ValueError, match="not symmetric"):
+        symmetric_pairs(np.array([[1.0, 0.0]]), np.array([1.0]))
+
+
 def test_bad_input():
-    nodes, weights = rule(3)
+    stein = rule(3)
     f = lambda X: X.sum(1)  # noqa: E731
     with pytest.raises(ValueError, match="collocation points must be \\(B, 3\\)"):
-        smoothed_derivatives(f, np.zeros((2, 4)), 0.1, nodes, weights)
+        smoothed_derivatives(f, np.zeros((2, 4)), 0.1, stein)
     with pytest.raises(ValueError, match="sigma must be > 0"):
-        smoothed_derivatives(f, np.zeros((2, 3)), 0.0, nodes, weights)
+        smoothed_derivatives(f, np.zeros((2, 3)), 0.0, stein)
     with pytest.raises(ValueError, match="unknown derivative method 'autodiff'"):
         rule(3, "autodiff")

@@ -8,18 +8,20 @@ from zotrain.pinn.loss import PinnLoss
 from tests import reference
 
 
-@pytest.mark.parametrize("name", ["hjb20d", "poisson2d"])
-def test_loss_many_matches_a_per_set_reference(name):
+@pytest.mark.parametrize("name,method", [("hjb20d", "degree5"), ("poisson2d", "sparse-grid"),
+                                         ("black-scholes", "sparse-grid")])
+def test_loss_many_matches_a_per_set_reference(name, method):
     p = problems.get(name)
     model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
     P = np.stack([model.init(s) for s in range(2)])
     x = p.sample(5, seed=0)
-    loss = PinnLoss(model, p, sigma=0.2, level=2)
+    loss = PinnLoss(model, p, sigma=0.2, method=method, level=3)
     got = loss(P, x)
-    nodes, weights = rule(p.dim, level=2)
-    for q in range(2):
-        f = lambda X: p.transform(X, reference.forward(model, P[q], X)[:, 0])  # noqa: E731
-        d = smoothed_derivatives(f, x, 0.2, nodes, weights, p.time_index)
+    stein = rule(p.dim, method, level=3)
+    lo, w = np.array(p.lower), np.array(p.upper) - np.array(p.lower)
+    for q in range(2):  # the network sees box coordinates y; derivatives are in x
+        f = lambda Y: p.transform(lo + w * Y, reference.forward(model, P[q], Y)[:, 0])  # noqa
+        d = smoothed_derivatives(f, (x - lo) / w, 0.2, stein, p.time_index, scale=w)
         r = p.residual(x, d.u, d.grad, d.lap, d.u_t)
         assert got[q] == pytest.approx(np.mean(r ** 2), rel=1e-3)
 
@@ -52,3 +54,25 @@ def test_pinn_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
                       (["hjb20d", "--level", "0"], "level must be an integer >= 1")):
         assert cli.main(["pinn"] + args + ["--out", str(tmp_path / "x"), "--quiet"]) == 2
         assert msg in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["hjb20d", "black-scholes", "poisson2d"])
+def test_head_gradient_matches_finite_differences(name):
+    p = problems.get(name)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
+    params = model.init(3)
+    x = p.sample(6, seed=1)
+    loss = PinnLoss(model, p, sigma=0.1, method="degree5")
+    value, grad = loss.head_gradient(params, x)
+    assert value == pytest.approx(loss(params, x)[0], rel=1e-5)
+    head = [s for s in model.layout if s.name.startswith("4.")]
+    idx = np.concatenate([np.arange(s.offset, s.offset + s.size) for s in head])
+    assert np.all(grad[np.setdiff1d(np.arange(model.n_params), idx)] == 0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # directional derivatives along random head directions (loss is smooth)
+        u = np.zeros(model.n_params)
+        u[idx] = rng.standard_normal(len(idx))
+        h = 1e-2
+        P = np.stack([params + h * u, params - h * u]).astype(np.float32)
+        fd = (loss(P, x)[0] - loss(P, x)[1]) / (2 * h)
+        assert grad @ u == pytest.approx(fd, rel=2e-2, abs=1e-3 * abs(value))

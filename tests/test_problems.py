@@ -73,6 +73,31 @@ def test_black_scholes_exact_solution():
     check(p, u, grad, second, x, 1e-4 * max(1.0, np.abs(u).max()))
     at_expiry = np.stack([np.array([80.0, 100.0, 130.0]), np.full(3, 1.0)], 1)
     np.testing.assert_allclose(p.exact(at_expiry), [0.0, 0.0, 30.0], atol=1e-4)
+    # the hard constraint meets the payoff at expiry and 0 at S = 0 for any network output
+    nn = np.random.default_rng(0).standard_normal(3)
+    payoff = p.transform(at_expiry, nn)  # smoothed over 1 unit of S: log(2) at the strike
+    np.testing.assert_allclose(payoff, [0.0, np.log(2.0), 30.0], atol=1e-6)
+    t = np.array([0.0, 0.5, 0.9])
+    at_zero = np.stack([np.zeros(3), t], 1)
+    np.testing.assert_allclose(p.transform(at_zero, nn), 0.0, atol=1e-12)
+    at_max = np.stack([np.full(3, 200.0), t], 1)
+    np.testing.assert_allclose(p.transform(at_max, nn), 200.0 - 100.0 * np.exp(-0.05 * (1 - t)))
+    np.testing.assert_allclose(p.exact(at_max), p.transform(at_max, nn), rtol=1e-5)  # put ~7e-4
+
+
+@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
+def test_transforms_are_affine_and_residuals_complex_differentiable(name):
+    p = problems.get(name)
+    x = p.sample(7, seed=1)
+    nn = np.random.default_rng(2).standard_normal(7)
+    if p.transform is not None:
+        a, c = p.transform(x, np.zeros(7)), p.transform(x, np.ones(7)) - p.transform(x, np.zeros(7))
+        np.testing.assert_allclose(p.transform(x, nn), a + c * nn, rtol=1e-12, atol=1e-12)
+    rng = np.random.default_rng(3)
+    u, grad, lap = rng.standard_normal(7), rng.standard_normal((7, p.dim)), rng.standard_normal(7)
+    u_t = grad[:, p.time_index] if p.time_index is not None else None
+    r = p.residual(x, u + 0j, grad + 0j, lap + 0j, None if u_t is None else u_t + 0j)
+    np.testing.assert_allclose(r.real, p.residual(x, u, grad, lap, u_t))
 
 
 def test_unknown_problem():

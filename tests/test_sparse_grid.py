@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from zotrain.pinn.sparse_grid import gauss_hermite_1d, smolyak_gauss_hermite
+from zotrain.pinn.sparse_grid import gauss_hermite_1d, smolyak_gauss_hermite, symmetric_degree5
 
 
 def normal_moment(a):
@@ -81,3 +81,24 @@ def test_cached_and_read_only():
 def test_bad_arguments(dim, level, msg):
     with pytest.raises(ValueError, match=msg):
         smolyak_gauss_hermite(dim, level)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 4, 5, 21, 41])
+def test_symmetric_degree5_is_exact_to_degree_5_with_small_weights(dim, rng):
+    X, W = symmetric_degree5(dim)
+    assert len(W) == (3 if dim == 1 else len(smolyak_gauss_hermite(dim, 3)[1]) if dim <= 4
+                      else 2 * dim * dim + 1)
+    assert W.sum() == pytest.approx(1.0, abs=1e-12)
+    for e in monomials(dim, 5, rng, limit=100):
+        expected = np.prod([normal_moment(a) for a in e])
+        assert np.sum(W * np.prod(X ** e, axis=1)) == pytest.approx(expected, abs=1e-10), e
+    if dim >= 5:  # the point of the rule: no large cancelling weights
+        assert np.abs(W).sum() < 12 < np.abs(smolyak_gauss_hermite(min(dim, 21), 3)[1]).sum()
+    # not exact at degree 6 (E z^6 = 15) unless it is the tensor Gauss rule
+    if dim >= 5:
+        assert abs(np.sum(W * X[:, 0] ** 6) - 15.0) > 1e-3
+
+
+def test_symmetric_degree5_bad_dim():
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+        symmetric_degree5(0)

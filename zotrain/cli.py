@@ -125,19 +125,46 @@ def _cmd_export(args):
         model, params = load_run_model(run_dir / "model.npz")
         out = Path(args.out) if args.out else run_dir / (
             "model.trainable.onnx" if args.trainable else "model.onnx")
-        to_onnx(model, params, out, trainable=args.trainable)
-    except ExportError as e:
+        pinn = None if args.trainable else _pinn_loss_of_run(run_dir / "model.npz")
+        if pinn is not None:
+            from zotrain.export_pinn import to_onnx_pinn
+
+            to_onnx_pinn(pinn, params, out)
+        else:
+            to_onnx(model, params, out, trainable=args.trainable)
+    except (ExportError, ValueError) as e:
         print(f"zotrain export: {e}", file=sys.stderr)
         return 2
+    kind = "trainable" if args.trainable else \
+        "smoothed PINN predictor" if pinn is not None else "inference"
     print(f"wrote {out} ({out.stat().st_size:,} bytes; {model.n_params:,} parameters, "
-          f"{'trainable' if args.trainable else 'inference'} graph)")
+          f"{kind} graph)")
     return 0
+
+
+def _pinn_loss_of_run(path):
+    """The ``PinnLoss`` of a ``zotrain pinn`` run's ``model.npz``; None for other runs."""
+    import dataclasses
+    import json
+
+    import numpy as np
+
+    from zotrain.pinn_run import PinnConfig, build
+
+    with np.load(path) as z:
+        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    if "problem" not in config:
+        return None
+    known = {f.name for f in dataclasses.fields(PinnConfig)}
+    config = {k: v for k, v in config.items() if k in known}
+    return build(PinnConfig(**dict(config, backend="numba")))[2]
 
 
 def _add_export(sub):
     p = sub.add_parser("export", help="write a trained model as ONNX",
                        description="Export RUN_DIR/model.npz (from zotrain train) as ONNX: TT "
-                       "layers stay factorised; --trainable makes the parameters graph inputs.")
+                       "layers stay factorised; --trainable makes the parameters graph inputs. "
+                       "A `zotrain pinn` run exports its smoothed predictor u_sigma(x).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="FILE", help="default RUN_DIR/model.onnx")
     p.add_argument("--trainable", action="store_true",
@@ -148,41 +175,66 @@ def _add_export(sub):
 def _cmd_pinn(args):
     import dataclasses
 
+    from zotrain.checkpoint import CheckpointError
     from zotrain.pinn_run import PinnConfig, run
+    from zotrain.train import DivergenceError
 
     given = {k: v for k, v in vars(args).items()
              if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
     try:
         config = PinnConfig(**given)
-        out = Path(args.out or f"runs/pinn-{config.problem}-seed{config.seed}")
-        metrics = run(config, out, progress=not args.quiet)
-    except (ValueError, FloatingPointError) as e:
+        out = Path(args.resume or args.out or f"runs/pinn-{config.problem}-seed{config.seed}")
+        metrics = run(config, out, progress=not args.quiet, resume=args.resume is not None)
+    except (ValueError, CheckpointError, DivergenceError, OSError) as e:
         print(f"zotrain pinn: {e}", file=sys.stderr)
         return 2
-    print(f"relative L2 error {metrics['rel_l2']:.3e} after {config.iters} iterations, "
-          f"{metrics['forward_passes']:,} forward passes, {metrics['wall_time_s']:.0f} s. "
+    except KeyboardInterrupt:
+        return 130
+    print(f"relative L2 error {metrics['rel_l2']:.3e} after {metrics['iters']} iterations, "
+          f"{metrics['forward_passes']:,.0f} forward passes, {metrics['wall_time_s']:.0f} s. "
           f"Files in {out}")
     return 0
 
 
 def _add_pinn(sub):
+    from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
+    from zotrain.pinn_run import HEADS
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
-                       description="Stein derivatives of the smoothed network on a sparse grid "
-                       "(or Monte Carlo), zeroth-order training; writes metrics.json, model.npz, "
-                       "log.jsonl and curves.png.")
+                       description="Stein derivatives of the Gaussian-smoothed network from "
+                       "function values on a sparse grid (or Monte Carlo); zeroth-order steps "
+                       "on the TT body and an exact Gauss-Newton solve of the linear head. "
+                       "Writes metrics.json, model.npz, checkpoint.npz, log.jsonl, curves.png.")
     p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
-    p.add_argument("--iters", type=int)
-    p.add_argument("--derivatives", help="sparse-grid (default) or stein-mc")
-    p.add_argument("--level", type=int, help="sparse-grid level")
-    p.add_argument("--samples", type=int, help="Monte-Carlo nodes")
-    p.add_argument("--sigma", type=float, help="smoothing radius")
-    p.add_argument("--queries", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--iters", type=int, help="zeroth-order iterations (default 100)")
+    p.add_argument("--derivatives", help=f"{' | '.join(METHODS)} (default: the problem's)")
+    p.add_argument("--level", type=int, help="Smolyak level for sparse-grid (default 3)")
+    p.add_argument("--samples", type=int, help="Monte-Carlo draws for stein-mc (default 441)")
+    p.add_argument("--sigma", type=float, help="smoothing radius in box widths "
+                   "(default: the problem's)")
+    p.add_argument("--points", type=int, help="collocation points per iteration (default 64)")
+    p.add_argument("--queries", type=int, help="RGE queries per iteration (default 4)")
+    p.add_argument("--mu", type=float, help="RGE smoothing (default 0.01)")
+    p.add_argument("--lr", type=float, help="Adam learning rate of the body (default 1e-3)")
+    p.add_argument("--head", help=f"{' | '.join(HEADS)} (default gauss-newton)")
+    p.add_argument("--head-every", type=int, help="iterations between head solves (default 20)")
+    p.add_argument("--head-points", type=int, help="collocation points per head solve "
+                   "(default 4096)")
+    p.add_argument("--ridge", type=float, help="ridge of the head solve (default 1e-6)")
     p.add_argument("--width", type=int)
+    p.add_argument("--rank", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
+                   help="stop after this much training time")
+    p.add_argument("--backend", help="numba (default) or onnxruntime (every forward pass in "
+                   "an onnxruntime session)")
+    p.add_argument("--eval-every", type=int, help="iterations between error evaluations "
+                   "(default 20)")
+    p.add_argument("--eval-points", type=int, help="points of each evaluation (default 1000)")
+    p.add_argument("--test-points", type=int, help="points of the final error (default 10000)")
     p.add_argument("--out", metavar="DIR")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same settings)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_pinn)
 

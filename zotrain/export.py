@@ -151,21 +151,15 @@ def to_onnx(model, params, path, *, trainable=False):
     return _finish(g, inputs, outputs, path)
 
 
-def to_onnx_losses(model, path, loss="xent"):
-    """Write the Q-batched loss graph: ``losses = f(P, X, target)`` (see the module doc)."""
+def _q_batched(model):
+    """A graph with inputs ``P`` ``(Q, n_params)`` and ``X``, and the node of the
+    outputs ``(Q, batch, out)`` of the Q parameter sets."""
     from onnx import TensorProto
 
     _check_model(model)
-    if loss not in ("xent", "mse"):
-        raise ExportError(f"loss must be 'xent' or 'mse', got {loss!r}")
     g = _Graph()
     inputs = [g.h.make_tensor_value_info("P", TensorProto.FLOAT, ["Q", model.n_params]),
               g.h.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", model.in_features])]
-    if loss == "xent":
-        inputs.append(g.h.make_tensor_value_info("target", TensorProto.INT64, ["batch"]))
-    else:
-        inputs.append(g.h.make_tensor_value_info("target", TensorProto.FLOAT,
-                                                 ["batch", model.out_features]))
 
     def segment(name):
         s = model.layout[name]
@@ -173,14 +167,37 @@ def to_onnx_losses(model, path, loss="xent"):
                               g.const([1])])
         return g.op("Reshape", [flat, g.const([-1] + list(s.shape))])
 
-    Y, _ = _forward(g, model, "X", segment, batched=True)  # (Q, batch, out)
+    Y, _ = _forward(g, model, "X", segment, batched=True)
+    return g, inputs, Y
+
+
+def to_onnx_outputs(model, path):
+    """Write the Q-batched forward: ``Y = f(P, X)`` ``(Q, batch, out)``."""
+    from onnx import TensorProto
+
+    g, inputs, Y = _q_batched(model)
+    g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
+    return _finish(g, inputs, [g.h.make_tensor_value_info(
+        "Y", TensorProto.FLOAT, ["Q", "batch", model.out_features])], path)
+
+
+def to_onnx_losses(model, path, loss="xent"):
+    """Write the Q-batched loss graph: ``losses = f(P, X, target)`` (see the module doc)."""
+    from onnx import TensorProto
+
+    if loss not in ("xent", "mse"):
+        raise ExportError(f"loss must be 'xent' or 'mse', got {loss!r}")
+    g, inputs, Y = _q_batched(model)  # Y: (Q, batch, out)
     if loss == "xent":
+        inputs.append(g.h.make_tensor_value_info("target", TensorProto.INT64, ["batch"]))
         logp = g.op("LogSoftmax", [Y], axis=2)
         depth = g.const([model.out_features])
         onehot = g.op("OneHot", ["target", depth, g.const([0.0, 1.0], np.float32)], axis=-1)
         picked = g.op("ReduceSum", [g.op("Mul", [logp, onehot]), g.const([2])], keepdims=0)
         per_set = g.op("Neg", [g.op("ReduceMean", [picked], axes=[1], keepdims=0)])
     else:
+        inputs.append(g.h.make_tensor_value_info("target", TensorProto.FLOAT,
+                                                 ["batch", model.out_features]))
         d = g.op("Sub", [Y, "target"])
         per_set = g.op("ReduceMean", [g.op("Mul", [d, d])], axes=[1, 2], keepdims=0)
     g.nodes.append(g.h.make_node("Identity", [per_set], ["losses"]))

@@ -218,6 +218,13 @@ class Sequential:
         X = _as_2d_input(X, self.in_features)
         return self.forward_from(P, X[None], 0, len(self.layers))
 
+    def features(self, params, X):
+        """The last layer's input for one parameter vector: ``(batch, in_features of the
+        last layer)`` (what an exact head gradient or solve needs)."""
+        params = self._check_params(params)
+        X = _as_2d_input(X, self.in_features)
+        return self.forward_from(params[None], X[None], 0, len(self.layers) - 1)[0]
+
     def apply(self, params, X):
         """Output ``(batch, out_features)`` of one parameter vector."""
         params = self._check_params(params)

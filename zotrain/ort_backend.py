@@ -17,30 +17,64 @@ from zotrain.model import LOSSES, _as_2d_input
 from zotrain.objective import WholeModelQueries, exact_head_gradient
 
 
+def _sessions(model, threads, **graphs):
+    """onnxruntime sessions of the named exports (``name=writer(model, path)``)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # parameters as inputs with defaults are intended
+    if threads:
+        opts.intra_op_num_threads = threads
+    out = {}
+    with tempfile.TemporaryDirectory() as d:
+        for name, write in graphs.items():
+            write(model, Path(d) / f"{name}.onnx")
+            out[name] = ort.InferenceSession(str(Path(d) / f"{name}.onnx"), opts,
+                                             providers=["CPUExecutionProvider"])
+    return out
+
+
+def _trainable(model, path):
+    from zotrain.export import to_onnx
+
+    return to_onnx(model, model.init(0), path, trainable=True)
+
+
 class OrtBackend:
     """Sessions for ``model`` (built once); ``objective(X, y)`` makes per-minibatch objectives."""
 
     def __init__(self, model, loss="xent", threads=None):
-        import onnxruntime as ort
-
-        from zotrain.export import to_onnx, to_onnx_losses
+        from zotrain.export import to_onnx_losses
 
         self.model, self.loss = model, loss
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # parameters as inputs with defaults are intended
-        if threads:
-            opts.intra_op_num_threads = threads
-        with tempfile.TemporaryDirectory() as d:
-            to_onnx_losses(model, Path(d) / "losses.onnx", loss)
-            to_onnx(model, model.init(0), Path(d) / "trainable.onnx", trainable=True)
-            providers = ["CPUExecutionProvider"]
-            self.losses = ort.InferenceSession(str(Path(d) / "losses.onnx"), opts,
-                                               providers=providers)
-            self.single = ort.InferenceSession(str(Path(d) / "trainable.onnx"), opts,
-                                               providers=providers)
+        s = _sessions(model, threads, losses=lambda m, p: to_onnx_losses(m, p, loss),
+                      single=_trainable)
+        self.losses, self.single = s["losses"], s["single"]
 
     def objective(self, X, y):
         return OrtObjective(self, X, y)
+
+
+class OrtNetwork:
+    """The model's ``apply_many`` and ``features`` run by onnxruntime sessions (the
+    Q-batched and the trainable exports): the network interface of ``PinnLoss``."""
+
+    def __init__(self, model, threads=None):
+        from zotrain.export import to_onnx_outputs
+
+        self.model = model
+        s = _sessions(model, threads, outputs=to_onnx_outputs, single=_trainable)
+        self.outputs, self.single = s["outputs"], s["single"]
+
+    def apply_many(self, P, X):
+        P = self.model._check_many(P)
+        X = _as_2d_input(X, self.model.in_features)
+        return self.outputs.run(None, {"P": P, "X": X})[0]
+
+    def features(self, params, X):
+        feeds = {"X": _as_2d_input(X, self.model.in_features)}
+        feeds.update(self.model.unflatten(params))
+        return self.single.run(["features"], feeds)[0]
 
 
 class OrtObjective(WholeModelQueries):

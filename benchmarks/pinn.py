@@ -1,0 +1,219 @@
+"""PINN benchmarks: Stein rules at equal evaluations, BP-free training per problem,
+and a first-order (autodiff) reference.
+
+Usage:
+  python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
+  python benchmarks/pinn.py train PROBLEM [--max-time S] [-- extra zotrain pinn flags]
+  python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR]
+
+``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
+test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
+exp(-sigma^2 |a|^2 / 2) + exp(b.x + sigma^2 |b|^2 / 2)) on Smolyak level 3,
+the degree-5 rule, and Monte Carlo with the same number of evaluations (mean
+over seeds), with the function values in float64 and rounded to float32 (as
+the network computes them).  ``train`` runs ``zotrain pinn`` in its own
+process and prints its error curve.  ``first-order`` trains the same TT
+architecture (same initialisation and hard constraints) with Adam on exact
+autodiff derivatives of the unsmoothed network (PyTorch, CPU; zotrain never
+imports it) for a wall-time budget.
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from zotrain.pinn import problems
+from zotrain.pinn.derivatives import rule, smoothed_derivatives
+from zotrain.pinn_run import PinnConfig, build, init_params
+
+
+def test_function(d, sigma, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal(d) * 1.5 / np.sqrt(d), rng.standard_normal(d) * 0.5 / np.sqrt(d)
+    sa, sb = math.exp(-sigma ** 2 * (a @ a) / 2), math.exp(sigma ** 2 * (b @ b) / 2)
+
+    def f(X):
+        return np.sin(X @ a) + np.exp(X @ b)
+
+    def exact(x):
+        s, e = np.sin(x @ a) * sa, np.exp(x @ b) * sb
+        grad = np.cos(x @ a)[:, None] * sa * a + e[:, None] * b
+        return grad, -(a @ a) * s + (b @ b) * e
+
+    return f, exact
+
+
+def derivatives(args):
+    print("| dim | rule | evaluations per point | grad rel. error (f64) | Laplacian rel. error "
+          "(f64) | grad (f32 values) | Laplacian (f32 values) |\n|---|---|---|---|---|---|---|")
+    for d in args.dims:
+        x = np.random.default_rng(0).random((64, d))
+        f, exact = test_function(d, args.sigma, 1)
+        g_ex, l_ex = exact(x)
+        rules = {"Smolyak level 3": [rule(d, "sparse-grid", level=3)],
+                 "degree-5": [rule(d, "degree5")]}
+        k = (rules["Smolyak level 3"][0].evaluations - 1) // 2
+        rules[f"Monte Carlo, {k} antithetic draws (mean of {args.seeds} seeds)"] = \
+            [rule(d, "stein-mc", samples=k, seed=s) for s in range(args.seeds)]
+        for name, rs in rules.items():
+            errs = []
+            for r in rs:
+                row = []
+                for f32 in (False, True):
+                    g = (lambda X: f(X).astype(np.float32).astype(np.float64)) if f32 else f
+                    out = smoothed_derivatives(g, x, args.sigma, r)
+                    row += [np.linalg.norm(out.grad - g_ex) / np.linalg.norm(g_ex),
+                            np.linalg.norm(out.lap - l_ex) / np.linalg.norm(l_ex)]
+                errs.append(row)
+            e = np.mean(errs, axis=0)
+            print(f"| {d} | {name} | {rs[0].evaluations} | {e[0]:.2e} | {e[1]:.2e} | {e[2]:.2e} "
+                  f"| {e[3]:.2e} |", flush=True)
+
+
+def train(args):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "zotrain.cli", "pinn", args.problem, "--out", out,
+               "--quiet"] + (["--max-time", str(args.max_time)] if args.max_time else []) + \
+            args.flags
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t
+        with open(os.path.join(out, "metrics.json")) as f:
+            m = json.load(f)
+    print(f"# zotrain pinn {args.problem} {' '.join(args.flags)}: {m['trainable_params']} params, "
+          f"{m['derivatives']} ({m['evaluations_per_point']} evaluations per point), sigma "
+          f"{m['sigma']}")
+    print("| iteration | forward passes | train s | rel. L2 (1,000 pts) |\n|---|---|---|---|")
+    for r in m["history"]:
+        print(f"| {r['iter']} | {r['forward_passes']:,.0f} | {r['wall_time_s']:.0f} "
+              f"| {r['rel_l2']:.2e} |")
+    print(f"\nfinal: rel. L2 **{m['rel_l2']:.2e}** on 10,000 points; {m['iters']} iterations, "
+          f"{m['forward_passes']:,.0f} forward passes, {m['network_evaluations']:,} network "
+          f"evaluations, {m['wall_time_s']:.0f} s training, {wall:.0f} s for the whole command")
+
+
+def _torch_problem(name):
+    """Hard constraint and residual of each problem, in torch (mirrors pinn/problems.py)."""
+    import torch
+
+    if name == "hjb20d":
+        d = 20
+        return (lambda x, nn: x[:, :d].sum(1) + (1 - x[:, d]) * nn,
+                lambda x, u, g, lap, ut: ut + lap - 0.05 * (g[:, :d] ** 2).sum(1) + 2)
+    if name == "poisson2d":
+        pi = math.pi
+        return (lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn,
+                lambda x, u, g, lap, ut: lap + 2 * pi ** 2 * torch.sin(pi * x[:, 0]) *
+                torch.sin(pi * x[:, 1]))
+    if name == "heat100d":
+        d = 100
+        return (lambda x, nn: torch.sin(x[:, :d]).mean(1) + x[:, d] * nn,
+                lambda x, u, g, lap, ut: ut - lap)
+    if name == "black-scholes":
+        K, r, s, smax = 100.0, 0.05, 0.2, 200.0
+
+        def payoff(S):
+            return torch.nn.functional.softplus(S - K)
+
+        def transform(x, nn):
+            S, t = x[:, 0], x[:, 1]
+            q = S / smax
+            edge = smax - K * torch.exp(-r * (1 - t)) - payoff(torch.tensor(smax))
+            return payoff(S) + q * edge + (1 - t) * q * (1 - q) * 40.0 * nn
+
+        return (transform, lambda x, u, g, lap, ut: ut + 0.5 * s ** 2 * x[:, 0] ** 2 * lap +
+                r * x[:, 0] * g[:, 0] - r * u)
+    raise ValueError(name)
+
+
+def first_order(args):
+    import torch
+    from torch_baselines import torch_model
+
+    torch.manual_seed(0)
+    c = PinnConfig(problem=args.problem)
+    problem, model, loss = build(c)
+    arrays, forward = torch_model(model, init_params(model, problem, 0))
+    transform, residual = _torch_problem(args.problem)
+    lo = torch.tensor(np.asarray(problem.lower, np.float32))
+    width = torch.tensor(np.asarray(problem.upper, np.float32) - np.asarray(problem.lower,
+                                                                             np.float32))
+    ti, dim = problem.time_index, problem.dim
+    space = [i for i in range(dim) if i != ti]
+
+    def u_of(x):
+        return transform(x, forward((x - lo) / width)[:, 0])
+
+    def loss_of(x):
+        x = x.requires_grad_(True)
+        u = u_of(x)
+        g, = torch.autograd.grad(u.sum(), x, create_graph=True)
+        lap = sum(torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i]
+                  for i in space)
+        out = (residual(x, u, g, lap, g[:, ti] if ti is not None else None) ** 2).mean()
+        if problem.boundary is not None:
+            xb = torch.tensor(problem.sample_boundary(max(1, len(x) // 4), seed=[7, step]),
+                              dtype=torch.float32)
+            gb = torch.tensor(problem.boundary(xb.numpy().astype(np.float64)),
+                              dtype=torch.float32)
+            out = out + ((u_of(xb) - gb) ** 2).mean()
+        return out
+
+    def rel(n, seed):
+        x = problem.sample(n, seed)
+        with torch.no_grad():
+            pred = torch.cat([u_of(torch.tensor(x[i:i + 2000], dtype=torch.float32))
+                              for i in range(0, n, 2000)]).double().numpy()
+        ex = problem.exact(x)
+        return float(np.linalg.norm(pred - ex) / np.linalg.norm(ex))
+
+    opt = torch.optim.Adam(arrays.values(), lr=args.lr)
+    print(f"# first-order (autodiff) {args.problem}: {model.n_params} params, Adam {args.lr}, "
+          f"batch {args.batch}, {args.max_time:.0f} s budget, {torch.get_num_threads()} threads")
+    print("| step | train s | rel. L2 (1,000 pts) |\n|---|---|---|")
+    t0, step, next_report = time.perf_counter(), 0, 1
+    while time.perf_counter() - t0 < args.max_time:
+        step += 1
+        x = torch.tensor(problem.sample(args.batch, seed=[0, step]), dtype=torch.float32)
+        value = loss_of(x)
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        if step == next_report:
+            print(f"| {step} | {time.perf_counter() - t0:.0f} | {rel(1000, 1):.2e} |", flush=True)
+            next_report *= 2
+    print(f"\nfinal after {step} steps, {time.perf_counter() - t0:.0f} s: rel. L2 "
+          f"**{rel(10000, 12345):.2e}** on 10,000 points (unsmoothed network)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("derivatives")
+    p.add_argument("--dims", type=int, nargs="+", default=[5, 21])
+    p.add_argument("--sigma", type=float, default=0.1)
+    p.add_argument("--seeds", type=int, default=20)
+    p = sub.add_parser("train")
+    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
+    p.add_argument("--max-time", type=float)
+    p.add_argument("flags", nargs=argparse.REMAINDER)
+    p = sub.add_parser("first-order")
+    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
+    p.add_argument("--max-time", type=float, default=300.0)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    args = ap.parse_args(argv)
+    if args.cmd == "train" and args.flags[:1] == ["--"]:
+        args.flags = args.flags[1:]
+    {"derivatives": derivatives, "train": train, "first-order": first_order}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The PINN smoothed predictor in ONNX, and PINN training on onnxruntime."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from zotrain import cli
+from zotrain.export import ExportError, to_onnx_outputs
+from zotrain.export_pinn import to_onnx_pinn
+from zotrain.ort_backend import OrtNetwork
+from zotrain.pinn import problems
+from zotrain.pinn_run import PinnConfig, build, init_params
+
+
+@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
+def test_smoothed_predictor_matches_predict(name, tmp_path):
+    problem, model, loss = build(PinnConfig(problem=name, width=32, samples=16))
+    params = init_params(model, problem, 1)
+    session = ort.InferenceSession(str(to_onnx_pinn(loss, params, tmp_path / "u.onnx")),
+                                   providers=["CPUExecutionProvider"])
+    for batch in (1, 33):
+        x = problem.sample(batch, batch)
+        got = session.run(None, {"x": x.astype(np.float32)})[0]
+        ref = loss.predict(params, x)
+        assert got.shape == (batch,)
+        np.testing.assert_allclose(got, ref, atol=1e-5 * max(1.0, np.abs(ref).max()), rtol=0)
+
+
+def test_unknown_constraint_is_refused(tmp_path):
+    import dataclasses
+
+    problem, model, loss = build(PinnConfig(problem="poisson2d", width=8))
+    loss.problem = dataclasses.replace(problem, name="mine")
+    with pytest.raises(ExportError, match="no ONNX form of the hard constraint of 'mine'"):
+        to_onnx_pinn(loss, model.init(0), tmp_path / "u.onnx")
+
+
+def test_batched_outputs_match_apply_many(tmp_path, rng):
+    _, model, _ = build(PinnConfig(problem="hjb20d", width=16))
+    net = OrtNetwork(model)
+    P = np.stack([model.init(s) for s in range(3)])
+    X = rng.random((5, 21)).astype(np.float32)
+    np.testing.assert_allclose(net.apply_many(P, X), model.apply_many(P, X), atol=1e-5)
+    np.testing.assert_allclose(net.features(P[1], X), model.features(P[1], X), atol=1e-5)
+    assert to_onnx_outputs(model, tmp_path / "o.onnx").exists()
+
+
+def test_pinn_training_on_onnxruntime_matches_numba(tmp_path):
+    kw = dict(problem="poisson2d", width=32, iters=4, points=8, head_points=128, head_every=2,
+              eval_every=4, eval_points=100, test_points=200)
+    a = cli.main(["pinn", "poisson2d", "--out", str(tmp_path / "n"), "--quiet"] +
+                 [f"--{k.replace('_', '-')}={v}" for k, v in kw.items() if k != "problem"])
+    b = cli.main(["pinn", "poisson2d", "--out", str(tmp_path / "o"), "--quiet",
+                  "--backend", "onnxruntime"] +
+                 [f"--{k.replace('_', '-')}={v}" for k, v in kw.items() if k != "problem"])
+    assert a == b == 0
+    m = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("n", "o")]
+    assert m[0]["forward_passes"] == m[1]["forward_passes"]
+    assert m[1]["rel_l2"] == pytest.approx(m[0]["rel_l2"], rel=0.05)
+    assert m[1]["config"]["backend"] == "onnxruntime"
+
+
+def test_cli_exports_a_pinn_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["pinn", "poisson2d", "--iters", "2", "--width", "16", "--head-points", "64",
+                     "--out", str(out), "--quiet"]) == 0
+    assert cli.main(["export", str(out)]) == 0
+    assert "smoothed PINN predictor" in capsys.readouterr().out
+    problem, model, loss = build(PinnConfig(problem="poisson2d", width=16))
+    with np.load(out / "model.npz") as z:
+        params = z["params"]
+    x = problem.sample(9, 0)
+    s = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(s.run(None, {"x": x.astype(np.float32)})[0],
+                               loss.predict(params, x), atol=1e-5)

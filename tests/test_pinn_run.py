@@ -1,0 +1,106 @@
+"""The PINN trainer: it learns, resumes bit-identically, and keeps its last good state."""
+
+import json
+
+import numpy as np
+import pytest
+
+from zotrain.checkpoint import CheckpointError
+from zotrain.pinn.loss import PinnLoss
+from zotrain.pinn_run import PinnConfig, build, init_params, rel_l2, run
+from zotrain.train import DivergenceError
+from zotrain import estimators
+
+
+def small(**kw):
+    base = dict(problem="poisson2d", width=64, iters=6, points=16, head_points=256,
+                head_every=3, eval_every=3, eval_points=200, test_points=500)
+    base.update(kw)
+    return PinnConfig(**base)
+
+
+def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
+    c = small()
+    problem, model, loss = build(c)
+    untrained = rel_l2(loss, init_params(model, problem, 0), 500, 12345)
+    m = run(c, tmp_path, progress=False)
+    assert untrained > 0.5
+    assert m["rel_l2"] < 0.02
+    assert m["forward_passes"] > 0 and m["trainable_params"] == model.n_params
+    for name in ("metrics.json", "model.npz", "checkpoint.npz", "log.jsonl"):
+        assert (tmp_path / name).exists()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log] == [3, 6]
+
+
+def test_zo_head_trains_everything_by_rge(tmp_path):
+    c = small(head="zo", iters=4, eval_every=4)
+    problem, model, loss = build(c)
+    p0 = init_params(model, problem, 0)
+    run(c, tmp_path, progress=False)
+    with np.load(tmp_path / "model.npz") as z:
+        moved = z["params"] != p0
+    assert moved[loss.head_slice()].any() and moved[:loss.head_slice().start].any()
+
+
+def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
+    whole = run(small(), tmp_path / "a", progress=False)
+    real = estimators.RGE.estimate
+
+    def stop_at_5(self, objective, params, names, *, seed, step):
+        if step == 5:
+            raise KeyboardInterrupt
+        return real(self, objective, params, names, seed=seed, step=step)
+
+    monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
+    with pytest.raises(KeyboardInterrupt):
+        run(small(), tmp_path / "b", progress=False)
+    with np.load(tmp_path / "b" / "checkpoint.npz") as z:
+        assert json.loads(bytes(z["meta"]).decode())["iter"] == 4
+    monkeypatch.setattr(estimators.RGE, "estimate", real)
+    resumed = run(small(), tmp_path / "b", progress=False, resume=True)
+    with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
+        np.testing.assert_array_equal(a["params"], b["params"])
+    assert resumed["rel_l2"] == whole["rel_l2"]
+    assert resumed["forward_passes"] == whole["forward_passes"]
+
+
+def test_resume_rejects_other_settings_and_missing_checkpoints(tmp_path):
+    run(small(iters=3), tmp_path, progress=False)
+    with pytest.raises(CheckpointError, match="other settings: width"):
+        run(small(width=32), tmp_path, progress=False, resume=True)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        run(small(), tmp_path / "empty", progress=False, resume=True)
+    (tmp_path / "checkpoint.npz").write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="corrupted"):
+        run(small(), tmp_path, progress=False, resume=True)
+
+
+def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
+    real = PinnLoss.__call__
+    calls = {"n": 0}
+
+    def nan_later(self, P, x, xb=None):
+        calls["n"] += 1
+        out = real(self, P, x, xb)
+        return out * np.nan if calls["n"] > 4 * 2 else out  # base + perturbed sets per step
+
+    monkeypatch.setattr(PinnLoss, "__call__", nan_later)
+    with pytest.raises(DivergenceError, match="iteration 5; the last good state \\(iteration 3\\)"):
+        run(small(), tmp_path, progress=False)
+    with np.load(tmp_path / "checkpoint.npz") as z:
+        assert json.loads(bytes(z["meta"]).decode())["iter"] == 3
+        assert np.all(np.isfinite(z["params"]))
+
+
+@pytest.mark.parametrize("field,value,msg", [
+    ("head", "lstsq", "unknown head training 'lstsq'"),
+    ("points", 0, "points must be an integer >= 1"),
+    ("ridge", -1.0, "ridge must be >= 0"),
+    ("derivatives", "autodiff", "unknown derivative method 'autodiff'"),
+    ("problem", "navier", "unknown problem 'navier'"),
+    ("sigma", 0.0, "sigma must be > 0"),
+])
+def test_bad_config(field, value, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        run(small(**{field: value}), tmp_path, progress=False)
