@@ -22,8 +22,8 @@ def best_time(fn, repeats):
     return min(times)
 
 
-HEADER = ("| configuration | test acc | best test acc | epochs | forward passes | wall s "
-          "| peak RSS MB |\n|---|---|---|---|---|---|---|")
+HEADER = ("| configuration | test acc | best test acc | epochs | forward passes "
+          "| forward-pass equivalents | wall s | peak RSS MB |\n|---|---|---|---|---|---|---|---|")
 
 
 def run_table(configs, common, only=None):
@@ -42,7 +42,8 @@ def run_table(configs, common, only=None):
                 m = json.load(f)
         results[name] = m
         print(f"| {name} | {m['test_accuracy']:.4f} | {m['best_test_accuracy']:.4f} "
-              f"| {m['epochs']:.2f} | {m['forward_passes']:,} | {wall:.0f} "
+              f"| {m['epochs']:.2f} | {m['forward_passes']:,} "
+              f"| {m.get('forward_equivalents', float('nan')):,.0f} | {wall:.0f} "
               f"| {m['peak_rss_mb']:.0f} |", flush=True)
     print("\nflags per configuration (after `zotrain train mnist " + " ".join(common) + "`):")
     for name, flags in configs.items():
@@ -56,11 +57,15 @@ def budget_main(doc, configs, extra_flags, title):
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--data", default=os.environ.get("ZOTRAIN_DATA", "../shared/data/mnist"))
     ap.add_argument("--budget", type=int, default=40_000, help="forward passes per run")
+    ap.add_argument("--equivalents", action="store_true",
+                    help="the budget counts forward-pass equivalents (FLOPs) instead")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=30, help="upper bound; the budget stops first")
     ap.add_argument("--only", nargs="*", help="run only these configurations")
     args = ap.parse_args()
-    print(f"# {title}, budget {args.budget:,} forward passes, batch {args.batch_size}")
+    unit = "forward-pass equivalents" if args.equivalents else "forward passes"
+    print(f"# {title}, budget {args.budget:,} {unit}, batch {args.batch_size}")
     common = ["--data", args.data, "--schedule", "constant", "--batch-size",
-              str(args.batch_size), "--epochs", str(args.epochs), "--budget", str(args.budget)]
+              str(args.batch_size), "--epochs", str(args.epochs),
+              "--budget-equivalents" if args.equivalents else "--budget", str(args.budget)]
     return run_table(configs, common + extra_flags, args.only)

@@ -3,8 +3,9 @@ and a first-order (autodiff) reference.
 
 Usage:
   python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
-  python benchmarks/pinn.py train PROBLEM [--max-time S] [-- extra zotrain pinn flags]
+  python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
   python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR]
+  python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
 
 ``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
 test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
@@ -15,7 +16,8 @@ the network computes them).  ``train`` runs ``zotrain pinn`` in its own
 process and prints its error curve.  ``first-order`` trains the same TT
 architecture (same initialisation and hard constraints) with Adam on exact
 autodiff derivatives of the unsmoothed network (PyTorch, CPU; zotrain never
-imports it) for a wall-time budget.
+imports it) for a wall-time budget.  ``backends`` trains the same
+configuration (same seed) on the Numba and the onnxruntime backends.
 """
 
 import argparse
@@ -77,16 +79,32 @@ def derivatives(args):
                   f"| {e[3]:.2e} |", flush=True)
 
 
-def train(args):
+def _run(problem, flags):
+    """``zotrain pinn`` in its own process: ``(metrics, wall seconds of the command)``."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "zotrain.cli", "pinn", args.problem, "--out", out,
-               "--quiet"] + (["--max-time", str(args.max_time)] if args.max_time else []) + \
-            args.flags
+        cmd = [sys.executable, "-m", "zotrain.cli", "pinn", problem, "--out", out,
+               "--quiet"] + flags
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t
         with open(os.path.join(out, "metrics.json")) as f:
-            m = json.load(f)
+            return json.load(f), wall
+
+
+def backends(args):
+    print(f"# zotrain pinn {args.problem} {' '.join(args.flags)}, same seed on both backends")
+    print("| backend | rel. L2 | forward passes | train s |\n|---|---|---|---|")
+    times = {}
+    for backend in ("numba", "onnxruntime"):
+        m, _ = _run(args.problem, args.flags + ["--backend", backend])
+        times[backend] = m["wall_time_s"]
+        print(f"| {backend} | {m['rel_l2']:.3e} | {m['forward_passes']:,.0f} "
+              f"| {m['wall_time_s']:.1f} |", flush=True)
+    print(f"\nonnxruntime / Numba training time: {times['onnxruntime'] / times['numba']:.1f}x")
+
+
+def train(args):
+    m, wall = _run(args.problem, args.flags)
     print(f"# zotrain pinn {args.problem} {' '.join(args.flags)}: {m['trainable_params']} params, "
           f"{m['derivatives']} ({m['evaluations_per_point']} evaluations per point), sigma "
           f"{m['sigma']}")
@@ -202,7 +220,9 @@ def main(argv=None):
     p.add_argument("--seeds", type=int, default=20)
     p = sub.add_parser("train")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))
-    p.add_argument("--max-time", type=float)
+    p.add_argument("flags", nargs=argparse.REMAINDER)
+    p = sub.add_parser("backends")
+    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
     p.add_argument("flags", nargs=argparse.REMAINDER)
     p = sub.add_parser("first-order")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))
@@ -210,9 +230,10 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     args = ap.parse_args(argv)
-    if args.cmd == "train" and args.flags[:1] == ["--"]:
-        args.flags = args.flags[1:]
-    {"derivatives": derivatives, "train": train, "first-order": first_order}[args.cmd](args)
+    if hasattr(args, "flags"):
+        args.flags = [f for f in args.flags if f != "--"]
+    {"derivatives": derivatives, "train": train, "first-order": first_order,
+     "backends": backends}[args.cmd](args)
 
 
 if __name__ == "__main__":

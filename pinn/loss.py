@@ -10,11 +10,13 @@ input, so the smoothed function is that of the constrained network; the Stein
 forms give u, grad u, Laplacian u and u_t, and the loss is the mean squared
 residual.
 
-``head_gradient`` is the exact gradient of that loss with respect to the last
-(Dense) layer, from the features entering it at the shifted inputs: the
+``head_jacobian`` is the exact Jacobian of the residuals with respect to the
+last (Dense) layer, from the features entering it at the shifted inputs: the
 output is affine in the head, the hard constraint is affine in the output,
 the Stein forms are linear, and the residual's own partial derivatives are
 taken by complex step.  No derivative of the network is taken.
+``head_gradient`` and ``solve_head`` (one ridge-regularised Gauss-Newton
+step) build on it.
 """
 
 import numpy as np
@@ -28,7 +30,7 @@ _CHUNK_ROWS = 1 << 17  # network evaluations per forward call (memory bound)
 
 
 class PinnLoss:
-    def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=462, seed=0,
+    def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=441, seed=0,
                  network=None):
         """``sigma`` and ``method`` default to the problem's (``Problem.sigma``/``.method``).
         ``network`` runs the forward passes: anything with the model's ``apply_many(P, X)``

@@ -175,3 +175,36 @@ def test_unknown_evaluator_name():
     with pytest.raises(ValueError, match="unknown evaluator 'magic'; known evaluators: none, "
                        "global, local"):
         MnistConfig(evaluator="magic").validate()
+
+
+def test_forward_equivalents_weigh_each_query_by_the_flops_it_runs(rng):
+    from zotrain.objective import ModelObjective
+
+    rge = estimators.rge
+    model = Sequential([TTLinear(12, 16, rank=2), ReLU(), TTLinear(16, 16, rank=2), ReLU(),
+                        Dense(16, 3)])
+    full = model.flops()
+    assert full == 2 * (12 * 16 + 16 * 16 + 16 * 3)
+    X, y = rng.standard_normal((8, 12)).astype(np.float32), rng.integers(0, 3, 8)
+    # a query on a core of the second layer reruns that layer and the rest only
+    obj = ModelObjective(model, X, y)
+    p = model.init(0)
+    obj.segment_losses(p, "2.core0", 0, 0, np.arange(3), np.ones(3), "gaussian")
+    assert obj.flops == full + 3 * model.flops(2, 3) + 3 * model.flops(4)  # J, then the head
+    # local weight perturbation, m = 0: the clean forward (blocks and every head), then
+    # per block its queries on the block (with feature reuse) and its own head
+    ev = Evaluator(model, Plan(blocks_of(model), mode="weight", estimator=rge(2, 1e-2)), 3)
+    out = ev.evaluate(ev.init(0), X, y, seed=0, step=0)
+    counts = out.counts["per_block"]
+    heads = [h.flops() for h, _ in ev.heads]
+    clean = sum(b.flops() for b in ev.bodies) + sum(heads)
+    body = sum(c["head_forwards"] * h for c, h in zip(counts, heads))
+    assert out.forward_equivalents * full > clean + body  # plus the block queries
+    assert out.forward_equivalents < out.forward_passes  # each query is a fraction of a pass
+    # the global plan counts like the plain ZO step's objective
+    g = Evaluator(model, Plan(whole_body(model), mode="weight", estimator=rge(2, 1e-2)), 3)
+    ge = g.evaluate(g.init(0), X, y, seed=0, step=0)
+    assert ge.forward_equivalents > 1.0
+    step = ZOStep(model, rge(2, 1e-2), [n for n in model.layout.names if not n.startswith("4.")])
+    _, _, cost = step(model.init(0), X, y, seed=0, step=0)
+    assert 0 < cost.equivalents <= cost.passes

@@ -103,7 +103,10 @@ def _add_train(sub):
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
-                   help="stop after N forward passes")
+                   help="stop after N forward passes (queries, however partial)")
+    p.add_argument("--budget-equivalents", dest="max_forward_equivalents", type=float,
+                   metavar="N", help="stop after N forward-pass equivalents: the FLOPs of the "
+                   "layers the queries ran, over those of one full forward")
     p.add_argument("--patience", type=int, help="early stopping on the validation loss")
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images only")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")

@@ -67,6 +67,7 @@ class Evaluation(NamedTuple):
     block_losses: list  # local loss of each block's head (clean parameters)
     forward_passes: int
     counts: dict  # block and head forwards per block
+    forward_equivalents: float = 0.0  # FLOPs run over one full forward (``Sequential.flops``)
 
 
 def blocks_of(model):
@@ -176,6 +177,7 @@ class Evaluator:
         grad = np.zeros(self.n_params, np.float32)
         how, passes, counts = {}, 0, []
         outs, cache = self._clean_forward(params, X)
+        flops = sum(b.flops() for b in self.bodies) + sum(h.flops() for h, _ in self.heads)
         block_losses = []
         for k in range(len(self.bodies)):
             loss, hg = self._head_gradient(params, k, outs[k + 1], labels)
@@ -194,7 +196,9 @@ class Evaluator:
             self._put(grad, how, {name: self.model.layout[name] for name in g}, g, tag)
             passes += n
             counts.append(c)
-        return Evaluation(grad, how, block_losses, passes, {"per_block": counts})
+            flops += c.pop("flops")
+        return Evaluation(grad, how, block_losses, passes, {"per_block": counts},
+                          flops / self.model.flops())
 
     def _put(self, grad, how, segments, values, tag):
         for name, seg in segments.items():
@@ -237,6 +241,7 @@ class Evaluator:
             head, _ = self.heads[j]
             P = np.tile(self._head_params(params, j), (H.shape[0], 1))
             counter["head_forwards"] += H.shape[0]
+            counter["flops"] += H.shape[0] * head.flops()
             return head.loss_from(P, H, 0, labels, targets, XENT)
 
         def tail(H):
@@ -250,18 +255,20 @@ class Evaluator:
                 P = np.tile(self._body_params(params, j), (H.shape[0], 1))
                 H = body.forward_from(P, H, 0, len(body.layers), fresh_last=True)
                 counter["block_forwards"] += H.shape[0]
+                counter["flops"] += H.shape[0] * body.flops()
                 total = total + self.plan.lam * head_loss(j, H)
             return total
 
         return tail
 
     def _weight(self, params, k, outs, labels, seed, step):
-        counter = {"block_forwards": 0, "head_forwards": 0}
+        counter = {"block_forwards": 0, "head_forwards": 0, "flops": 0.0}
         body = self.bodies[k]
         obj = ModelObjective(body, outs[k], labels, tail=self._tail(params, k, labels, counter))
         est = self.plan.estimator.estimate(obj, self._body_params(params, k), body.layout.names,
                                            seed=seed, step=step)
         counter["block_forwards"] += obj.forward_passes
+        counter["flops"] += obj.flops
         g = {name: est.grad[body.layout[name].offset:body.layout[name].offset
                             + body.layout[name].size] for name in body.layout.names}
         return g, est.forward_passes, counter
@@ -275,7 +282,10 @@ class Evaluator:
         Wh, bh = self._head_dense(params, k)
         D, _ = activity_cge_head(Z, act, Wh, bh, labels, p.mu, 1.0 / B)
         F = Z.shape[1]
-        counter = {"block_forwards": 0, "head_forwards": 2 * F}
+        # counted as if each query ran the whole head (and linked block): an upper bound,
+        # the kernels evaluate each one-unit change incrementally
+        counter = {"block_forwards": 0, "head_forwards": 2 * F,
+                   "flops": 2 * F * self.heads[k][0].flops()}
         if p.link >= 1 and k + 1 < len(self.bodies):
             nb = self.bodies[k + 1]
             j = nb.linear_index()[0]
@@ -292,6 +302,7 @@ class Evaluator:
                                                1.0 / B)
             counter["block_forwards"] += 2 * F
             counter["head_forwards"] += 2 * F
+            counter["flops"] += 2 * F * (nb.flops() + self.heads[k + 1][0].flops())
         if p.proto > 0:
             D += self._proto_activity_grad(k, Z, act, outs[k + 1], labels)
         g = layer_gradient(body, i, self._body_params(params, k), Xin, D)

@@ -52,6 +52,7 @@ class MnistConfig:
     backend: str = "numba"  # or onnxruntime: every forward pass in an inference session
     time_limit_s: float = None
     max_forward_passes: int = None  # stop once this many forward passes are spent
+    max_forward_equivalents: float = None  # or this many full-forward equivalents (FLOPs)
     train_limit: int = None  # use only the first N training images (quick runs, tests)
 
     def validate(self):
@@ -181,7 +182,8 @@ def run(config, out_dir, *, resume=False, progress=True):
                       epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
                       n_trainable=layout.n_params, checkpoint=out / "checkpoint.npz",
                       callbacks=callbacks, max_time_s=config.time_limit_s,
-                      max_forward_passes=config.max_forward_passes)
+                      max_forward_passes=config.max_forward_passes,
+                      max_forward_equivalents=config.max_forward_equivalents)
     if resume:
         trainer.resume(out / "checkpoint.npz")
     else:
@@ -205,6 +207,7 @@ def _finish(trainer, model, config, out):
         "epochs": h.epoch + h.batch / max(1, len(trainer.train_split.y) // config.batch_size),
         "steps": h.step,
         "forward_passes": h.forward_passes,
+        "forward_equivalents": round(h.forward_equivalents, 1),
         "wall_time_s": round(h.wall_time_s, 2),
         "trainable_params": model.n_params,
         "dense_params": model.dense_params,

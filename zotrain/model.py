@@ -104,6 +104,12 @@ class Sequential:
         return sum(l.in_features * l.out_features + (l.out_features if l.bias else 0)
                    for l in self.layers if l.in_features is not None)
 
+    def flops(self, start=0, stop=None):
+        """Multiply-adds x 2 per example of layers [start, stop), each linear layer
+        counted as its dense-equivalent product (the unit of forward-pass equivalents)."""
+        return float(sum(2 * l.in_features * l.out_features
+                         for l in self.layers[start:stop] if l.in_features is not None))
+
     def _offsets(self, i):
         prefix = f"{i}."
         return {s.name[len(prefix):]: s.offset for s in self.layout if s.name.startswith(prefix)}

@@ -43,6 +43,7 @@ class ModelObjective:
         if tail is None:
             self.labels, self.targets = model._check_target(target, self.X.shape[0], loss)
         self.forward_passes = 0
+        self.flops = 0.0  # per example, of the layers actually run (``Sequential.flops``)
         self._base_params = None
         self._base = None
 
@@ -58,6 +59,7 @@ class ModelObjective:
         """Losses ``(Q,)`` of the parameter sets ``P`` ``(Q, n_params)``."""
         P = self.model._check_many(P)
         self.forward_passes += P.shape[0]
+        self.flops += P.shape[0] * self.model.flops()
         return self._rest(P, self.X[None], 0)
 
     def _rest(self, P, H, start):
@@ -82,6 +84,7 @@ class ModelObjective:
         pre = {i: c[1] for i, c in cache.items()}
         loss = float(self._rest(params[None], H, len(model.layers))[0])
         self.forward_passes += 1
+        self.flops += model.flops()
         self._base_params, self._base = params.copy(), (inputs, pre, loss)
         return self._base
 
@@ -130,7 +133,8 @@ class ModelObjective:
         elementwise.bias_activation_many(Z, PJ[:1], -1, model.fused_activation(i))
         start = i + (2 if model.fused_activation(i) != elementwise.IDENTITY else 1)
         P_rest = np.tile(np.asarray(params, np.float32), (Z.shape[0], 1))
-        self.forward_passes += Z.shape[0]
+        self.forward_passes += Z.shape[0]  # each costs its layer (J, per direction) and the rest
+        self.flops += U.shape[0] * model.flops(i, i + 1) + Z.shape[0] * model.flops(start)
         return self._rest(P_rest, Z, start)
 
     # -- exact local gradient of the output layer --------------------------------

@@ -13,6 +13,7 @@ clear message and keeps its last good checkpoint.
 import math
 import signal
 import time
+from typing import NamedTuple
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,14 @@ from zotrain.objective import ModelObjective
 
 class DivergenceError(RuntimeError):
     """The loss or the parameters became NaN or inf."""
+
+
+class Cost(NamedTuple):
+    """What a step spent: forward passes (queries, however partial) and forward-pass
+    equivalents (the FLOPs of the layers they ran over those of one full forward)."""
+
+    passes: int
+    equivalents: float
 
 
 @dataclass
@@ -48,7 +57,9 @@ class ZOStep:
             for name in names:
                 s = objective.layout[name]
                 grad[s.offset:s.offset + s.size] = head[s.offset:s.offset + s.size]
-        return grad, est.loss, objective.forward_passes
+        flops = getattr(objective, "flops", None)
+        equivalents = objective.forward_passes if flops is None else flops / self.model.flops()
+        return grad, est.loss, Cost(objective.forward_passes, equivalents)
 
     def state(self):
         return self.estimator.state()
@@ -69,7 +80,7 @@ class EvaluatorStep:
 
     def __call__(self, params, X, y, *, seed, step):
         ev = self.evaluator.evaluate(params, X, y, seed=seed, step=step)
-        return ev.grad, ev.block_losses[-1], ev.forward_passes
+        return ev.grad, ev.block_losses[-1], Cost(ev.forward_passes, ev.forward_equivalents)
 
     def state(self):
         return self.evaluator.state()
@@ -96,6 +107,7 @@ class History:
     batch: int = 0  # batches done in the current epoch
     step: int = 0
     forward_passes: int = 0
+    forward_equivalents: float = 0.0
     wall_time_s: float = 0.0
     records: list = field(default_factory=list)
 
@@ -116,7 +128,8 @@ def accuracy_and_loss(model, params, split, chunk=2000):
 class Trainer:
     """Train ``model`` from ``params`` with ``step_rule`` and ``optimizer``.
 
-    ``step_rule(params, X, y, seed=, step=)`` returns ``(grad, loss, forward_passes)``;
+    ``step_rule(params, X, y, seed=, step=)`` returns ``(grad, loss, cost)``, ``cost`` a
+    ``Cost`` or a number of forward passes;
     ``n_trainable`` is the length of the trained vector when it holds more than
     the model's parameters (auxiliary heads).
 
@@ -126,12 +139,16 @@ class Trainer:
 
     def __init__(self, model, step_rule, optimizer, train, val, test, *, epochs, batch_size,
                  seed, n_trainable=None, checkpoint=None, callbacks=(), max_time_s=None,
-                 max_forward_passes=None):
+                 max_forward_passes=None, max_forward_equivalents=None):
         if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
         for name, split in (("train", train), ("val", val), ("test", test)):
             if split is not None and not np.all(np.isfinite(split.x)):
                 raise ValueError(f"the {name} data contain NaN or inf values")
+        for name, v in (("forward-pass budget", max_forward_passes),
+                        ("forward-pass-equivalent budget", max_forward_equivalents)):
+            if v is not None and not v > 0:
+                raise ValueError(f"the {name} must be > 0, got {v!r}")
         self.model, self.step_rule, self.optimizer = model, step_rule, optimizer
         self.train_split, self.val, self.test = train, val, test
         self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
@@ -139,6 +156,7 @@ class Trainer:
         self.checkpoint = Path(checkpoint) if checkpoint else None
         self.callbacks, self.max_time_s = list(callbacks), max_time_s
         self.max_forward_passes = max_forward_passes
+        self.max_forward_equivalents = max_forward_equivalents
         self.history, self.stop = History(), None
         self.params = self.opt_state = None
 
@@ -196,7 +214,9 @@ class Trainer:
             if b < h.batch:  # resuming inside an epoch
                 continue
             t0 = time.perf_counter()
-            grad, loss, passes = self.step_rule(self.params, xb, yb, seed=self.seed, step=h.step)
+            grad, loss, cost = self.step_rule(self.params, xb, yb, seed=self.seed, step=h.step)
+            if not isinstance(cost, Cost):
+                cost = Cost(cost, float(cost))
             params, opt_state = self.optimizer.update(grad, self.opt_state, self.params)
             if not (math.isfinite(loss) and np.all(np.isfinite(params))):
                 raise DivergenceError(
@@ -206,7 +226,8 @@ class Trainer:
                     + ". Lower the learning rate or mu.")
             self.params, self.opt_state = params, opt_state
             h.step, h.batch = h.step + 1, b + 1
-            h.forward_passes += passes
+            h.forward_passes += cost.passes
+            h.forward_equivalents += cost.equivalents
             h.wall_time_s += time.perf_counter() - t0
             for cb in self.callbacks:
                 cb.on_step(self, loss)
@@ -214,6 +235,9 @@ class Trainer:
                 self.stop = self.stop or "time limit"
             if self.max_forward_passes is not None and h.forward_passes >= self.max_forward_passes:
                 self.stop = self.stop or "forward-pass budget"
+            if self.max_forward_equivalents is not None and \
+                    h.forward_equivalents >= self.max_forward_equivalents:
+                self.stop = self.stop or "forward-pass-equivalent budget"
             if self.stop is not None:
                 break
         if self.stop is None:
@@ -226,6 +250,7 @@ class Trainer:
         h = self.history
         record = {"epoch": h.epoch + h.batch / max(1, len(self.train_split.y) // self.batch_size),
                   "step": h.step, "forward_passes": h.forward_passes,
+                  "forward_equivalents": round(h.forward_equivalents, 1),
                   "wall_time_s": round(h.wall_time_s, 3)}
         for name, split in (("val", self.val), ("test", self.test)):
             if split is not None and len(split.y):
