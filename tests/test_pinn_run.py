@@ -30,7 +30,8 @@ def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
     for name in ("metrics.json", "model.npz", "checkpoint.npz", "log.jsonl"):
         assert (tmp_path / name).exists()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [r["iter"] for r in log] == [3, 6]
+    assert [r["iter"] for r in log] == [0, 3, 6]
+    assert log[0]["rel_l2"] == pytest.approx(untrained, rel=0.3)  # the curve starts untrained
 
 
 def test_zo_head_trains_everything_by_rge(tmp_path):

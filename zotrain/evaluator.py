@@ -179,7 +179,8 @@ class Evaluator:
         outs, cache = self._clean_forward(params, X)
         flops = sum(b.flops() for b in self.bodies) + sum(h.flops() for h, _ in self.heads)
         block_losses = []
-        for k in range(len(self.bodies)):
+        for k in range(len(self.bodies)):  # each costs about one forward of its head
+            flops += self.heads[k][0].flops()
             loss, hg = self._head_gradient(params, k, outs[k + 1], labels)
             block_losses.append(loss)
             self._put(grad, how, self._head_segments(k), hg, "exact-head")
@@ -306,6 +307,7 @@ class Evaluator:
         if p.proto > 0:
             D += self._proto_activity_grad(k, Z, act, outs[k + 1], labels)
         g = layer_gradient(body, i, self._body_params(params, k), Xin, D)
+        counter["flops"] += body.flops(i, i + 1)  # X^T D: one product of the layer's size
         return g, 2 * F, counter
 
     def _head_dense(self, params, k):

@@ -58,7 +58,11 @@ class ZOStep:
                 s = objective.layout[name]
                 grad[s.offset:s.offset + s.size] = head[s.offset:s.offset + s.size]
         flops = getattr(objective, "flops", None)
-        equivalents = objective.forward_passes if flops is None else flops / self.model.flops()
+        if flops is None:
+            equivalents = objective.forward_passes
+        else:  # the exact head gradient costs about one forward of the head
+            head = self.model.flops(len(self.model.layers) - 1) if self.exact_head else 0.0
+            equivalents = (flops + head) / self.model.flops()
         return grad, est.loss, Cost(objective.forward_passes, equivalents)
 
     def state(self):
