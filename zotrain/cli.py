@@ -225,9 +225,9 @@ def _add_pinn(sub):
     p.add_argument("--head-points", type=int, help="collocation points per head solve "
                    "(default 4096)")
     p.add_argument("--ridge", type=float, help="ridge of the head solve (default 1e-6)")
-    p.add_argument("--width", type=int)
-    p.add_argument("--rank", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--width", type=int, help="hidden width (default 512)")
+    p.add_argument("--rank", type=int, help="TT rank of the hidden layers (default 2)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
     p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--backend", help="numba (default) or onnxruntime (every forward pass in "
