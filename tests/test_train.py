@@ -135,6 +135,8 @@ def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):
     (["--link", "-1"], "link \\(m\\) must be an integer >= 0"),
     (["--lam", "-1"], "lam \\(lambda\\) must be >= 0"),
     (["--evaluator", "magic"], "unknown evaluator 'magic'"),
+    (["--budget-equivalents", "0"], "forward-pass-equivalent budget must be > 0"),
+    (["--budget", "-5"], "forward-pass budget must be > 0"),
 ])
 def test_cli_bad_arguments(mnist_dir, tmp_path, capsys, args, msg):
     rc = cli.main(["train", "mnist", "--data", str(mnist_dir), "--out", str(tmp_path / "o"),
