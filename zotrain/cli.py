@@ -202,7 +202,7 @@ def _cmd_pinn(args):
 def _add_pinn(sub):
     from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn_run import HEADS
+    from zotrain.pinn_run import HEADS, PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "
@@ -210,32 +210,38 @@ def _add_pinn(sub):
                        "on the TT body and an exact Gauss-Newton solve of the linear head. "
                        "Writes metrics.json, model.npz, checkpoint.npz, log.jsonl, curves.png.")
     p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
-    p.add_argument("--iters", type=int, help="zeroth-order iterations (default 100)")
+    d = PinnConfig()
+    p.add_argument("--iters", type=int, help=f"zeroth-order iterations (default {d.iters})")
     p.add_argument("--derivatives", help=f"{' | '.join(METHODS)} (default: the problem's)")
-    p.add_argument("--level", type=int, help="Smolyak level for sparse-grid (default 3)")
-    p.add_argument("--samples", type=int, help="Monte-Carlo draws for stein-mc (default 441)")
+    p.add_argument("--level", type=int, help=f"Smolyak level for sparse-grid (default {d.level})")
+    p.add_argument("--samples", type=int, help=f"Monte-Carlo draws for stein-mc "
+                   f"(default {d.samples})")
     p.add_argument("--sigma", type=float, help="smoothing radius in box widths "
                    "(default: the problem's)")
-    p.add_argument("--points", type=int, help="collocation points per iteration (default 64)")
-    p.add_argument("--queries", type=int, help="RGE queries per iteration (default 4)")
-    p.add_argument("--mu", type=float, help="RGE smoothing (default 0.01)")
-    p.add_argument("--lr", type=float, help="Adam learning rate of the body (default 1e-3)")
-    p.add_argument("--head", help=f"{' | '.join(HEADS)} (default gauss-newton)")
-    p.add_argument("--head-every", type=int, help="iterations between head solves (default 20)")
-    p.add_argument("--head-points", type=int, help="collocation points per head solve "
-                   "(default 4096)")
-    p.add_argument("--ridge", type=float, help="ridge of the head solve (default 1e-6)")
-    p.add_argument("--width", type=int, help="hidden width (default 512)")
-    p.add_argument("--rank", type=int, help="TT rank of the hidden layers (default 2)")
-    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--points", type=int, help=f"collocation points per iteration "
+                   f"(default {d.points})")
+    p.add_argument("--queries", type=int, help=f"RGE queries per iteration (default {d.queries})")
+    p.add_argument("--mu", type=float, help=f"RGE smoothing (default {d.mu})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate of the body (default {d.lr})")
+    p.add_argument("--head", help=f"{' | '.join(HEADS)} (default {d.head})")
+    p.add_argument("--head-every", type=int, help=f"iterations between head solves "
+                   f"(default {d.head_every})")
+    p.add_argument("--head-points", type=int, help=f"collocation points per head solve "
+                   f"(default {d.head_points})")
+    p.add_argument("--ridge", type=float, help=f"ridge of the head solve (default {d.ridge})")
+    p.add_argument("--width", type=int, help=f"hidden width (default {d.width})")
+    p.add_argument("--rank", type=int, help=f"TT rank of the hidden layers (default {d.rank})")
+    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--backend", help="numba (default) or onnxruntime (every forward pass in "
                    "an onnxruntime session)")
-    p.add_argument("--eval-every", type=int, help="iterations between error evaluations "
-                   "(default 20)")
-    p.add_argument("--eval-points", type=int, help="points of each evaluation (default 1000)")
-    p.add_argument("--test-points", type=int, help="points of the final error (default 10000)")
+    p.add_argument("--eval-every", type=int, help=f"iterations between error evaluations "
+                   f"(default {d.eval_every})")
+    p.add_argument("--eval-points", type=int, help=f"points of each evaluation "
+                   f"(default {d.eval_points})")
+    p.add_argument("--test-points", type=int, help=f"points of the final error "
+                   f"(default {d.test_points})")
     p.add_argument("--out", metavar="DIR")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same settings)")
     p.add_argument("--quiet", action="store_true")

@@ -25,7 +25,19 @@ DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
         "sphere": krandom.SPHERE}
 
 
-class ModelObjective:
+class _OfModel:
+    """``n_params`` and ``layout`` of an objective over ``self.model``."""
+
+    @property
+    def n_params(self):
+        return self.model.n_params
+
+    @property
+    def layout(self):
+        return self.model.layout
+
+
+class ModelObjective(_OfModel):
     """``model``'s ``loss`` on the minibatch ``(X, target)``; counts forward passes.
 
     ``tail``, when given, replaces the model's own loss: a function from the
@@ -46,14 +58,6 @@ class ModelObjective:
         self.flops = 0.0  # per example, of the layers actually run (``Sequential.flops``)
         self._base_params = None
         self._base = None
-
-    @property
-    def n_params(self):
-        return self.model.n_params
-
-    @property
-    def layout(self):
-        return self.model.layout
 
     def __call__(self, P):
         """Losses ``(Q,)`` of the parameter sets ``P`` ``(Q, n_params)``."""

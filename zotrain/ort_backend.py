@@ -14,7 +14,7 @@ import numpy as np
 
 from zotrain.kernels.losses import XENT
 from zotrain.model import LOSSES, _as_2d_input
-from zotrain.objective import WholeModelQueries, exact_head_gradient
+from zotrain.objective import WholeModelQueries, _OfModel, exact_head_gradient
 
 
 def _sessions(model, threads, **graphs):
@@ -77,7 +77,7 @@ class OrtNetwork:
         return self.single.run(["features"], feeds)[0]
 
 
-class OrtObjective(WholeModelQueries):
+class OrtObjective(_OfModel, WholeModelQueries):
     """The objective interface of ``zotrain.objective.ModelObjective``, on onnxruntime.
 
     Perturbed queries are whole-model evaluations (an inference runtime has no
@@ -92,14 +92,6 @@ class OrtObjective(WholeModelQueries):
         self.target = self.labels if self.kind == XENT else self.targets.astype(np.float32)
         self.forward_passes = 0
         self._base_params = self._base = None
-
-    @property
-    def n_params(self):
-        return self.model.n_params
-
-    @property
-    def layout(self):
-        return self.model.layout
 
     def __call__(self, P):
         P = self.model._check_many(P)
