@@ -14,7 +14,7 @@ For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
 * the speedup over a NumPy loop over Q that builds each dense matrix with one
   ``np.einsum`` call over all cores (NumPy's defaults, the straightforward
   code) and multiplies; and over the same loop with the dense matrix built by
-  pairwise contractions (``zotrain.tt.tt_matrix_to_dense``, the best NumPy
+  pairwise contractions (``zotrain.nn.tt.tt_matrix_to_dense``, the best NumPy
   does), whose matrix products already run at the BLAS roofline.
 
 Usage: python benchmarks/forward.py [--repeats N] [--batch B]
@@ -28,8 +28,8 @@ import numpy as np
 from _runner import best_time
 
 import zotrain
-from zotrain.layers import Activation, TTLinear
-from zotrain.tt import tt_matrix_to_dense
+from zotrain.nn.layers import Activation, TTLinear
+from zotrain.nn.tt import tt_matrix_to_dense
 
 ACT = {"ReLU": lambda x: np.maximum(x, 0), "Sin": np.sin, "Tanh": np.tanh}
 

@@ -15,10 +15,10 @@ import numpy as np
 from _runner import best_time
 
 import zotrain
-from zotrain.estimators import rge
-from zotrain.export import to_onnx
-from zotrain.ort_backend import OrtBackend
-from zotrain.train import ZOStep
+from zotrain.zo.estimators import rge
+from zotrain.export.onnx import to_onnx
+from zotrain.export.runtime import OrtBackend
+from zotrain.engine.loop import ZOStep
 
 
 def main():

@@ -33,7 +33,7 @@ import numpy as np
 
 from zotrain.pinn import problems
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
-from zotrain.pinn_run import PinnConfig, build, init_params
+from zotrain.pinn.train import PinnConfig, build, init_params
 
 
 def test_function(d, sigma, seed):

@@ -22,8 +22,8 @@ from _runner import best_time
 
 import zotrain
 from zotrain.data import load_mnist, normalize
-from zotrain.estimators import rge
-from zotrain.train import ZOStep
+from zotrain.zo.estimators import rge
+from zotrain.engine.loop import ZOStep
 
 def torch_model(model, params):
     """Torch tensors of a zotrain model's segments, and its forward (dense TT matrices)."""
@@ -132,7 +132,7 @@ def activity_step_time(args):
 
 
 def _activity_times(rank, batch, repeats, which):
-    from zotrain.evaluator import Evaluator, Plan, blocks_of
+    from zotrain.zo.evaluator import Evaluator, Plan, blocks_of
 
     model = zotrain.mnist_mlp(rank=rank)
     ev = Evaluator(model, Plan(blocks_of(model)), 10)

@@ -14,7 +14,7 @@ import numpy as np
 import zotrain
 from zotrain import optim
 from zotrain.data import load_mnist, minibatches, normalize
-from zotrain.evaluator import Evaluator, Plan, blocks_of
+from zotrain.zo.evaluator import Evaluator, Plan, blocks_of
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", help="MNIST directory (default: $ZOTRAIN_DATA or the user cache)")

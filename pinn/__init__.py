@@ -10,5 +10,5 @@
 * ``loss``: the mean squared residual of Q parameter sets in one batched
   forward, the exact head Jacobian and solve, and the smoothed predictor.
 
-The training loop behind ``zotrain pinn`` is ``zotrain.pinn_run``.
+The training loop behind ``zotrain pinn`` is ``zotrain.pinn.train``.
 """

@@ -21,7 +21,7 @@ step) build on it.
 
 import numpy as np
 
-from zotrain.layers import Dense
+from zotrain.nn.layers import Dense
 
 from .derivatives import check_points, check_sigma, rule, shifted_inputs, split_fields, \
     stein_operator
@@ -35,7 +35,7 @@ class PinnLoss:
         """``sigma`` and ``method`` default to the problem's (``Problem.sigma``/``.method``).
         ``network`` runs the forward passes: anything with the model's ``apply_many(P, X)``
         and ``features(params, X)`` (default: the model itself, on Numba kernels; see
-        ``zotrain.ort_backend.OrtNetwork`` for onnxruntime)."""
+        ``zotrain.export.runtime.OrtNetwork`` for onnxruntime)."""
         if model.in_features != problem.dim or model.out_features != 1:
             raise ValueError(f"the model maps {model.in_features} -> {model.out_features}; "
                              f"{problem.name} needs {problem.dim} -> 1")

@@ -4,7 +4,7 @@ import string
 
 import numpy as np
 
-from zotrain.layers import Activation, Dense, ReLU, Sin, Tanh, TTLinear
+from zotrain.nn.layers import Activation, Dense, ReLU, Sin, Tanh, TTLinear
 
 ACTIVATIONS = {ReLU: lambda x: np.maximum(x, 0.0), Tanh: np.tanh, Sin: np.sin}
 

@@ -5,8 +5,8 @@ import pytest
 
 from zotrain.kernels import elementwise as E
 from zotrain.kernels.activity import activity_cge_head, activity_cge_link, activity_cge_link_relu
-from zotrain.local_rule import tt_core_gradients
-from zotrain.tt import random_tt_matrix, tt_matrix_to_dense
+from zotrain.zo.local_rule import tt_core_gradients
+from zotrain.nn.tt import random_tt_matrix, tt_matrix_to_dense
 from tests import reference
 
 ACTS = {E.RELU: lambda x: np.maximum(x, 0), E.TANH: np.tanh, E.SIN: np.sin, E.IDENTITY: lambda x: x}

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from zotrain import estimators
-from zotrain.model import Layout, Segment
-from zotrain.objective import FunctionObjective
+from zotrain.zo import estimators
+from zotrain.nn.sequential import Layout, Segment
+from zotrain.zo.objective import FunctionObjective
 
 D1, D2 = 4, 3
 LAYOUT = Layout([Segment("0.a", (D1,), 0), Segment("0.b", (D2,), D1)])

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from zotrain import Dense, ReLU, Sequential, TTLinear, estimators
-from zotrain.evaluator import Evaluator, Plan, blocks_of, whole_body
-from zotrain.train import ZOStep
+from zotrain import Dense, ReLU, Sequential, TTLinear
+from zotrain.zo import estimators
+from zotrain.zo.evaluator import Evaluator, Plan, blocks_of, whole_body
+from zotrain.engine.loop import ZOStep
 from tests import reference
 
 
@@ -171,14 +172,14 @@ def test_head_size_mismatch():
 
 
 def test_unknown_evaluator_name():
-    from zotrain.mnist import MnistConfig
+    from zotrain.recipes.classification import MnistConfig
     with pytest.raises(ValueError, match="unknown evaluator 'magic'; known evaluators: none, "
                        "global, local"):
         MnistConfig(evaluator="magic").validate()
 
 
 def test_forward_equivalents_weigh_each_query_by_the_flops_it_runs(rng):
-    from zotrain.objective import ModelObjective
+    from zotrain.zo.objective import ModelObjective
 
     rge = estimators.rge
     model = Sequential([TTLinear(12, 16, rank=2), ReLU(), TTLinear(16, 16, rank=2), ReLU(),

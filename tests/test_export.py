@@ -7,7 +7,7 @@ import pytest
 
 import zotrain
 from zotrain import Dense, ReLU, Sequential, Sin, Tanh, TTLinear, cli
-from zotrain.export import ExportError, load_run_model, to_onnx, to_onnx_losses
+from zotrain.export.onnx import ExportError, load_run_model, to_onnx, to_onnx_losses
 from tests.test_tt import random_shape
 
 ACTS = [ReLU, Tanh, Sin]
@@ -119,8 +119,8 @@ def test_missing_or_corrupted_model_file(tmp_path, capsys):
 
 
 def test_onnxruntime_objective_matches_numba(rng):
-    from zotrain.objective import ModelObjective
-    from zotrain.ort_backend import OrtBackend
+    from zotrain.zo.objective import ModelObjective
+    from zotrain.export.runtime import OrtBackend
 
     model = zotrain.mnist_mlp(rank=4)
     p = model.init(0) + 0.01 * rng.standard_normal(model.n_params).astype(np.float32)

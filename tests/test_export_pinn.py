@@ -7,11 +7,11 @@ import onnxruntime as ort
 import pytest
 
 from zotrain import cli
-from zotrain.export import ExportError, to_onnx_outputs
-from zotrain.export_pinn import to_onnx_pinn
-from zotrain.ort_backend import OrtNetwork
+from zotrain.export.onnx import ExportError, to_onnx_outputs
+from zotrain.export.pinn import to_onnx_pinn
+from zotrain.export.runtime import OrtNetwork
 from zotrain.pinn import problems
-from zotrain.pinn_run import PinnConfig, build, init_params
+from zotrain.pinn.train import PinnConfig, build, init_params
 
 
 @pytest.mark.parametrize("name", sorted(problems.PROBLEMS))

@@ -6,7 +6,7 @@ import pytest
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
 from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
-from zotrain.tt import random_tt_matrix
+from zotrain.nn.tt import random_tt_matrix
 from tests import reference
 from tests.test_tt import random_shape
 

@@ -27,7 +27,7 @@ def random_model(rng, method):
     if rng.integers(2):  # a second TT layer fed by per-set activations
         i2, o2, r2 = random_shape(rng)
         o2 = o2[:len(i2)]
-        from zotrain.tt import factor_modes
+        from zotrain.nn.tt import factor_modes
         i2 = factor_modes(n_out, len(i2))
         layers += [TTLinear(n_out, int(np.prod(o2)), rank=r2, in_modes=i2, out_modes=o2,
                             bias=bool(rng.integers(2)), method=method), ACTS[int(rng.integers(3))]()]

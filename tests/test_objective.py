@@ -5,7 +5,7 @@ import pytest
 
 from zotrain import Dense, ReLU, Sequential, Sin, Tanh, TTLinear
 from zotrain.kernels import random as R
-from zotrain.objective import ModelObjective
+from zotrain.zo.objective import ModelObjective
 from tests import reference
 
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from zotrain.checkpoint import CheckpointError
+from zotrain.engine.checkpoint import CheckpointError
 from zotrain.pinn.loss import PinnLoss
-from zotrain.pinn_run import PinnConfig, build, init_params, rel_l2, run
-from zotrain.train import DivergenceError
-from zotrain import estimators
+from zotrain.pinn.train import PinnConfig, build, init_params, rel_l2, run
+from zotrain.engine.loop import DivergenceError
+from zotrain.zo import estimators
 
 
 def small(**kw):

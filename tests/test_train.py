@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from zotrain import cli
-from zotrain.checkpoint import CheckpointError, load_checkpoint
-from zotrain.mnist import MnistConfig, run
-from zotrain.train import DivergenceError, Split, Trainer
+from zotrain.engine.checkpoint import CheckpointError, load_checkpoint
+from zotrain.recipes.classification import MnistConfig, run
+from zotrain.engine.loop import DivergenceError, Split, Trainer
 
 
 def config(mnist_dir, **kw):
@@ -35,7 +35,7 @@ class StopAfterEpoch:
 @pytest.mark.parametrize("evaluator", ["local", "none"])
 def test_resume_is_bit_identical(mnist_dir, tmp_path, evaluator, monkeypatch):
     """2 epochs in one run equal 1 epoch, stop, resume for 1."""
-    import zotrain.mnist as recipe
+    import zotrain.recipes.classification as recipe
 
     c = config(mnist_dir, evaluator=evaluator)
     run(c, tmp_path / "full", progress=False)
@@ -64,7 +64,7 @@ class Interrupt:
 
 
 def test_sigint_leaves_a_valid_checkpoint_and_resumes(mnist_dir, tmp_path, monkeypatch):
-    import zotrain.mnist as recipe
+    import zotrain.recipes.classification as recipe
 
     real = recipe.JsonlLog
     monkeypatch.setattr(recipe, "JsonlLog", lambda path: _Both(real(path), Interrupt(3)))
@@ -102,7 +102,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
 
 
 def params_size():
-    from zotrain import models
+    from zotrain.nn import architectures as models
     return models.mnist_mlp(rank=MnistConfig().rank).n_params
 
 
@@ -115,7 +115,7 @@ def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):
     for key in ("test_accuracy", "best_test_accuracy", "epochs", "forward_passes", "wall_time_s",
                 "trainable_params", "dense_params", "peak_rss_mb", "config"):
         assert key in metrics
-    from zotrain import models
+    from zotrain.nn import architectures as models
     n = models.mnist_mlp(rank=MnistConfig().rank).n_params
     assert metrics["config"]["seed"] == 3 and metrics["trainable_params"] == n
     assert 0.6 < metrics["test_accuracy"] <= 1  # two epochs on 1,600 images learn something
@@ -175,9 +175,10 @@ def test_resume_without_or_with_corrupted_checkpoint(mnist_dir, tmp_path, capsys
 
 
 def test_nan_in_data_is_refused(mnist_dir):
-    from zotrain import models, optim
-    from zotrain.estimators import rge
-    from zotrain.train import ZOStep
+    from zotrain import optim
+    from zotrain.nn import architectures as models
+    from zotrain.zo.estimators import rge
+    from zotrain.engine.loop import ZOStep
     model = models.mnist_mlp()
     bad = Split(np.full((4, 784), np.nan, np.float32), np.zeros(4, np.int64))
     with pytest.raises(ValueError, match="the train data contain NaN or inf"):

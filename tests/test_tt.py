@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tensorly.tt_matrix import tt_matrix_to_matrix
 
-from zotrain import tt
+from zotrain.nn import tt
 from tests import reference
 
 

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from zotrain import models
+from zotrain.nn import architectures
 
 
 def _cmd_data(args):
@@ -22,7 +22,7 @@ def _cmd_data(args):
 
 
 def _cmd_models(args):
-    for name, factory in (("mnist", models.mnist_mlp), ("pinn", models.pinn_mlp)):
+    for name, factory in (("mnist", architectures.mnist_mlp), ("pinn", architectures.pinn_mlp)):
         m = factory()
         print(f"{name}: {m.n_params} trainable parameters, {m.dense_params} dense "
               f"({m.dense_params / m.n_params:.0f}x compression)\n{m}\n")
@@ -32,10 +32,10 @@ def _cmd_models(args):
 def _cmd_train(args):
     import dataclasses
 
-    from zotrain.checkpoint import CheckpointError
+    from zotrain.engine.checkpoint import CheckpointError
     from zotrain.data import DataError
-    from zotrain.mnist import MnistConfig, run
-    from zotrain.train import DivergenceError
+    from zotrain.recipes.classification import MnistConfig, run
+    from zotrain.engine.loop import DivergenceError
 
     if args.resume:
         out, saved = Path(args.resume), Path(args.resume) / "config.json"
@@ -66,7 +66,7 @@ def _cmd_train(args):
 
 
 def _add_train(sub):
-    from zotrain.mnist import MnistConfig
+    from zotrain.recipes.classification import MnistConfig
 
     d = MnistConfig()
     p = sub.add_parser("train", help="train a model with forward passes only",
@@ -121,7 +121,7 @@ def _add_train(sub):
 
 
 def _cmd_export(args):
-    from zotrain.export import ExportError, load_run_model, to_onnx
+    from zotrain.export.onnx import ExportError, load_run_model, to_onnx
 
     run_dir = Path(args.run_dir)
     try:
@@ -130,7 +130,7 @@ def _cmd_export(args):
             "model.trainable.onnx" if args.trainable else "model.onnx")
         pinn = None if args.trainable else _pinn_loss_of_run(run_dir / "model.npz")
         if pinn is not None:
-            from zotrain.export_pinn import to_onnx_pinn
+            from zotrain.export.pinn import to_onnx_pinn
 
             to_onnx_pinn(pinn, params, out)
         else:
@@ -152,7 +152,7 @@ def _pinn_loss_of_run(path):
 
     import numpy as np
 
-    from zotrain.pinn_run import PinnConfig, build
+    from zotrain.pinn.train import PinnConfig, build
 
     with np.load(path) as z:
         config = json.loads(str(z["config"])) if "config" in z.files else {}
@@ -178,9 +178,9 @@ def _add_export(sub):
 def _cmd_pinn(args):
     import dataclasses
 
-    from zotrain.checkpoint import CheckpointError
-    from zotrain.pinn_run import PinnConfig, run
-    from zotrain.train import DivergenceError
+    from zotrain.engine.checkpoint import CheckpointError
+    from zotrain.pinn.train import PinnConfig, run
+    from zotrain.engine.loop import DivergenceError
 
     given = {k: v for k, v in vars(args).items()
              if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
@@ -202,7 +202,7 @@ def _cmd_pinn(args):
 def _add_pinn(sub):
     from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn_run import HEADS, PinnConfig
+    from zotrain.pinn.train import HEADS, PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from zotrain.data import minibatches
-from zotrain.objective import ModelObjective
+from zotrain.zo.objective import ModelObjective
 
 
 class DivergenceError(RuntimeError):
@@ -77,7 +77,7 @@ class ZOStep:
 
 @dataclass
 class EvaluatorStep:
-    """The hybrid ZO/local evaluator's update (``zotrain.evaluator``); the loss
+    """The hybrid ZO/local evaluator's update (``zotrain.zo.evaluator``); the loss
     reported is the last block's (the model's own)."""
 
     evaluator: object

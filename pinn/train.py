@@ -29,14 +29,16 @@ from typing import Optional
 
 import numpy as np
 
-from zotrain import estimators, models, optim
-from zotrain.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint, \
+from zotrain import optim
+from zotrain.nn import architectures
+from zotrain.zo import estimators
+from zotrain.engine.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint, \
     write_json
-from zotrain.objective import FunctionObjective
+from zotrain.zo.objective import FunctionObjective
 from zotrain.pinn import problems
 from zotrain.pinn.derivatives import METHODS
 from zotrain.pinn.loss import PinnLoss
-from zotrain.train import DivergenceError
+from zotrain.engine.loop import DivergenceError
 
 HEADS = ("gauss-newton", "zo")
 BACKENDS = ("numba", "onnxruntime")
@@ -93,10 +95,10 @@ class PinnConfig:
 def build(c):
     """``(problem, model, loss)`` of a configuration."""
     problem = problems.get(c.problem)
-    model = models.pinn_mlp(in_features=problem.dim, width=c.width, rank=c.rank)
+    model = architectures.pinn_mlp(in_features=problem.dim, width=c.width, rank=c.rank)
     network = None
     if c.backend == "onnxruntime":
-        from zotrain.ort_backend import OrtNetwork
+        from zotrain.export.runtime import OrtNetwork
 
         network = OrtNetwork(model)
     loss = PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,

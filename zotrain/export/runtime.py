@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from zotrain.kernels.losses import XENT
-from zotrain.model import LOSSES, _as_2d_input
-from zotrain.objective import WholeModelQueries, _OfModel, exact_head_gradient
+from zotrain.nn.sequential import LOSSES, _as_2d_input
+from zotrain.zo.objective import WholeModelQueries, _OfModel, exact_head_gradient
 
 
 def _sessions(model, threads, **graphs):
@@ -35,7 +35,7 @@ def _sessions(model, threads, **graphs):
 
 
 def _trainable(model, path):
-    from zotrain.export import to_onnx
+    from zotrain.export.onnx import to_onnx
 
     return to_onnx(model, model.init(0), path, trainable=True)
 
@@ -44,7 +44,7 @@ class OrtBackend:
     """Sessions for ``model`` (built once); ``objective(X, y)`` makes per-minibatch objectives."""
 
     def __init__(self, model, loss="xent", threads=None):
-        from zotrain.export import to_onnx_losses
+        from zotrain.export.onnx import to_onnx_losses
 
         self.model, self.loss = model, loss
         s = _sessions(model, threads, losses=lambda m, p: to_onnx_losses(m, p, loss),
@@ -60,7 +60,7 @@ class OrtNetwork:
     Q-batched and the trainable exports): the network interface of ``PinnLoss``."""
 
     def __init__(self, model, threads=None):
-        from zotrain.export import to_onnx_outputs
+        from zotrain.export.onnx import to_onnx_outputs
 
         self.model = model
         s = _sessions(model, threads, outputs=to_onnx_outputs, single=_trainable)
@@ -78,7 +78,7 @@ class OrtNetwork:
 
 
 class OrtObjective(_OfModel, WholeModelQueries):
-    """The objective interface of ``zotrain.objective.ModelObjective``, on onnxruntime.
+    """The objective interface of ``zotrain.zo.objective.ModelObjective``, on onnxruntime.
 
     Perturbed queries are whole-model evaluations (an inference runtime has no
     feature reuse), batched per call."""

@@ -14,7 +14,7 @@ import numpy as np
 from zotrain.kernels import elementwise
 from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
 from zotrain.kernels.config import WORK_ITEM_FLOATS
-from zotrain.tt import TTMatrixShape, balanced_modes, factor_modes, random_tt_matrix
+from zotrain.nn.tt import TTMatrixShape, balanced_modes, factor_modes, random_tt_matrix
 
 #: BLAS reaches about this many times the FLOP rate of the contraction
 #: kernel (measured by benchmarks/forward.py: ~200 against ~40-70 GFLOP/s).
@@ -116,7 +116,7 @@ class Dense:
 
 
 class TTLinear:
-    """A linear layer whose weight is a TT-matrix (see ``zotrain.tt``).
+    """A linear layer whose weight is a TT-matrix (see ``zotrain.nn.tt``).
 
     ``in_modes``/``out_modes`` default to a balanced factorisation; ``rank`` is an
     int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward either builds

@@ -14,7 +14,7 @@ problem (a test checks each against ``PinnLoss.predict``).
 
 import numpy as np
 
-from zotrain.export import ExportError, _check_model, _finish, _forward, _Graph
+from zotrain.export.onnx import ExportError, _check_model, _finish, _forward, _Graph
 from zotrain.pinn.problems import _BS, BS_ANSATZ
 
 

@@ -1,7 +1,7 @@
 """Reference architectures."""
 
-from zotrain.layers import Dense, ReLU, Sin, TTLinear
-from zotrain.model import Sequential
+from zotrain.nn.layers import Dense, ReLU, Sin, TTLinear
+from zotrain.nn.sequential import Sequential
 
 
 def mnist_mlp(rank=8):

@@ -13,7 +13,7 @@ import numpy as np
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.layers import Activation, Dense
+from zotrain.nn.layers import Activation, Dense
 
 LOSSES = {"xent": XENT, "mse": MSE}
 
@@ -275,7 +275,7 @@ class Sequential:
     @classmethod
     def from_spec(cls, spec):
         """Rebuild a model from ``spec()``."""
-        from zotrain import layers as L
+        from zotrain.nn import layers as L
 
         kinds = {"Dense": L.Dense, "TTLinear": L.TTLinear, "ReLU": L.ReLU, "Tanh": L.Tanh,
                  "Sin": L.Sin}

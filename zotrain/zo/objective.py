@@ -18,8 +18,8 @@ import numpy as np
 from zotrain.kernels import elementwise
 from zotrain.kernels import random as krandom
 from zotrain.kernels.losses import XENT
-from zotrain.layers import Dense
-from zotrain.model import LOSSES, _as_2d_input
+from zotrain.nn.layers import Dense
+from zotrain.nn.sequential import LOSSES, _as_2d_input
 
 DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
         "sphere": krandom.SPHERE}
@@ -42,7 +42,7 @@ class ModelObjective(_OfModel):
 
     ``tail``, when given, replaces the model's own loss: a function from the
     model's outputs ``(Q, B, F)`` to losses ``(Q,)`` (the block-local losses of
-    ``zotrain.evaluator``); ``target`` is then passed to it unchanged.
+    ``zotrain.zo.evaluator``); ``target`` is then passed to it unchanged.
     """
 
     def __init__(self, model, X, target, loss="xent", tail=None):

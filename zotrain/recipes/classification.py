@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain import estimators, models, optim
-from zotrain.callbacks import EarlyStopping, JsonlLog, ProgressBar
-from zotrain.checkpoint import CheckpointError, atomic_write, write_json
+from zotrain import optim
+from zotrain.nn import architectures
+from zotrain.zo import estimators
+from zotrain.engine.callbacks import EarlyStopping, JsonlLog, ProgressBar
+from zotrain.engine.checkpoint import CheckpointError, atomic_write, write_json
 from zotrain.data import DataError, load_mnist, normalize
-from zotrain.evaluator import Evaluator, Plan, blocks_of, whole_body
-from zotrain.train import EvaluatorStep, Split, Trainer, ZOStep
+from zotrain.zo.evaluator import Evaluator, Plan, blocks_of, whole_body
+from zotrain.engine.loop import EvaluatorStep, Split, Trainer, ZOStep
 
 
 @dataclass
@@ -87,8 +89,8 @@ class MnistConfig:
             raise ValueError(f"lam (lambda) must be >= 0, got {self.lam!r}")
 
 
-MODELS = {"mnist": lambda c: models.mnist_mlp(rank=c.rank),
-          "deep": lambda c: models.mnist_deep(rank=c.rank)}
+MODELS = {"mnist": lambda c: architectures.mnist_mlp(rank=c.rank),
+          "deep": lambda c: architectures.mnist_deep(rank=c.rank)}
 EVALUATORS = ("none", "global", "local")
 
 
@@ -112,7 +114,7 @@ def build_step(c, model):
         zo_names = [n for n in model.layout.names if n not in head]
         make = None
         if c.backend == "onnxruntime":
-            from zotrain.ort_backend import OrtBackend
+            from zotrain.export.runtime import OrtBackend
             make = OrtBackend(model).objective
         return (ZOStep(model, build_estimator(c), zo_names, c.exact_head, make_objective=make),
                 model.layout, head, model.init)

@@ -1,7 +1,7 @@
 """Zeroth-order gradient estimators.
 
 An estimator maps a loss-of-many-parameter-sets function (an objective such
-as ``zotrain.objective.ModelObjective``) to a gradient estimate over chosen
+as ``zotrain.zo.objective.ModelObjective``) to a gradient estimate over chosen
 parameter segments, and reports the forward passes it used::
 
     est = estimators.rge(queries=20, mu=1e-3)
@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from zotrain.kernels import random as krandom
-from zotrain.objective import DIST
+from zotrain.zo.objective import DIST
 
 _BLOCK = 2048  # coordinates per work item when accumulating
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain.layers import Dense, ReLU, Sin, Tanh, TTLinear
+from zotrain.nn.layers import Dense, ReLU, Sin, Tanh, TTLinear
 
 OPSET = 17
 IR_VERSION = 10
@@ -210,7 +210,7 @@ def load_run_model(path):
     import json
     import zipfile
 
-    from zotrain.model import Sequential
+    from zotrain.nn.sequential import Sequential
 
     path = Path(path)
     if not path.is_file():

@@ -14,7 +14,7 @@ every parameter segment, tagged with how it was obtained:
 * ``activity``: coordinate-wise perturbation of the block's pre-activations
   (one estimate per example, exact up to O(mu^2), every query evaluated
   incrementally) turned into the layer's update by its own input
-  (``zotrain.local_rule``).
+  (``zotrain.zo.local_rule``).
 
 With a backward-link horizon ``m`` block k's loss is
 ``L_k + lam * sum_{j=1..m} L_{k+j}``: its perturbed output also runs forward
@@ -37,11 +37,11 @@ import numpy as np
 from zotrain.kernels import elementwise
 from zotrain.kernels.activity import activity_cge_head, activity_cge_link, activity_cge_link_relu
 from zotrain.kernels.losses import XENT
-from zotrain.layers import Dense, TTLinear
-from zotrain.local_rule import layer_gradient
-from zotrain.model import Layout, Segment, Sequential
-from zotrain.objective import ModelObjective
-from zotrain.tt import tt_matrix_to_dense
+from zotrain.nn.layers import Dense, TTLinear
+from zotrain.zo.local_rule import layer_gradient
+from zotrain.nn.sequential import Layout, Segment, Sequential
+from zotrain.zo.objective import ModelObjective
+from zotrain.nn.tt import tt_matrix_to_dense
 
 MODES = ("activity", "weight")
 

@@ -10,7 +10,7 @@ cores.  Nothing is differentiated through the network.
 
 import numpy as np
 
-from zotrain.layers import Dense, TTLinear
+from zotrain.nn.layers import Dense, TTLinear
 
 
 def _left(cores):
