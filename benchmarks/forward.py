@@ -28,7 +28,8 @@ import numpy as np
 from _runner import best_time
 
 import zotrain
-from zotrain.nn.layers import Activation, TTLinear
+from zotrain.nn.activations import Activation
+from zotrain.nn.layers import TTLinear
 from zotrain.nn.tt import tt_matrix_to_dense
 
 ACT = {"ReLU": lambda x: np.maximum(x, 0), "Sin": np.sin, "Tanh": np.tanh}

@@ -18,7 +18,7 @@ import zotrain
 from zotrain.zo.estimators import rge
 from zotrain.export.onnx import to_onnx
 from zotrain.export.runtime import OrtBackend
-from zotrain.engine.loop import ZOStep
+from zotrain.zo.steps import ZOStep
 
 
 def main():

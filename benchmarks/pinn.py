@@ -156,8 +156,9 @@ def first_order(args):
     from torch_baselines import torch_model
 
     torch.manual_seed(0)
-    c = PinnConfig(problem=args.problem)
-    problem, model, loss = build(c)
+    c = PinnConfig()
+    problem = problems.get(args.problem)
+    model, loss = build(c, problem)
     arrays, forward = torch_model(model, init_params(model, problem, 0))
     transform, residual = _torch_problem(args.problem)
     lo = torch.tensor(np.asarray(problem.lower, np.float32))

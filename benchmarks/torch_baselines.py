@@ -23,7 +23,7 @@ from _runner import best_time
 import zotrain
 from zotrain.data import load_mnist, normalize
 from zotrain.zo.estimators import rge
-from zotrain.engine.loop import ZOStep
+from zotrain.zo.steps import ZOStep
 
 def torch_model(model, params):
     """Torch tensors of a zotrain model's segments, and its forward (dense TT matrices)."""

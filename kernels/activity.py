@@ -20,26 +20,14 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL
-from .elementwise import RELU, SIN, TANH
-
-
-@njit(**SERIAL)
-def act_scalar(x, act):
-    if act == RELU:
-        return x if x > 0.0 else 0.0
-    if act == TANH:
-        return math.tanh(x)
-    if act == SIN:
-        return math.sin(x)
-    return x
+from .config import PARALLEL, SERIAL, check_array, prepare_threads
 
 
 @njit(**SERIAL)
 def _unit_changes(z, act, mu):
     """How a unit's activation changes when its pre-activation ``z`` moves by +-mu."""
-    h0 = act_scalar(z, act)
-    return act_scalar(z + mu, act) - h0, act_scalar(z - mu, act) - h0
+    h0 = act(z)
+    return act(z + mu) - h0, act(z - mu) - h0
 
 
 @njit(**SERIAL)
@@ -66,7 +54,7 @@ def _head_logits(h, W, bias):
 
 
 @njit(**PARALLEL)
-def activity_cge_head(Z, act, W, bias, labels, mu, scale):
+def _activity_cge_head(Z, act, W, bias, labels, mu, scale):
     """Tail = ``act`` then a linear softmax head ``(W, bias)``.
 
     Returns ``(D, losses)``: ``D`` as in the module doc and the clean
@@ -78,7 +66,7 @@ def activity_cge_head(Z, act, W, bias, labels, mu, scale):
     for b in prange(B):
         h = np.empty(F, dtype=np.float64)
         for f in range(F):
-            h[f] = act_scalar(np.float64(Z[b, f]), act)
+            h[f] = act(np.float64(Z[b, f]))
         logits = _head_logits(h, W, bias)
         y = labels[b]
         losses[b] = _xent(logits, y)
@@ -95,6 +83,13 @@ def activity_cge_head(Z, act, W, bias, labels, mu, scale):
             lm = _xent(work, y)
             D[b, j] = (lp - lm) / (2.0 * mu) * scale
     return D, losses
+
+
+@njit(**SERIAL)
+def _clean_head(h, W, bias):
+    """The head's clean logits for activations ``h`` and a work buffer of their size."""
+    logits = _head_logits(h, W, bias)
+    return logits, np.empty(logits.shape[0], dtype=np.float64)
 
 
 @njit(**SERIAL)
@@ -119,14 +114,14 @@ def _dot8(a, b):
 def _linked_loss(delta_h, wrow, zn, hn, act_n, WhT, logits0, y, dh, work):
     """Loss after adding ``delta_h * wrow`` to the next block's pre-activations."""
     for f in range(zn.shape[0]):
-        dh[f] = act_scalar(zn[f] + delta_h * wrow[f], act_n) - hn[f]
+        dh[f] = act_n(zn[f] + delta_h * wrow[f]) - hn[f]
     for c in range(work.shape[0]):
         work[c] = logits0[c] + _dot8(dh, WhT[c])
     return _xent(work, y)
 
 
 @njit(**PARALLEL)
-def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
+def _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
     """Tail = ``act``, the next block's linear map ``Wn`` ``(F, F')`` (its clean
     pre-activations are ``Zn`` ``(B, F')``, bias included), ``act_n``, and the
     next block's softmax head ``(Wh, bh)``: the linked loss L_{k+1}.
@@ -144,9 +139,8 @@ def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
         dh = np.empty(Fn, dtype=np.float64)
         for f in range(Fn):
             zn[f] = Zn[b, f]
-            hn[f] = act_scalar(zn[f], act_n)
-        logits0 = _head_logits(hn, Wh, bh)
-        work = np.empty(C, dtype=np.float64)
+            hn[f] = act_n(zn[f])
+        logits0, work = _clean_head(hn, Wh, bh)
         y = labels[b]
         for j in range(F):
             dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
@@ -161,7 +155,7 @@ def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
 
 
 @njit(**PARALLEL)
-def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
+def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
     """``activity_cge_link`` for a next block with ReLU, in O(B F C) after one product.
 
     ``V[b, j] = sum_f [Zn[b, f] > 0] Wn[j, f] Wh[f]`` ``(B, F, C)`` is the change of
@@ -188,8 +182,7 @@ def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
             if abs(z) <= mu * wmax[f] * 1.000001:
                 near[n_near] = f
                 n_near += 1
-        logits0 = _head_logits(hn, Wh, bh)
-        work = np.empty(C, dtype=np.float64)
+        logits0, work = _clean_head(hn, Wh, bh)
         y = labels[b]
         for j in range(F):
             dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
@@ -212,3 +205,58 @@ def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
                 loss[side] = _xent(work, y)
             D[b, j] = (loss[0] - loss[1]) / (2.0 * mu) * scale
     return D
+
+
+def _check_common(Z, labels, W, bias):
+    check_array("Z", Z, np.float32, 2)
+    check_array("labels", labels, np.int64, 1)
+    check_array("head weight", W, np.float32, 2)
+    check_array("head bias", bias, np.float64, 1)
+    if labels.shape[0] != Z.shape[0]:
+        raise ValueError(f"labels hold {labels.shape[0]} examples, Z {Z.shape[0]}")
+    if bias.shape[0] != W.shape[1]:
+        raise ValueError(f"head bias has {bias.shape[0]} entries, head weight {W.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= W.shape[1]):
+        raise ValueError(f"labels must lie in [0, {W.shape[1]})")
+    prepare_threads()
+
+
+def _check_next(Z, Wn, Zn, W):
+    check_array("Wn", Wn, np.float32, 2)
+    check_array("Zn", Zn, np.float32, 2)
+    if Wn.shape[0] != Z.shape[1] or Zn.shape != (Z.shape[0], Wn.shape[1]) or \
+            W.shape[0] != Wn.shape[1]:
+        raise ValueError(f"shapes do not chain: Z {Z.shape}, Wn {Wn.shape}, Zn {Zn.shape}, "
+                         f"head {W.shape}")
+
+
+def activity_cge_head(Z, act, W, bias, labels, mu, scale):
+    """Tail = ``act`` then a linear softmax head ``(W, bias)``: ``Z`` ``(B, F)``
+    float32, ``W`` ``(F, C)`` float32, ``bias`` ``(C,)`` float64, ``labels`` int64.
+    Returns ``(D, losses)``: ``D`` as in the module doc and the clean per-example
+    losses ``(B,)``."""
+    _check_common(Z, labels, W, bias)
+    if W.shape[0] != Z.shape[1]:
+        raise ValueError(f"head weight {W.shape} does not take Z's {Z.shape[1]} features")
+    return _activity_cge_head(Z, act, W, bias, labels, mu, scale)
+
+
+def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
+    """Tail = ``act``, the next block's linear map ``Wn`` ``(F, F')`` (its clean
+    pre-activations ``Zn`` ``(B, F')``, bias included), ``act_n``, and the next
+    block's softmax head ``(Wh, bh)``: the linked loss L_{k+1}.  Returns ``D``."""
+    _check_common(Z, labels, Wh, bh)
+    _check_next(Z, Wn, Zn, Wh)
+    return _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale)
+
+
+def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
+    """``activity_cge_link`` for a next block with ReLU, in O(B F C) after one product
+    (``V`` ``(B, F, C)``, see ``_activity_cge_link_relu``)."""
+    _check_common(Z, labels, Wh, bh)
+    _check_next(Z, Wn, Zn, Wh)
+    check_array("V", V, np.float32, 3)
+    if V.shape != (Z.shape[0], Z.shape[1], Wh.shape[1]):
+        raise ValueError(f"V must be (B, F, C) = {(Z.shape[0], Z.shape[1], Wh.shape[1])}, "
+                         f"got {V.shape}")
+    return _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale)

@@ -1,18 +1,23 @@
-"""The one place where Numba kernel flags are set.
+"""The one place where Numba kernel flags, the thread policy and argument checks live.
 
 `fastmath` allows fused multiply-add and reciprocal tricks but not
 reassociation: every kernel keeps a fixed summation order, so results do not
 depend on the number of threads.  Set ``ZOTRAIN_NUMBA_CACHE=0`` to disable the
 on-disk cache (for example on a read-only installation).
+
+Importing this module changes nothing in the process.  ``prepare_threads``
+runs before the first kernel launch (every public kernel wrapper calls it):
+Numba's OpenMP workers spin after a parallel region and then fight BLAS's
+threads for the cores (a TT layer alternates the two; spinning made a
+single-set forward 3x slower here, benchmarks/forward.py), so unless the user
+chose a policy, ``OMP_WAIT_POLICY`` is set to ``THREAD_WAIT_POLICY`` before
+the thread pool starts.  Set ``THREAD_WAIT_POLICY = None`` (or
+``OMP_WAIT_POLICY`` yourself) to keep your own.
 """
 
 import os
 
-# Numba's OpenMP workers spin after a parallel region and then fight BLAS's
-# threads for the two cores: a TT layer alternates the two, and spinning made
-# a single-set forward 3x slower here (benchmarks/forward.py).  Must be set
-# before libgomp starts; a value the user set wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
 _cache = os.environ.get("ZOTRAIN_NUMBA_CACHE", "1") != "0"
 
@@ -24,3 +29,30 @@ PARALLEL = dict(SERIAL, parallel=True)
 #: largest number of float32 values a contraction work item keeps per buffer
 #: (sizes the batch chunks so that intermediates stay in the L2 cache)
 WORK_ITEM_FLOATS = 1 << 16
+
+#: the OpenMP wait policy set before Numba's thread pool starts (None: leave it)
+THREAD_WAIT_POLICY = "PASSIVE"
+_prepared = False
+
+
+def prepare_threads():
+    """Choose the thread wait policy once, before the first parallel kernel runs."""
+    global _prepared
+    if _prepared:
+        return
+    _prepared = True
+    if THREAD_WAIT_POLICY is not None:
+        os.environ.setdefault("OMP_WAIT_POLICY", THREAD_WAIT_POLICY)
+
+
+def check_array(name, a, dtype, ndim, contiguous=False):
+    """Raise a ValueError naming ``name`` unless ``a`` is an ndarray of ``dtype`` and
+    ``ndim`` dimensions (C-contiguous when asked)."""
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype or a.ndim != ndim:
+        raise ValueError(f"{name} must be {np.dtype(dtype).name} with {ndim} dimensions, got "
+                         f"{a.dtype} {a.shape}")
+    if contiguous and not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    return a

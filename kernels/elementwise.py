@@ -1,16 +1,34 @@
-"""Element-wise kernels over ``(Q, B, F)`` activations, in place."""
+"""Element-wise kernels over ``(Q, B, F)`` activations, in place.
+
+An activation is a jitted scalar function float64 -> float64 (``RELU``,
+``TANH``, ``SIN``, ``IDENTITY`` below, or a user's own: see
+``zotrain.nn.activations``); kernels take it as an argument and Numba
+compiles one specialisation per function.
+"""
+
+import math
 
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL
-
-RELU = 0
-TANH = 1
-SIN = 2
-IDENTITY = 3
+from .config import PARALLEL, SERIAL, check_array, prepare_threads
 
 _INV_PI = 1.0 / np.pi
+
+
+@njit(**SERIAL)
+def relu(x):
+    return x if x > 0.0 else 0.0
+
+
+@njit(**SERIAL)
+def tanh(x):
+    return math.tanh(x)
+
+
+@njit(**SERIAL)
+def identity(x):
+    return x
 
 
 @njit(**SERIAL)
@@ -35,32 +53,57 @@ def _sin(x):
     return -s if half != np.floor(half) else s
 
 
+sin = _sin
+RELU, TANH, SIN, IDENTITY = relu, tanh, sin, identity
+
+
 def bias_activation_many(Y, P, bias_off, act):
     """``Y[q] = act(Y[q] + P[q, bias_off:bias_off+F])`` in place; returns ``Y``.
 
-    ``bias_off < 0`` means no bias; ``act`` is one of the codes above.  Numba
-    has no vectorised tanh (without Intel's SVML), so tanh runs as NumPy's
-    SIMD ufunc after the bias kernel.
+    ``Y`` is ``(Q, B, F)`` float32, ``P`` ``(Q or 1, n)`` float32; ``bias_off < 0``
+    means no bias; ``act`` a jitted scalar function.  Numba has no vectorised
+    tanh (without Intel's SVML), so tanh runs as NumPy's SIMD ufunc after the
+    bias kernel.
     """
-    _bias_act_many(Y, P, bias_off, act)
-    if act == TANH:
-        np.tanh(Y, out=Y)
+    check_array("Y", Y, np.float32, 3)
+    check_array("P", P, np.float32, 2)
+    if bias_off >= 0 and (P.shape[0] not in (1, Y.shape[0]) or
+                          bias_off + Y.shape[2] > P.shape[1]):
+        raise ValueError(f"P {P.shape} holds no bias of {Y.shape[2]} values at {bias_off} for "
+                         f"{Y.shape[0]} sets")
+    prepare_threads()
+    if act is IDENTITY or act is TANH:
+        if bias_off >= 0:
+            _bias_many(Y, P, bias_off)
+        if act is TANH:
+            np.tanh(Y, out=Y)
+    else:
+        _bias_act_many(Y, P, bias_off, act)
     return Y
 
 
 @njit(**PARALLEL)
 def _bias_act_many(Y, P, bias_off, act):
     Q, B, F = Y.shape
+    shared = P.shape[0] == 1
     for item in prange(Q * B):
         q = item // B
         row = Y[q, item % B]
         if bias_off >= 0:
-            bias = P[q, bias_off:bias_off + F]
+            bias = P[0 if shared else q, bias_off:bias_off + F]
             for f in range(F):
                 row[f] += bias[f]
-        if act == RELU:
-            for f in range(F):
-                row[f] = max(row[f], np.float32(0.0))
-        elif act == SIN:
-            for f in range(F):
-                row[f] = np.float32(_sin(np.float64(row[f])))
+        for f in range(F):
+            row[f] = np.float32(act(np.float64(row[f])))
+
+
+@njit(**PARALLEL)
+def _bias_many(Y, P, bias_off):
+    Q, B, F = Y.shape
+    shared = P.shape[0] == 1
+    for item in prange(Q * B):
+        q = item // B
+        row = Y[q, item % B]
+        bias = P[0 if shared else q, bias_off:bias_off + F]
+        for f in range(F):
+            row[f] += bias[f]

@@ -9,14 +9,14 @@ added in a fixed order, so results do not depend on the thread count.
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL
+from .config import PARALLEL, check_array, prepare_threads
 
 XENT = 0
 MSE = 1
 
 
 @njit(**PARALLEL)
-def dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk):
+def _dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk):
     """Mean loss over the batch of ``H[q] @ W(P[q]) + b(P[q])`` for every q.
 
     ``H`` is ``(QH, B, F)`` (QH = 1 or Q); the weight is ``(F, out)`` row-major
@@ -71,3 +71,28 @@ def dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chu
             s += partial[q, c]
         losses[q] = s / B
     return losses
+
+
+def dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk):
+    """Checked entry of ``_dense_loss_many``: mean loss over the batch of
+    ``H[q] @ W(P[q]) + b(P[q])`` for every q (``H`` ``(1 or Q, B, F)`` float32, ``P``
+    ``(Q, n)`` float32, ``labels`` int64 ``(B,)`` for XENT, ``targets`` float64
+    ``(B, out)`` for MSE)."""
+    check_array("H", H, np.float32, 3)
+    check_array("P", P, np.float32, 2)
+    QH, B, F = H.shape
+    if QH not in (1, P.shape[0]):
+        raise ValueError(f"H holds {QH} inputs for {P.shape[0]} parameter sets")
+    if w_off < 0 or w_off + F * out_features > P.shape[1] or b_off + out_features > P.shape[1]:
+        raise ValueError(f"P rows of {P.shape[1]} values hold no ({F}, {out_features}) layer at "
+                         f"{w_off} (bias at {b_off})")
+    if kind == XENT:
+        check_array("labels", labels, np.int64, 1)
+        if labels.shape[0] != B or (B and (labels.min() < 0 or labels.max() >= out_features)):
+            raise ValueError(f"labels must be {B} classes in [0, {out_features})")
+    else:
+        check_array("targets", targets, np.float64, 2)
+        if targets.shape != (B, out_features):
+            raise ValueError(f"targets must be ({B}, {out_features}), got {targets.shape}")
+    prepare_threads()
+    return _dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk)

@@ -13,7 +13,7 @@ Distributions (``dist``): ``GAUSSIAN`` (N(0, 1) entries), ``RADEMACHER``
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL
+from .config import PARALLEL, SERIAL, check_array, prepare_threads
 
 GAUSSIAN = 0
 RADEMACHER = 1
@@ -77,7 +77,7 @@ def _fill(out, key, dist):
 
 
 @njit(**PARALLEL)
-def directions(seed, step, queries, n, dist):
+def _directions(seed, step, queries, n, dist):
     """Directions ``(len(queries), n)`` float32 for the given query indices."""
     U = np.empty((queries.shape[0], n), dtype=np.float32)
     for i in prange(queries.shape[0]):
@@ -103,7 +103,7 @@ def _fill_segments(row, params, offsets, sizes, key, dist, scale):
 
 
 @njit(**PARALLEL)
-def perturb_into(P, params, offsets, sizes, seed, step, queries, scales, dist):
+def _perturb_into(P, params, offsets, sizes, seed, step, queries, scales, dist):
     """``P[i] = params + scales[i] * u_i`` on the given segments, unchanged elsewhere.
 
     ``u_i`` is the direction of query ``queries[i]`` over the concatenation of
@@ -116,7 +116,7 @@ def perturb_into(P, params, offsets, sizes, seed, step, queries, scales, dist):
 
 
 @njit(**PARALLEL)
-def accumulate(grad, offsets, sizes, seed, step, queries, coeffs, dist, block):
+def _accumulate(grad, offsets, sizes, seed, step, queries, coeffs, dist, block):
     """``grad += sum_i coeffs[i] * u_i`` on the segments, regenerating each ``u_i``.
 
     Work is split over blocks of ``block`` coordinates of the concatenated
@@ -157,3 +157,60 @@ def accumulate(grad, offsets, sizes, seed, step, queries, coeffs, dist, block):
         for j in range(j0, j1):
             grad[where[j]] += acc[j - j0]
     return grad
+
+
+def _check_segments(offsets, sizes, length):
+    check_array("offsets", offsets, np.int64, 1)
+    check_array("sizes", sizes, np.int64, 1)
+    if offsets.shape != sizes.shape or (offsets.size and (
+            offsets.min() < 0 or sizes.min() < 0 or (offsets + sizes).max() > length)):
+        raise ValueError(f"segments (offsets {offsets}, sizes {sizes}) must lie within "
+                         f"{length} parameters")
+
+
+def _check_dist(dist):
+    if dist not in (GAUSSIAN, RADEMACHER, SPHERE):
+        raise ValueError(f"dist must be GAUSSIAN, RADEMACHER or SPHERE, got {dist!r}")
+
+
+def directions(seed, step, queries, n, dist):
+    """Directions ``(len(queries), n)`` float32 for the given query indices (int64)."""
+    check_array("queries", queries, np.int64, 1)
+    _check_dist(dist)
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    prepare_threads()
+    return _directions(seed, step, queries, n, dist)
+
+
+def perturb_into(P, params, offsets, sizes, seed, step, queries, scales, dist):
+    """``P[i] = params + scales[i] * u_i`` on the given segments, unchanged elsewhere.
+
+    ``u_i`` is the direction of query ``queries[i]`` over the concatenation of
+    the segments ``params[offsets[g]:offsets[g] + sizes[g]]``."""
+    check_array("P", P, np.float32, 2)
+    check_array("params", params, np.float32, 1)
+    check_array("queries", queries, np.int64, 1)
+    check_array("scales", scales, np.float64, 1)
+    _check_segments(offsets, sizes, params.shape[0])
+    _check_dist(dist)
+    if P.shape[1] != params.shape[0] or not P.shape[0] == queries.shape[0] == scales.shape[0]:
+        raise ValueError(f"P {P.shape}, params {params.shape}, queries {queries.shape} and "
+                         f"scales {scales.shape} do not agree")
+    prepare_threads()
+    return _perturb_into(P, params, offsets, sizes, seed, step, queries, scales, dist)
+
+
+def accumulate(grad, offsets, sizes, seed, step, queries, coeffs, dist, block):
+    """``grad += sum_i coeffs[i] * u_i`` on the segments, regenerating each ``u_i``
+    (see ``_accumulate``)."""
+    check_array("grad", grad, np.float32, 1)
+    check_array("queries", queries, np.int64, 1)
+    check_array("coeffs", coeffs, np.float64, 1)
+    _check_segments(offsets, sizes, grad.shape[0])
+    _check_dist(dist)
+    if queries.shape != coeffs.shape or block < 1:
+        raise ValueError(f"queries {queries.shape} and coeffs {coeffs.shape} must agree, "
+                         f"block >= 1 (got {block})")
+    prepare_threads()
+    return _accumulate(grad, offsets, sizes, seed, step, queries, coeffs, dist, block)

@@ -16,7 +16,7 @@ output features (``Y = X @ W``), each indexed row-major over its modes.
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL
+from .config import PARALLEL, SERIAL, check_array, prepare_threads
 
 
 @njit(**SERIAL)
@@ -56,7 +56,7 @@ def _tt_to_dense_one(p, meta, out):
 
 
 @njit(**PARALLEL)
-def tt_to_dense_many(P, meta, W):
+def _tt_to_dense_many(P, meta, W):
     """Write the dense matrices of Q TT-matrices into ``W`` ``(Q, in * out)``."""
     Q = P.shape[0]
     for q in prange(Q):
@@ -95,7 +95,7 @@ def _contract_step(T, U, core, left, K, M, L):
 
 
 @njit(**PARALLEL)
-def tt_contract_many(H, P, meta, chunk, work, Y):
+def _tt_contract_many(H, P, meta, chunk, work, Y):
     """Write ``Y[q] = H[q or 0] @ W(P[q])``, contracting the cores one by one.
 
     Work items are (parameter set, batch chunk of ``chunk`` rows); each keeps
@@ -131,3 +131,44 @@ def tt_contract_many(H, P, meta, chunk, work, Y):
             for j in range(out_features):
                 Y[q, b0 + b, j] = T[j * nb + b]
     return Y
+
+
+def _check_meta(meta, P):
+    check_array("meta", meta, np.int64, 2)
+    check_array("P", P, np.float32, 2)
+    if meta.shape[1] != 5 or meta.shape[0] < 1:
+        raise ValueError(f"meta must be (d, 5), got {meta.shape}")
+    for k, (off, r0, ii, oo, r1) in enumerate(meta):
+        if off < 0 or off + r0 * ii * oo * r1 > P.shape[1]:
+            raise ValueError(f"core {k} at {off} of shape {(r0, ii, oo, r1)} lies outside P's "
+                             f"rows of {P.shape[1]} values")
+        if k and meta[k - 1][4] != r0:
+            raise ValueError(f"core {k} starts with rank {r0}, core {k - 1} ends with "
+                             f"{meta[k - 1][4]}")
+    return int(np.prod(meta[:, 2])), int(np.prod(meta[:, 3]))
+
+
+def tt_to_dense_many(P, meta, W):
+    """Write the dense matrices of Q TT-matrices into ``W`` ``(Q, in * out)`` float32."""
+    n_in, n_out = _check_meta(meta, P)
+    check_array("W", W, np.float32, 2, contiguous=True)
+    if W.shape != (P.shape[0], n_in * n_out):
+        raise ValueError(f"W must be ({P.shape[0]}, {n_in * n_out}), got {W.shape}")
+    prepare_threads()
+    return _tt_to_dense_many(P, meta, W)
+
+
+def tt_contract_many(H, P, meta, chunk, work, Y):
+    """Write ``Y[q] = H[q or 0] @ W(P[q])`` (see ``_tt_contract_many``): ``H``
+    ``(1 or Q, B, in)``, ``Y`` ``(Q, B, out)``, both float32."""
+    n_in, n_out = _check_meta(meta, P)
+    check_array("H", H, np.float32, 3)
+    check_array("Y", Y, np.float32, 3)
+    Q = P.shape[0]
+    if H.shape[0] not in (1, Q) or H.shape[2] != n_in or Y.shape != (Q, H.shape[1], n_out):
+        raise ValueError(f"H {H.shape} and Y {Y.shape} do not fit {Q} TT-matrices "
+                         f"{n_in} -> {n_out}")
+    if chunk < 1 or work < n_in:
+        raise ValueError(f"chunk must be >= 1 and work >= {n_in}, got {chunk}, {work}")
+    prepare_threads()
+    return _tt_contract_many(H, P, meta, chunk, work, Y)

@@ -109,8 +109,8 @@ class PinnLoss:
         head = m.layers[-1]
         if not isinstance(head, Dense):
             raise ValueError(f"the head needs a Dense last layer, got {type(head).__name__}")
-        off = m._offsets(len(m.layers) - 1)
-        return slice(off["weight"], off["weight"] + head.in_features + ("bias" in off))
+        segs = m.layout.of_layer(len(m.layers) - 1)
+        return slice(segs[0].offset, segs[-1].offset + segs[-1].size)
 
     def head_jacobian(self, params, x, chunk=16, boundary=False):
         """``(r, J)``: residuals ``(B,)`` of ``params`` at ``x`` and their exact Jacobian

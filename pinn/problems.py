@@ -10,6 +10,10 @@ exact head solve relies on it), and residuals must be analytic expressions
 ``boundary`` gives u on the space boundary where the transform does not
 impose it (a well-posed heat problem needs it); the loss then adds the mean
 squared boundary error of the smoothed network.
+``transform_onnx(g, xs)`` gives the same constraint as ONNX nodes ``(a, c)``
+(``transform(x, nn) = a + c nn``; ``a`` may be None) at points ``xs``
+``(batch, M, d)``, built with the export graph's ``op``/``const``: what
+``zotrain export`` writes into the smoothed predictor.
 ``sigma`` is the default smoothing scale, in units of the box's widths,
 ``method`` the default derivative rule, and ``omega`` the frequency scale of
 the default model's first (Sin) layer.
@@ -36,6 +40,7 @@ class Problem:
     method: str = "degree5"
     omega: float = 1.0  # frequency scale of the default model's first layer
     boundary: Optional[Callable] = None  # u on the space boundary, when not hard-constrained
+    transform_onnx: Optional[Callable] = None  # (g, xs) -> ONNX nodes (a, c) of the transform
 
     def sample(self, n, seed):
         """``n`` uniform points of the domain (seeded)."""
@@ -55,6 +60,58 @@ class Problem:
         return x
 
 
+# -- hard constraints as ONNX nodes (see transform_onnx) --------------------
+
+def _column(g, xs, i):
+    return g.op("Gather", [xs, g.const(i)], axis=2)  # (batch, M)
+
+
+def _columns(g, xs, stop):
+    return g.op("Slice", [xs, g.const([0]), g.const([stop]), g.const([2])])
+
+
+def _scalar(g, v):
+    return g.const(v, np.float32)
+
+
+def _hjb20d_onnx(g, xs):
+    a = g.op("ReduceSum", [_columns(g, xs, 20), g.const([2])], keepdims=0)
+    return a, g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 20)])
+
+
+def _poisson2d_onnx(g, xs):
+    x0, x1 = _column(g, xs, 0), _column(g, xs, 1)
+    one = _scalar(g, 1.0)
+    c = g.op("Mul", [g.op("Mul", [x0, g.op("Sub", [one, x0])]),
+                     g.op("Mul", [x1, g.op("Sub", [one, x1])])])
+    return None, c
+
+
+def _heat100d_onnx(g, xs):
+    a = g.op("ReduceMean", [g.op("Sin", [_columns(g, xs, 100)])], axes=[2], keepdims=0)
+    return a, _column(g, xs, 100)
+
+
+def _black_scholes_onnx(g, xs):
+    K, r, T = _BS["K"], _BS["r"], _BS["T"]
+    S_max, eps, scale = BS_ANSATZ["S_max"], BS_ANSATZ["eps"], BS_ANSATZ["scale"]
+    S, t = _column(g, xs, 0), _column(g, xs, 1)
+
+    def payoff(node):
+        z = g.op("Div", [g.op("Sub", [node, _scalar(g, K)]), _scalar(g, eps)])
+        return g.op("Mul", [g.op("Softplus", [z]), _scalar(g, eps)])
+
+    tau = g.op("Sub", [_scalar(g, T), t])
+    q = g.op("Div", [S, _scalar(g, S_max)])
+    pay_max = eps * np.logaddexp(0.0, (S_max - K) / eps)
+    disc = g.op("Mul", [_scalar(g, K), g.op("Exp", [g.op("Mul", [_scalar(g, -r), tau])])])
+    edge = g.op("Sub", [_scalar(g, S_max - pay_max), disc])
+    a = g.op("Add", [payoff(S), g.op("Mul", [q, edge])])
+    c = g.op("Mul", [g.op("Mul", [tau, q]),
+                     g.op("Mul", [g.op("Sub", [_scalar(g, 1.0), q]), _scalar(g, scale)])])
+    return a, c
+
+
 def _hjb20d():
     d = 20
 
@@ -63,7 +120,8 @@ def _hjb20d():
 
     return Problem("hjb20d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1), residual,
                    exact=lambda x: x[:, :d].sum(1) + 1.0 - x[:, d],
-                   transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn, sigma=0.1)
+                   transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn, sigma=0.1,
+                   transform_onnx=_hjb20d_onnx)
 
 
 _BS = dict(K=100.0, r=0.05, sigma=0.2, T=1.0)
@@ -103,7 +161,7 @@ def _black_scholes():
 
     return Problem("black-scholes", 2, 1, (0.0, 0.0), (S_max, T), residual,
                    exact=lambda x: black_scholes_call(x[:, 0], x[:, 1]), transform=transform,
-                   sigma=0.005, method="sparse-grid", omega=5.0)
+                   sigma=0.005, method="sparse-grid", omega=5.0, transform_onnx=_black_scholes_onnx)
 
 
 def _poisson2d():
@@ -114,7 +172,7 @@ def _poisson2d():
                    residual=lambda x, u, grad, lap, u_t: lap + source(x),
                    exact=lambda x: np.sin(math.pi * x[:, 0]) * np.sin(math.pi * x[:, 1]),
                    transform=lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn,
-                   sigma=0.01, method="sparse-grid")
+                   sigma=0.01, method="sparse-grid", transform_onnx=_poisson2d_onnx)
 
 
 def _heat100d():
@@ -124,7 +182,8 @@ def _heat100d():
                    exact=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
                    transform=lambda x, nn: np.sin(x[:, :d]).mean(1) + x[:, d] * nn,
                    sigma=0.05, method="stein-mc",
-                   boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1))
+                   boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
+                   transform_onnx=_heat100d_onnx)
 
 
 PROBLEMS = {"hjb20d": _hjb20d, "black-scholes": _black_scholes, "poisson2d": _poisson2d,

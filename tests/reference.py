@@ -4,7 +4,8 @@ import string
 
 import numpy as np
 
-from zotrain.nn.layers import Activation, Dense, ReLU, Sin, Tanh, TTLinear
+from zotrain.nn.activations import Activation, ReLU, Sin, Tanh
+from zotrain.nn.layers import Dense, TTLinear
 
 ACTIVATIONS = {ReLU: lambda x: np.maximum(x, 0.0), Tanh: np.tanh, Sin: np.sin}
 
@@ -29,7 +30,7 @@ def forward(model, params, X):
     H = np.asarray(X, np.float64)
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Activation):
-            H = ACTIVATIONS[type(layer)](H)
+            H = ACTIVATIONS.get(type(layer), layer.reference)(H)
             continue
         if isinstance(layer, TTLinear):
             W = tt_dense([arrays[f"{i}.core{k}"] for k in range(layer.shape.n_modes)])

@@ -1,4 +1,5 @@
-"""The PINN trainer: it learns, resumes bit-identically, and keeps its last good state."""
+"""The PINN recipe on the engine: it learns, resumes bit-identically, and keeps its last
+good state."""
 
 import json
 
@@ -6,46 +7,53 @@ import numpy as np
 import pytest
 
 from zotrain.engine.checkpoint import CheckpointError
-from zotrain.pinn.loss import PinnLoss
-from zotrain.pinn.train import PinnConfig, build, init_params, rel_l2, run
 from zotrain.engine.loop import DivergenceError
+from zotrain.pinn import problems
+from zotrain.pinn.loss import PinnLoss
+from zotrain.pinn.train import PinnConfig, build, init_params, rel_l2, train_pinn
 from zotrain.zo import estimators
+
+POISSON = problems.get("poisson2d")
 
 
 def small(**kw):
-    base = dict(problem="poisson2d", width=64, iters=6, points=16, head_points=256,
-                head_every=3, eval_every=3, eval_points=200, test_points=500)
+    base = dict(width=64, iters=6, points=16, head_points=256, head_every=3, eval_every=3,
+                eval_points=200, test_points=500)
     base.update(kw)
     return PinnConfig(**base)
 
 
+def run(c, out, resume=False, problem=POISSON):
+    return train_pinn(problem, c, out, resume=resume, progress=False)
+
+
 def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
     c = small()
-    problem, model, loss = build(c)
-    untrained = rel_l2(loss, init_params(model, problem, 0), 500, 12345)
-    m = run(c, tmp_path, progress=False)
+    model, loss = build(c, POISSON)
+    untrained = rel_l2(loss, init_params(model, POISSON, 0), 500, 12345)
+    m = run(c, tmp_path)
     assert untrained > 0.5
     assert m["rel_l2"] < 0.02
     assert m["forward_passes"] > 0 and m["trainable_params"] == model.n_params
     for name in ("metrics.json", "model.npz", "checkpoint.npz", "log.jsonl"):
         assert (tmp_path / name).exists()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [r["iter"] for r in log] == [0, 3, 6]
+    assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 3, 6]
     assert log[0]["rel_l2"] == pytest.approx(untrained, rel=0.3)  # the curve starts untrained
 
 
 def test_zo_head_trains_everything_by_rge(tmp_path):
     c = small(head="zo", iters=4, eval_every=4)
-    problem, model, loss = build(c)
-    p0 = init_params(model, problem, 0)
-    run(c, tmp_path, progress=False)
+    model, loss = build(c, POISSON)
+    p0 = init_params(model, POISSON, 0)
+    run(c, tmp_path)
     with np.load(tmp_path / "model.npz") as z:
         moved = z["params"] != p0
     assert moved[loss.head_slice()].any() and moved[:loss.head_slice().start].any()
 
 
 def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
-    whole = run(small(), tmp_path / "a", progress=False)
+    whole = run(small(), tmp_path / "a")
     real = estimators.RGE.estimate
 
     def stop_at_5(self, objective, params, names, *, seed, step):
@@ -54,12 +62,12 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
         return real(self, objective, params, names, seed=seed, step=step)
 
     monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
-    with pytest.raises(KeyboardInterrupt):
-        run(small(), tmp_path / "b", progress=False)
+    stopped = run(small(), tmp_path / "b")
+    assert stopped["stopped"] == "interrupted"
     with np.load(tmp_path / "b" / "checkpoint.npz") as z:
-        assert json.loads(bytes(z["meta"]).decode())["iter"] == 4
+        assert json.loads(bytes(z["meta"]).decode())["history"]["step"] == 4
     monkeypatch.setattr(estimators.RGE, "estimate", real)
-    resumed = run(small(), tmp_path / "b", progress=False, resume=True)
+    resumed = run(small(), tmp_path / "b", resume=True)
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         np.testing.assert_array_equal(a["params"], b["params"])
     assert resumed["rel_l2"] == whole["rel_l2"]
@@ -67,14 +75,14 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
 
 
 def test_resume_rejects_other_settings_and_missing_checkpoints(tmp_path):
-    run(small(iters=3), tmp_path, progress=False)
+    run(small(iters=3), tmp_path)
     with pytest.raises(CheckpointError, match="other settings: width"):
-        run(small(width=32), tmp_path, progress=False, resume=True)
+        run(small(width=32), tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        run(small(), tmp_path / "empty", progress=False, resume=True)
+        run(small(), tmp_path / "empty", resume=True)
     (tmp_path / "checkpoint.npz").write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="corrupted"):
-        run(small(), tmp_path, progress=False, resume=True)
+        run(small(), tmp_path, resume=True)
 
 
 def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
@@ -87,10 +95,10 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
         return out * np.nan if calls["n"] > 4 * 2 else out  # base + perturbed sets per step
 
     monkeypatch.setattr(PinnLoss, "__call__", nan_later)
-    with pytest.raises(DivergenceError, match="iteration 5; the last good state \\(iteration 3\\)"):
-        run(small(), tmp_path, progress=False)
+    with pytest.raises(DivergenceError, match="step 5: loss nan.*; the last good state \\(step 3\\)"):
+        run(small(), tmp_path)
     with np.load(tmp_path / "checkpoint.npz") as z:
-        assert json.loads(bytes(z["meta"]).decode())["iter"] == 3
+        assert json.loads(bytes(z["meta"]).decode())["history"]["step"] == 3
         assert np.all(np.isfinite(z["params"]))
 
 
@@ -99,9 +107,8 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("points", 0, "points must be an integer >= 1"),
     ("ridge", -1.0, "ridge must be >= 0"),
     ("derivatives", "autodiff", "unknown derivative method 'autodiff'"),
-    ("problem", "navier", "unknown problem 'navier'"),
     ("sigma", 0.0, "sigma must be > 0"),
 ])
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
-        run(small(**{field: value}), tmp_path, progress=False)
+        run(small(**{field: value}), tmp_path)

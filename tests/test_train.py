@@ -1,4 +1,5 @@
-"""Trainer: resume, interruption, divergence, the CLI's outputs and bad input."""
+"""The classification recipe on the engine: resume, interruption, divergence, the CLI's
+outputs and bad input."""
 
 import json
 import os
@@ -8,15 +9,23 @@ import numpy as np
 import pytest
 
 from zotrain import cli
+from zotrain.data import DataError, Dataset, load_dataset
 from zotrain.engine.checkpoint import CheckpointError, load_checkpoint
-from zotrain.recipes.classification import MnistConfig, run
-from zotrain.engine.loop import DivergenceError, Split, Trainer
+from zotrain.engine.loop import DivergenceError
+from zotrain.nn import architectures
+from zotrain.recipes.classification import ClassifierConfig, train_classifier
 
 
 def config(mnist_dir, **kw):
-    base = dict(data=str(mnist_dir), batch_size=200, epochs=2, val_size=400, queries=4)
+    base = dict(batch_size=200, epochs=2, val_size=400, queries=4)
     base.update(kw)
-    return MnistConfig(**base)
+    return ClassifierConfig(**base)
+
+
+def run(c, out, *, mnist_dir, resume=False, callbacks=()):
+    model = architectures.mnist_mlp(rank=16)
+    return train_classifier(model, load_dataset("mnist", mnist_dir), c, out, resume=resume,
+                            progress=False, callbacks=callbacks)
 
 
 def final_params(out):
@@ -33,18 +42,13 @@ class StopAfterEpoch:
 
 
 @pytest.mark.parametrize("evaluator", ["local", "none"])
-def test_resume_is_bit_identical(mnist_dir, tmp_path, evaluator, monkeypatch):
+def test_resume_is_bit_identical(mnist_dir, tmp_path, evaluator):
     """2 epochs in one run equal 1 epoch, stop, resume for 1."""
-    import zotrain.recipes.classification as recipe
-
     c = config(mnist_dir, evaluator=evaluator)
-    run(c, tmp_path / "full", progress=False)
-    real = recipe.JsonlLog
-    monkeypatch.setattr(recipe, "JsonlLog", lambda path: _Both(real(path), StopAfterEpoch()))
-    m = run(c, tmp_path / "half", progress=False)
+    run(c, tmp_path / "full", mnist_dir=mnist_dir)
+    m = run(c, tmp_path / "half", mnist_dir=mnist_dir, callbacks=[StopAfterEpoch()])
     assert m["epochs"] == 1 and m["stopped"] == "stopped by the test"
-    monkeypatch.setattr(recipe, "JsonlLog", real)
-    metrics = run(c, tmp_path / "half", resume=True, progress=False)
+    metrics = run(c, tmp_path / "half", mnist_dir=mnist_dir, resume=True)
     assert metrics["epochs"] == 2
     assert np.array_equal(final_params(tmp_path / "full"), final_params(tmp_path / "half"))
 
@@ -63,36 +67,20 @@ class Interrupt:
         pass
 
 
-def test_sigint_leaves_a_valid_checkpoint_and_resumes(mnist_dir, tmp_path, monkeypatch):
-    import zotrain.recipes.classification as recipe
-
-    real = recipe.JsonlLog
-    monkeypatch.setattr(recipe, "JsonlLog", lambda path: _Both(real(path), Interrupt(3)))
-    m = run(config(mnist_dir), tmp_path / "a", progress=False)
+def test_sigint_leaves_a_valid_checkpoint_and_resumes(mnist_dir, tmp_path):
+    handler = signal.getsignal(signal.SIGINT)
+    m = run(config(mnist_dir), tmp_path / "a", mnist_dir=mnist_dir, callbacks=[Interrupt(3)])
     assert m["stopped"] == "interrupted" and m["steps"] == 3
-    monkeypatch.setattr(recipe, "JsonlLog", real)
-    run(config(mnist_dir), tmp_path / "a", resume=True, progress=False)
-    run(config(mnist_dir), tmp_path / "b", progress=False)
+    assert signal.getsignal(signal.SIGINT) is handler  # the engine installs no handler
+    run(config(mnist_dir), tmp_path / "a", mnist_dir=mnist_dir, resume=True)
+    run(config(mnist_dir), tmp_path / "b", mnist_dir=mnist_dir)
     assert np.array_equal(final_params(tmp_path / "a"), final_params(tmp_path / "b"))
-
-
-class _Both:
-    def __init__(self, *cbs):
-        self.cbs = cbs
-
-    def on_step(self, trainer, loss):
-        for cb in self.cbs:
-            cb.on_step(trainer, loss)
-
-    def on_epoch(self, trainer, record):
-        for cb in self.cbs:
-            cb.on_epoch(trainer, record)
 
 
 def test_divergence_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
     c = config(mnist_dir, evaluator="none", lr=1e9, head_lr=1e9, epochs=3)
-    with pytest.raises(DivergenceError, match="training diverged at epoch 1.*last good checkpoint"):
-        run(c, tmp_path / "d", progress=False)
+    with pytest.raises(DivergenceError, match="diverged at step \\d+.*last good state \\(none yet"):
+        run(c, tmp_path / "d", mnist_dir=mnist_dir)
     from zotrain import optim
     params, _, meta = load_checkpoint(tmp_path / "d" / "checkpoint.npz", optim.partition(
         {"zo": optim.adam(1.0), "head": optim.adam(1.0)},
@@ -103,7 +91,7 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
 
 def params_size():
     from zotrain.nn import architectures as models
-    return models.mnist_mlp(rank=MnistConfig().rank).n_params
+    return architectures.mnist_mlp(rank=16).n_params
 
 
 def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):
@@ -115,12 +103,11 @@ def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):
     for key in ("test_accuracy", "best_test_accuracy", "epochs", "forward_passes", "wall_time_s",
                 "trainable_params", "dense_params", "peak_rss_mb", "config"):
         assert key in metrics
-    from zotrain.nn import architectures as models
-    n = models.mnist_mlp(rank=MnistConfig().rank).n_params
+    n = architectures.mnist_mlp(rank=16).n_params
     assert metrics["config"]["seed"] == 3 and metrics["trainable_params"] == n
     assert 0.6 < metrics["test_accuracy"] <= 1  # two epochs on 1,600 images learn something
     lines = [json.loads(l) for l in (out / "log.jsonl").read_text().splitlines()]
-    assert lines[-1]["kind"] == "epoch"
+    assert lines[-1]["kind"] == "eval" and lines[-1]["test_accuracy"] == metrics["test_accuracy"]
     with np.load(out / "model.npz") as z:
         assert z["params"].shape == (n,) and json.loads(str(z["spec"]))[0]["type"] == "TTLinear"
     assert (out / "curves.png").stat().st_size > 1000
@@ -128,7 +115,7 @@ def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--estimator", "magic", "--evaluator", "none"], "unknown estimator 'magic'; known estimators: rge, cge"),
+    (["--estimator", "magic", "--evaluator", "none"], "unknown estimator 'magic'; known estimators: rge, cge, zo_sign_cd, hybrid"),
     (["--queries", "0"], "queries must be an integer >= 1"),
     (["--mu", "0"], "mu must be > 0"),
     (["--lr", "-1"], "lr must be > 0"),
@@ -165,22 +152,37 @@ def test_resume_without_or_with_corrupted_checkpoint(mnist_dir, tmp_path, capsys
     empty.mkdir()
     assert cli.main(["train", "mnist", "--resume", str(empty), "--quiet"]) == 2
     assert "cannot resume" in capsys.readouterr().err
-    with pytest.raises(CheckpointError, match="holds no checkpoint.npz"):
-        run(config(mnist_dir), empty, resume=True, progress=False)
-    run(config(mnist_dir, epochs=1), tmp_path / "r", progress=False)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        run(config(mnist_dir), empty, mnist_dir=mnist_dir, resume=True)
+    assert cli.main(["train", "mnist", "--data", str(mnist_dir), "--epochs", "1", "--out",
+                     str(tmp_path / "r"), "--quiet"]) == 0
     (tmp_path / "r" / "checkpoint.npz").write_bytes(b"PK\x03\x04 garbage")
     assert cli.main(["train", "mnist", "--resume", str(tmp_path / "r"), "--epochs", "2",
                      "--quiet"]) == 2
     assert "corrupted" in capsys.readouterr().err
 
 
-def test_nan_in_data_is_refused(mnist_dir):
-    from zotrain import optim
-    from zotrain.nn import architectures as models
-    from zotrain.zo.estimators import rge
-    from zotrain.engine.loop import ZOStep
-    model = models.mnist_mlp()
-    bad = Split(np.full((4, 784), np.nan, np.float32), np.zeros(4, np.int64))
-    with pytest.raises(ValueError, match="the train data contain NaN or inf"):
-        Trainer(model, ZOStep(model, rge(2), ["0.bias"]), optim.sgd(0.1), bad, None, None,
-                epochs=1, batch_size=2, seed=0)
+def test_bad_data_is_refused(tmp_path):
+    x = np.zeros((4, 784), np.float32)
+    with pytest.raises(DataError, match="x_train must hold finite numbers"):
+        Dataset.from_arrays(np.full((4, 784), np.nan), np.zeros(4, int), x, np.zeros(4, int))
+    with pytest.raises(DataError, match="y_test must be 4 integer class labels"):
+        Dataset.from_arrays(x, np.zeros(4, int), x, np.zeros(3, int))
+    with pytest.raises(DataError, match="the model takes 784 features, the data have 5"):
+        train_classifier(architectures.mnist_mlp(), Dataset.from_arrays(
+            np.zeros((4, 5)), np.zeros(4, int), np.zeros((4, 5)), np.zeros(4, int)))
+    np.savez(tmp_path / "bad.npz", x_train=x, y_train=np.zeros(4, int))
+    with pytest.raises(DataError, match="lacks the arrays x_test, y_test"):
+        load_dataset("npz", tmp_path / "bad.npz")
+
+
+def test_old_cli_settings_resume_and_change_is_refused(mnist_dir, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert cli.main(["train", "mnist", "--data", str(mnist_dir), "--epochs", "1", "--out",
+                     str(out), "--quiet", "--model", "mnist", "--rank", "4", "--train-limit",
+                     "600", "--batch-size", "100"]) == 0
+    c = json.loads((out / "config.json").read_text())
+    c["lr"] = 0.5
+    (out / "config.json").write_text(json.dumps(c))
+    assert cli.main(["train", "mnist", "--resume", str(out), "--epochs", "2", "--quiet"]) == 2
+    assert "made with other settings: lr" in capsys.readouterr().err

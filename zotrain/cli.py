@@ -32,58 +32,103 @@ def _cmd_models(args):
 def _cmd_train(args):
     import dataclasses
 
-    from zotrain.engine.checkpoint import CheckpointError
-    from zotrain.data import DataError
-    from zotrain.recipes.classification import MnistConfig, run
-    from zotrain.engine.loop import DivergenceError
+    from zotrain.data import load_dataset
+    from zotrain.engine.checkpoint import write_json
+    from zotrain.recipes.classification import ClassifierConfig, train_classifier
 
+    fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
     if args.resume:
         out, saved = Path(args.resume), Path(args.resume) / "config.json"
         if not saved.is_file():
-            print(f"zotrain train: cannot resume: {out} holds no config.json/checkpoint.npz",
-                  file=sys.stderr)
-            return 2
-        config = MnistConfig(**json.loads(saved.read_text()))
+            return _fail("train", f"cannot resume: {out} holds no config.json/checkpoint.npz")
+        run = json.loads(saved.read_text())
         if args.epochs is not None:
-            config.epochs = args.epochs
+            run["epochs"] = args.epochs
     else:
-        given = {k: v for k, v in vars(args).items()
-                 if k in {f.name for f in dataclasses.fields(MnistConfig)} and v is not None}
-        config = MnistConfig(**given)
-        out = Path(args.out or f"runs/{config.model}-{config.evaluator}-seed{config.seed}")
+        if (args.task == "npz") != (args.file is not None):
+            return _fail("train", "npz takes a FILE (zotrain train npz data.npz); mnist and "
+                         "fashion-mnist take none (use --data DIR)")
+        given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+        run = dict(dataclasses.asdict(ClassifierConfig(**given)), dataset=args.task,
+                   data=args.file or args.data, model=args.model or "mlp", rank=args.rank or 16)
+        out = Path(args.out or f"runs/{_run_name(run)}-{run['evaluator']}-seed{run['seed']}")
     try:
-        metrics = run(config, out, resume=bool(args.resume), progress=not args.quiet)
-    except DivergenceError as e:
-        print(f"zotrain train: {e}", file=sys.stderr)
-        return 3
-    except (ValueError, CheckpointError, DataError) as e:
-        print(f"zotrain train: {e}", file=sys.stderr)
-        return 2
-    print(f"test accuracy {metrics['test_accuracy']:.4f} (best {metrics['best_test_accuracy']:.4f}) "
-          f"after {metrics['epochs']:.2f} epochs, {metrics['forward_passes']:,} forward passes, "
+        if run["model"] not in architectures.DEPTHS:
+            raise ValueError(f"unknown model {run['model']!r}; known: "
+                             f"{', '.join(architectures.DEPTHS)}")
+        data = load_dataset(run["dataset"], run["data"])
+        model = architectures.classifier(data.n_features, data.n_classes, rank=run["rank"],
+                                         depth=architectures.DEPTHS[run["model"]])
+        config = ClassifierConfig(**{k: v for k, v in run.items() if k in fields})
+        config.validate()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"output directory {out} is not writable ({e.strerror})") from None
+        write_json(out / "config.json", run)
+        extra = {k: run[k] for k in ("dataset", "data", "model", "rank")}
+        metrics = train_classifier(model, data, config, out, resume=bool(args.resume),
+                                   progress=not args.quiet, run_config=extra)
+    except Exception as e:  # noqa: BLE001 - every known failure becomes a one-line message
+        return _report("train", e)
+    return _finished(metrics, out, f"test accuracy {metrics['test_accuracy']:.4f} (best "
+                     f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs")
+
+
+def _finished(metrics, out, result):
+    """Print a run's result; exit code 130 for an interrupted run (as a shell would)."""
+    print(f"{result}, {metrics['forward_passes']:,.0f} forward passes, "
           f"{metrics['wall_time_s']:.0f} s; {metrics['stopped']}. Files in {out}")
-    return 0
+    return 130 if metrics["stopped"] == "interrupted" else 0
+
+
+def _run_name(run):
+    if run["dataset"] == "npz":
+        return Path(run["data"]).stem
+    return run["dataset"] if run["model"] in ("mlp", "mnist") else f"{run['dataset']}-{run['model']}"
+
+
+def _fail(command, message, code=2):
+    print(f"zotrain {command}: {message}", file=sys.stderr)
+    return code
+
+
+def _report(command, error):
+    """Exit codes: 3 for a diverged run, 2 for bad input; anything else is a bug: re-raised."""
+    from zotrain.engine.loop import DivergenceError
+
+    if isinstance(error, DivergenceError):
+        return _fail(command, error, 3)
+    if isinstance(error, (ValueError, OSError)):  # CheckpointError, DataError, ExportError...
+        return _fail(command, error)
+    raise error
 
 
 def _add_train(sub):
-    from zotrain.recipes.classification import MnistConfig
+    from zotrain.recipes.classification import ClassifierConfig
 
-    d = MnistConfig()
-    p = sub.add_parser("train", help="train a model with forward passes only",
+    d = ClassifierConfig()
+    p = sub.add_parser("train", help="train a classifier with forward passes only",
                        description="Train with zeroth-order estimates and exact local heads; "
-                       "writes metrics.json, model.npz, log.jsonl, checkpoint.npz, curves.png.")
-    p.add_argument("task", choices=["mnist"])
-    p.add_argument("--data", metavar="DIR", help="MNIST directory (default: $ZOTRAIN_DATA or cache)")
+                       "writes metrics.json, model.npz, log.jsonl, checkpoint.npz, curves.png. "
+                       "The input width and the number of classes come from the data.")
+    p.add_argument("task", choices=["mnist", "fashion-mnist", "npz"],
+                   help="mnist (downloaded when missing), fashion-mnist (apt-get install "
+                   "dataset-fashion-mnist) or npz FILE (x_train, y_train, x_test, y_test)")
+    p.add_argument("file", nargs="?", help="the .npz file (npz only)")
+    p.add_argument("--data", metavar="DIR", help="data directory (default: $ZOTRAIN_DATA or "
+                   "cache for mnist, /usr/share/datasets/fashion-mnist for fashion-mnist)")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
-    p.add_argument("--model", help=f"architecture: mnist or deep (default {d.model})")
+    p.add_argument("--model", help="architecture: mlp (one TT hidden layer; 'mnist' is its old "
+                   "name) or deep (three) (default mlp)")
     p.add_argument("--evaluator", help=f"none (an estimator on the whole body and an exact "
                    f"head), global or local (default {d.evaluator})")
     p.add_argument("--perturb", help=f"local evaluator: activity or weight (default {d.perturb})")
     p.add_argument("--link", type=int, help=f"backward-link horizon m (default {d.link})")
     p.add_argument("--lam", type=float, help=f"weight of the linked losses (default {d.lam})")
     p.add_argument("--proto", type=float, help=f"prototype-target weight (default {d.proto})")
-    p.add_argument("--estimator", help=f"estimator name (default {d.estimator}); one of "
-                   "rge, cge, zo_sign_cd, hybrid")
+    p.add_argument("--estimator", help=f"a registered estimator (default {d.estimator}); "
+                   "built in: rge, cge, zo_sign_cd, hybrid")
     p.add_argument("--queries", type=int, help=f"queries N per step (default {d.queries})")
     p.add_argument("--mu", type=float, help=f"smoothing / step of the estimator (default {d.mu})")
     p.add_argument("--dist", help=f"direction distribution (default {d.dist})")
@@ -99,7 +144,7 @@ def _add_train(sub):
     p.add_argument("--schedule", help=f"learning-rate schedule: constant or cosine (default "
                    f"{d.schedule})")
     p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
-    p.add_argument("--rank", type=int, help=f"TT rank (default {d.rank})")
+    p.add_argument("--rank", type=int, help="TT rank (default 16)")
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
@@ -108,10 +153,10 @@ def _add_train(sub):
                    metavar="N", help="stop after N forward-pass equivalents: the FLOPs of the "
                    "layers the queries ran, over those of one full forward")
     p.add_argument("--patience", type=int, help="early stopping on the validation loss")
-    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     p.add_argument("--out", metavar="DIR",
-                   help="output directory (default runs/MODEL-EVALUATOR-seedS)")
+                   help="output directory (default runs/DATA-EVALUATOR-seedS)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
                    "new total)")
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
@@ -135,9 +180,8 @@ def _cmd_export(args):
             to_onnx_pinn(pinn, params, out)
         else:
             to_onnx(model, params, out, trainable=args.trainable)
-    except (ExportError, ValueError) as e:
-        print(f"zotrain export: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001
+        return _report("export", e)
     kind = "trainable" if args.trainable else \
         "smoothed PINN predictor" if pinn is not None else "inference"
     print(f"wrote {out} ({out.stat().st_size:,} bytes; {model.n_params:,} parameters, "
@@ -152,6 +196,7 @@ def _pinn_loss_of_run(path):
 
     import numpy as np
 
+    from zotrain.pinn import problems
     from zotrain.pinn.train import PinnConfig, build
 
     with np.load(path) as z:
@@ -159,8 +204,9 @@ def _pinn_loss_of_run(path):
     if "problem" not in config:
         return None
     known = {f.name for f in dataclasses.fields(PinnConfig)}
+    problem = problems.get(config["problem"])  # a name resolves to an object here, at the CLI
     config = {k: v for k, v in config.items() if k in known}
-    return build(PinnConfig(**dict(config, backend="numba")))[2]
+    return build(PinnConfig(**dict(config, backend="numba")), problem)[1]
 
 
 def _add_export(sub):
@@ -178,25 +224,21 @@ def _add_export(sub):
 def _cmd_pinn(args):
     import dataclasses
 
-    from zotrain.engine.checkpoint import CheckpointError
-    from zotrain.pinn.train import PinnConfig, run
-    from zotrain.engine.loop import DivergenceError
+    from zotrain.pinn import problems
+    from zotrain.pinn.train import PinnConfig, train_pinn
 
     given = {k: v for k, v in vars(args).items()
              if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
     try:
+        problem = problems.get(args.problem)
         config = PinnConfig(**given)
-        out = Path(args.resume or args.out or f"runs/pinn-{config.problem}-seed{config.seed}")
-        metrics = run(config, out, progress=not args.quiet, resume=args.resume is not None)
-    except (ValueError, CheckpointError, DivergenceError, OSError) as e:
-        print(f"zotrain pinn: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    print(f"relative L2 error {metrics['rel_l2']:.3e} after {metrics['iters']} iterations, "
-          f"{metrics['forward_passes']:,.0f} forward passes, {metrics['wall_time_s']:.0f} s. "
-          f"Files in {out}")
-    return 0
+        out = Path(args.resume or args.out or f"runs/pinn-{args.problem}-seed{config.seed}")
+        metrics = train_pinn(problem, config, out, progress=not args.quiet,
+                             resume=args.resume is not None)
+    except Exception as e:  # noqa: BLE001
+        return _report("pinn", e)
+    return _finished(metrics, out, f"relative L2 error {metrics['rel_l2']:.3e} after "
+                     f"{metrics['iters']} iterations")
 
 
 def _add_pinn(sub):

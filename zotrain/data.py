@@ -1,4 +1,10 @@
-"""MNIST: IDX reading, locating or downloading the files, normalisation, minibatches.
+"""Data sets: ``Dataset`` (any arrays), MNIST and Fashion-MNIST (IDX files), ``.npz``
+files, normalisation and seeded minibatches.
+
+``load_dataset(name, data_dir)`` resolves the CLI's names: ``mnist`` (downloaded
+when missing), ``fashion-mnist`` (Debian's ``dataset-fashion-mnist`` package
+installs it in ``/usr/share/datasets/fashion-mnist``), or an ``.npz`` file with
+arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
 The data directory is, in order: the ``data_dir`` argument (``--data DIR``),
 the ``ZOTRAIN_DATA`` environment variable, or a per-user cache directory
@@ -153,6 +159,15 @@ def _how_to_get(directory, missing):
 def load_mnist(data_dir=None, *, download_missing=True, mirrors=None):
     """Load MNIST as uint8 arrays, downloading missing files when allowed."""
     directory = resolve_data_dir(data_dir)
+    return _load_idx_dir(directory, _how_to_get,
+                         (lambda name: download(name, directory, mirrors))
+                         if download_missing else None)
+
+
+def _load_idx_dir(directory, how_to_get, fetch):
+    """The four IDX files of an MNIST-format directory; ``fetch(name)`` gets a missing
+    one (None: ``how_to_get(directory, missing)`` is the error)."""
+    directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise DataError(f"data directory {directory} is not a directory")
     paths, missing = {}, []
@@ -160,13 +175,13 @@ def load_mnist(data_dir=None, *, download_missing=True, mirrors=None):
         paths[key] = _find(directory, stem)
         if paths[key] is None:
             missing.append(stem + ".gz")
-    if missing and not download_missing:
-        raise DataError(_how_to_get(directory, missing))
+    if missing and fetch is None:
+        raise DataError(how_to_get(directory, missing))
     for name in missing:
         try:
-            download(name, directory, mirrors)
+            fetch(name)
         except DataError as e:
-            raise DataError(_how_to_get(directory, missing) + f"\nDownload failed: {e}") from None
+            raise DataError(how_to_get(directory, missing) + f"\nDownload failed: {e}") from None
     arrays = {key: read_idx(paths[key] or _find(directory, stem)) for key, stem in FILES.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_images"], arrays[f"{split}_labels"]
@@ -179,6 +194,118 @@ def load_mnist(data_dir=None, *, download_missing=True, mirrors=None):
             raise DataError(f"{split} labels in {directory} must be 0..9, found {y.max()}")
     return MNIST(arrays["train_images"], arrays["train_labels"],
                  arrays["test_images"], arrays["test_labels"])
+
+
+#: where Debian's dataset-fashion-mnist package puts the files
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _fashion_how_to_get(directory, missing):
+    return (f"Fashion-MNIST files missing in {directory}: {', '.join(missing)}. On Debian or "
+            "Ubuntu: `apt-get install dataset-fashion-mnist` (installs them in "
+            f"{FASHION_DIR}); or point --data DIR at a directory with the four IDX files.")
+
+
+def load_fashion_mnist(data_dir=None):
+    """Fashion-MNIST (same IDX format as MNIST) from ``data_dir`` or Debian's package."""
+    return _load_idx_dir(Path(data_dir) if data_dir else FASHION_DIR, _fashion_how_to_get, None)
+
+
+class Dataset(NamedTuple):
+    """Training and test arrays: ``x`` ``(n, features)`` float32, ``y`` ``(n,)`` integer
+    class labels."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, name="data"):
+        """Check and convert: 2-D finite float32 inputs of one width, int64 labels >= 0."""
+        xs, ys = [], []
+        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+            x = np.asarray(x)
+            if x.ndim != 2 or len(x) < 1:
+                raise DataError(f"{name}: x_{split} must be 2-D (examples, features) with at "
+                                f"least one example, got shape {x.shape}")
+            if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+                raise DataError(f"{name}: x_{split} must hold finite numbers (no NaN or inf)")
+            y = np.asarray(y)
+            if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+                raise DataError(f"{name}: y_{split} must be {len(x)} integer class labels >= 0, "
+                                f"got {y.dtype} {y.shape}")
+            xs.append(np.ascontiguousarray(x, np.float32))
+            ys.append(y.astype(np.int64))
+        if xs[0].shape[1] != xs[1].shape[1]:
+            raise DataError(f"{name}: x_train has {xs[0].shape[1]} features, x_test "
+                            f"{xs[1].shape[1]}")
+        return cls(xs[0], ys[0], xs[1], ys[1])
+
+    @property
+    def n_features(self):
+        return self.x_train.shape[1]
+
+    @property
+    def n_classes(self):
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    def check(self, model):
+        """Raise unless ``model`` maps this data's width to at least its classes."""
+        if model.in_features != self.n_features:
+            raise DataError(f"the model takes {model.in_features} features, the data have "
+                            f"{self.n_features}")
+        if model.out_features < self.n_classes:
+            raise DataError(f"the model has {model.out_features} outputs, the data "
+                            f"{self.n_classes} classes")
+
+
+def load_npz(path):
+    """A ``Dataset`` from an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``
+    (inputs of any shape are flattened per example)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no data file at {path}")
+    try:
+        with np.load(path) as z:
+            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+            if missing:
+                raise DataError(f"{path} lacks the arrays {', '.join(missing)} (has "
+                                f"{', '.join(z.files)})")
+            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path} is not a readable .npz file ({e})") from None
+    for i in (0, 2):
+        arrays[i] = arrays[i].reshape(len(arrays[i]), -1) if arrays[i].ndim > 2 else arrays[i]
+    return Dataset.from_arrays(*arrays, name=str(path))
+
+
+def _idx_dataset(d):
+    return Dataset(normalize(d.x_train), d.y_train.astype(np.int64), normalize(d.x_test),
+                   d.y_test.astype(np.int64))
+
+
+DATASETS = ("mnist", "fashion-mnist", "npz")
+
+
+def load_dataset(name, source=None):
+    """``mnist`` (``source``: data directory), ``fashion-mnist`` (directory, default
+    Debian's) or ``npz`` (``source``: the file)."""
+    if name == "mnist":
+        if source is not None and not Path(source).is_dir():
+            raise DataError(f"data directory {source} does not exist; create it (the MNIST "
+                            "files are then downloaded into it) or omit --data to use "
+                            "$ZOTRAIN_DATA or the cache")
+        return _idx_dataset(load_mnist(source))
+    if name == "fashion-mnist":
+        return _idx_dataset(load_fashion_mnist(source))
+    if name == "npz":
+        if source is None:
+            raise DataError("npz needs a file: zotrain train npz FILE")
+        return load_npz(source)
+    raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
 
 
 def normalize(images):

@@ -89,3 +89,13 @@ def load_checkpoint(path, opt_template):
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"checkpoint {path} is corrupted or incomplete ({e})") from None
     return params, tree_replace(opt_template, leaves), meta
+
+
+def save_model(path, model, params, config, **extra):
+    """A trained model's file: parameters, layout, architecture and the run's config
+    (plus ``extra`` JSON-serialisable entries), written atomically."""
+    entries = {"params": np.asarray(params, np.float32),
+               "layout": json.dumps(model.layout.to_dict()), "spec": json.dumps(model.spec()),
+               "config": json.dumps(config, default=_json_default)}
+    entries.update({k: json.dumps(v, default=_json_default) for k, v in extra.items()})
+    atomic_write(path, lambda f: np.savez(f, **entries))

@@ -1,106 +1,40 @@
-"""The training loop: seeded minibatches, a step rule, evaluation, callbacks, checkpoints.
+"""The one training loop: any task, any step rule, any optimizer.
 
-The loop owns no mathematics: a *step rule* turns a minibatch objective into
-a gradient estimate (``ZOStep``: a registered estimator for some segments and
-the exact local gradient of the output layer for the head), and an optimizer
-applies it.  Each epoch it evaluates, logs, and writes a checkpoint
-atomically; a run resumes from a checkpoint bit for bit (minibatch order and
-perturbation directions are pure functions of the seed, the epoch and the
-step), and a run whose loss or parameters stop being finite stops with a
-clear message and keeps its last good checkpoint.
+``Engine(task, optimizer, ...)`` runs epochs of the task's batches (seeded
+minibatches for classification, seeded collocation points for a PINN).  Each
+step asks the task for an update direction, applies the optimizer, checks
+that loss and parameters stay finite, calls the task's ``after_step`` hook
+(the PINN head solve) and the callbacks, and stops on a time or forward-pass
+budget or a callback's request.  Each epoch it evaluates the task, logs, and
+writes ``checkpoint.npz`` and ``model.npz`` atomically.
+
+* Resume is bit for bit: batch order and perturbation directions are pure
+  functions of (seed, epoch, step), and the checkpoint holds the parameters,
+  the optimizer state, the history and the task's own state.  A checkpoint
+  made with other settings (other than those in ``resumable``) is refused.
+* A run whose loss or parameters stop being finite raises
+  ``DivergenceError``; its last good checkpoint stays on disk.
+* Ctrl-C (``KeyboardInterrupt``) checkpoints the last completed step and
+  ends the run with ``stopped = "interrupted"``; no signal handler is
+  installed, so the engine runs on any thread.
 """
 
 import math
-import signal
 import time
-from typing import NamedTuple
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from zotrain.data import minibatches
-from zotrain.zo.objective import ModelObjective
+from zotrain.base import Cost, StepResult, ZotrainError
+from zotrain.engine.callbacks import JsonlLog, ProgressBar
+from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, \
+    write_json
+from zotrain.engine.memory import peak_rss_mb
 
 
 class DivergenceError(RuntimeError):
     """The loss or the parameters became NaN or inf."""
-
-
-class Cost(NamedTuple):
-    """What a step spent: forward passes (queries, however partial) and forward-pass
-    equivalents (the FLOPs of the layers they ran over those of one full forward)."""
-
-    passes: int
-    equivalents: float
-
-
-@dataclass
-class ZOStep:
-    """Zeroth-order estimate for ``zo_names``, exact local gradient for the head."""
-
-    model: object
-    estimator: object
-    zo_names: list
-    exact_head: bool = True
-    loss: str = "xent"
-    make_objective: object = None  # (X, y) -> objective; default a ModelObjective (Numba)
-
-    def __call__(self, params, X, y, *, seed, step):
-        objective = (self.make_objective(X, y) if self.make_objective is not None
-                     else ModelObjective(self.model, X, y, self.loss))
-        est = self.estimator.estimate(objective, params, self.zo_names, seed=seed, step=step)
-        grad = est.grad
-        if self.exact_head:
-            head, names, _ = objective.head_gradient(params)
-            for name in names:
-                s = objective.layout[name]
-                grad[s.offset:s.offset + s.size] = head[s.offset:s.offset + s.size]
-        flops = getattr(objective, "flops", None)
-        if flops is None:
-            equivalents = objective.forward_passes
-        else:  # the exact head gradient costs about one forward of the head
-            head = self.model.flops(len(self.model.layers) - 1) if self.exact_head else 0.0
-            equivalents = (flops + head) / self.model.flops()
-        return grad, est.loss, Cost(objective.forward_passes, equivalents)
-
-    def state(self):
-        return self.estimator.state()
-
-    def load_state(self, state):
-        self.estimator.load_state(state)
-
-    def observe(self, epoch, val_loss):
-        self.estimator.observe(epoch, val_loss)
-
-
-@dataclass
-class EvaluatorStep:
-    """The hybrid ZO/local evaluator's update (``zotrain.zo.evaluator``); the loss
-    reported is the last block's (the model's own)."""
-
-    evaluator: object
-
-    def __call__(self, params, X, y, *, seed, step):
-        ev = self.evaluator.evaluate(params, X, y, seed=seed, step=step)
-        return ev.grad, ev.block_losses[-1], Cost(ev.forward_passes, ev.forward_equivalents)
-
-    def state(self):
-        return self.evaluator.state()
-
-    def load_state(self, state):
-        if state:
-            self.evaluator.load_state(state)
-
-    def observe(self, epoch, val_loss):
-        pass
-
-
-@dataclass
-class Split:
-    x: np.ndarray
-    y: np.ndarray
 
 
 @dataclass
@@ -110,160 +44,221 @@ class History:
     epoch: int = 0  # completed epochs
     batch: int = 0  # batches done in the current epoch
     step: int = 0
-    forward_passes: int = 0
+    forward_passes: float = 0
     forward_equivalents: float = 0.0
     wall_time_s: float = 0.0
     records: list = field(default_factory=list)
 
-
-def accuracy_and_loss(model, params, split, chunk=2000):
-    """Accuracy and mean cross-entropy of ``params`` on ``split``."""
-    correct, loss = 0, 0.0
-    for i in range(0, len(split.y), chunk):
-        out = model.apply(params, split.x[i:i + chunk]).astype(np.float64)
-        y = split.y[i:i + chunk]
-        m = out.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(out - m).sum(axis=1)) + m[:, 0]
-        loss += float(np.sum(lse - out[np.arange(len(y)), y]))
-        correct += int(np.sum(out.argmax(axis=1) == y))
-    return correct / len(split.y), loss / len(split.y)
+    def spend(self, cost, seconds):
+        self.forward_passes += cost.passes
+        self.forward_equivalents += cost.equivalents
+        self.wall_time_s += seconds
 
 
-class Trainer:
-    """Train ``model`` from ``params`` with ``step_rule`` and ``optimizer``.
+def _positive(name, value, integer=False):
+    bad = isinstance(value, bool) or (integer and not isinstance(value, (int, np.integer)))
+    if value is not None and (bad or not value > 0):
+        raise ZotrainError(f"{name} must be {'an integer ' if integer else ''}> 0, got {value!r}")
 
-    ``step_rule(params, X, y, seed=, step=)`` returns ``(grad, loss, cost)``, ``cost`` a
-    ``Cost`` or a number of forward passes;
-    ``n_trainable`` is the length of the trained vector when it holds more than
-    the model's parameters (auxiliary heads).
 
-    ``callbacks`` receive ``on_step(trainer, loss)`` and ``on_epoch(trainer, record)``
-    and may set ``trainer.stop`` to a reason string.
-    """
+def _with_last(items):
+    """``(index, item, is_last)`` over an iterable, one item of lookahead."""
+    it, end = iter(items), object()
+    cur, i = next(it, end), 0
+    while cur is not end:
+        nxt = next(it, end)
+        yield i, cur, nxt is end
+        cur, i = nxt, i + 1
 
-    def __init__(self, model, step_rule, optimizer, train, val, test, *, epochs, batch_size,
-                 seed, n_trainable=None, checkpoint=None, callbacks=(), max_time_s=None,
-                 max_forward_passes=None, max_forward_equivalents=None):
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        for name, split in (("train", train), ("val", val), ("test", test)):
-            if split is not None and not np.all(np.isfinite(split.x)):
-                raise ValueError(f"the {name} data contain NaN or inf values")
-        for name, v in (("forward-pass budget", max_forward_passes),
-                        ("forward-pass-equivalent budget", max_forward_equivalents)):
-            if v is not None and not v > 0:
-                raise ValueError(f"the {name} must be > 0, got {v!r}")
-        self.model, self.step_rule, self.optimizer = model, step_rule, optimizer
-        self.train_split, self.val, self.test = train, val, test
-        self.epochs, self.batch_size, self.seed = epochs, batch_size, seed
-        self.n_trainable = n_trainable or model.n_params
-        self.checkpoint = Path(checkpoint) if checkpoint else None
-        self.callbacks, self.max_time_s = list(callbacks), max_time_s
-        self.max_forward_passes = max_forward_passes
+
+class Engine:
+    """Train ``task`` with ``optimizer`` (an ``optim`` pair); see the module doc.
+
+    ``out_dir`` (optional) receives ``checkpoint.npz``, ``model.npz``,
+    ``log.jsonl``, ``metrics.json`` and ``curves.png``; ``config`` (a dict) is
+    stored with every checkpoint and compared on resume, except its keys in
+    ``resumable``.  ``callbacks`` receive ``on_step(engine, loss)`` and
+    ``on_epoch(engine, record)`` and may set ``engine.stop`` to a reason.
+    ``evaluate_at_start`` adds a record of the untrained parameters."""
+
+    def __init__(self, task, optimizer, *, epochs, seed, out_dir=None, config=None,
+                 resumable=(), callbacks=(), progress=True, log_every=50, max_time_s=None,
+                 max_forward_passes=None, max_forward_equivalents=None,
+                 evaluate_at_start=False, total_steps=None):
+        _positive("epochs", epochs, integer=True)
+        _positive("the time limit", max_time_s)
+        _positive("the forward-pass budget", max_forward_passes)
+        _positive("the forward-pass-equivalent budget", max_forward_equivalents)
+        self.task, self.optimizer, self.epochs, self.seed = task, optimizer, epochs, seed
+        self.out = Path(out_dir) if out_dir is not None else None
+        self.config, self.resumable = dict(config or {}), set(resumable)
+        self.max_time_s, self.max_forward_passes = max_time_s, max_forward_passes
         self.max_forward_equivalents = max_forward_equivalents
+        self.evaluate_at_start = evaluate_at_start
+        self.callbacks = list(callbacks)
+        self.progress = ProgressBar(total_steps, disable=not progress)
+        if self.out is not None:
+            self.callbacks.insert(0, JsonlLog(self.out / "log.jsonl", every=log_every))
+        self.callbacks.insert(0, self.progress)
         self.history, self.stop = History(), None
         self.params = self.opt_state = None
 
-    # -- state ----------------------------------------------------------------
-    @property
-    def model_params(self):
-        """The model's own parameters (the trainable vector may append auxiliary heads)."""
-        return self.params[:self.model.n_params]
-
-    def start(self, params):
+    # -- state ---------------------------------------------------------------------
+    def start(self, params=None):
+        """Begin from ``params`` (default ``task.init(seed)``)."""
+        self._prepare_dir()
+        params = self.task.init(self.seed) if params is None else params
         self.params = np.asarray(params, np.float32).copy()
         self.opt_state = self.optimizer.init(self.params)
         self.history = History()
+        t0 = time.perf_counter()
+        if self.evaluate_at_start:
+            self._evaluate(loss=None)
+        self.params, cost = self.task.on_start(self.params)
+        self.history.spend(cost, time.perf_counter() - t0)
         self.save()
 
-    def resume(self, path):
-        params, opt_state, meta = load_checkpoint(path, self.optimizer.init(
-            np.zeros(self.n_trainable, np.float32)))
-        if params.shape != (self.n_trainable,) or meta.get("layout") != \
-                self.model.layout.to_dict():
-            raise CheckpointError(f"checkpoint {path} holds a different model "
-                                  f"({params.shape[0]} parameters)")
+    def resume(self):
+        """Continue from ``out_dir/checkpoint.npz``."""
+        if self.out is None:
+            raise CheckpointError("cannot resume without an output directory")
+        path = self.out / "checkpoint.npz"
+        template = self.optimizer.init(np.zeros(self.task.n_params, np.float32))
+        params, opt_state, meta = load_checkpoint(path, template)
+        old = {k: v for k, v in meta.get("config", {}).items() if k not in self.resumable}
+        new = {k: v for k, v in self.config.items() if k not in self.resumable}
+        if old != new:
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise CheckpointError(f"the checkpoint in {self.out} was made with other settings: "
+                                  f"{', '.join(diff)}")
+        if params.shape != (self.task.n_params,):
+            raise CheckpointError(f"checkpoint {path} holds {params.shape[0]} parameters; this "
+                                  f"run trains {self.task.n_params}")
         self.params, self.opt_state = params, opt_state
         self.history = History(**meta["history"])
-        self.step_rule.load_state(meta.get("step_state"))
+        self.task.load_state(meta.get("task_state"))
 
     def save(self):
-        if self.checkpoint is None:
+        if self.out is None:
             return
-        meta = {"history": vars(self.history), "layout": self.model.layout.to_dict(),
-                "step_state": self.step_rule.state()}
-        save_checkpoint(self.checkpoint, self.params, self.opt_state, meta)
+        meta = {"history": vars(self.history), "config": self.config,
+                "task_state": self.task.state()}
+        save_checkpoint(self.out / "checkpoint.npz", self.params, self.opt_state, meta)
+        self.task.save_model(self.out / "model.npz", self.params)
 
-    # -- the loop ---------------------------------------------------------------
-    def run(self):
-        """Train until ``epochs`` are done, a callback stops, or time runs out.
-        SIGINT saves a checkpoint at the current step and stops."""
-        previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._interrupt)
+    def _prepare_dir(self):
+        if self.out is None:
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".zotrain-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ZotrainError(f"output directory {self.out} is not writable "
+                               f"({e.strerror})") from None
+        (self.out / "log.jsonl").unlink(missing_ok=True)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, *, resume=False):
+        """Train until ``epochs`` are done, a budget or a callback stops the run, or
+        Ctrl-C; then write the metrics.  Returns the metrics dict."""
+        if resume:
+            self.resume()
+        elif self.params is None:
+            self.start()
         try:
             while self.history.epoch < self.epochs and self.stop is None:
                 self._epoch()
+        except KeyboardInterrupt:
+            self.stop = "interrupted"
+            self.save()  # the last completed step
         finally:
-            signal.signal(signal.SIGINT, previous)
-        return self.history
-
-    def _interrupt(self, signum, frame):
-        self.stop = "interrupted"
+            self.progress.close()
+        return self.finish()
 
     def _epoch(self):
         h = self.history
-        batches = minibatches(self.train_split.x, self.train_split.y, self.batch_size,
-                              seed=self.seed, epoch=h.epoch)
-        for b, (xb, yb) in enumerate(batches):
+        last_epoch = h.epoch + 1 == self.epochs
+        loss = None
+        for b, batch, is_last in _with_last(self.task.batches(h.epoch, self.seed)):
             if b < h.batch:  # resuming inside an epoch
                 continue
             t0 = time.perf_counter()
-            grad, loss, cost = self.step_rule(self.params, xb, yb, seed=self.seed, step=h.step)
-            if not isinstance(cost, Cost):
-                cost = Cost(cost, float(cost))
-            params, opt_state = self.optimizer.update(grad, self.opt_state, self.params)
-            if not (math.isfinite(loss) and np.all(np.isfinite(params))):
-                raise DivergenceError(
-                    f"training diverged at epoch {h.epoch + 1}, step {h.step}: loss {loss}"
-                    f"{'' if np.all(np.isfinite(params)) else ', non-finite parameters'}; the last "
-                    f"good checkpoint is kept" + (f" at {self.checkpoint}" if self.checkpoint else "")
-                    + ". Lower the learning rate or mu.")
+            out = self.task.step(self.params, batch, seed=self.seed, step=h.step)
+            params, opt_state = self.optimizer.update(out.grad, self.opt_state, self.params)
+            self._check_finite(out, params)
+            self._check_budgets(h.wall_time_s + time.perf_counter() - t0, out.cost)
+            params, hook_cost = self.task.after_step(
+                params, step=h.step, last=self.stop is not None or (is_last and last_epoch))
+            # commit in one assignment each: an interrupt never sees half a step
             self.params, self.opt_state = params, opt_state
-            h.step, h.batch = h.step + 1, b + 1
-            h.forward_passes += cost.passes
-            h.forward_equivalents += cost.equivalents
-            h.wall_time_s += time.perf_counter() - t0
+            h.step, h.batch, loss = h.step + 1, b + 1, out.loss
+            h.spend(out.cost + hook_cost, time.perf_counter() - t0)
             for cb in self.callbacks:
                 cb.on_step(self, loss)
-            if self.max_time_s is not None and h.wall_time_s >= self.max_time_s:
-                self.stop = self.stop or "time limit"
-            if self.max_forward_passes is not None and h.forward_passes >= self.max_forward_passes:
-                self.stop = self.stop or "forward-pass budget"
-            if self.max_forward_equivalents is not None and \
-                    h.forward_equivalents >= self.max_forward_equivalents:
-                self.stop = self.stop or "forward-pass-equivalent budget"
             if self.stop is not None:
                 break
         if self.stop is None:
             h.epoch, h.batch = h.epoch + 1, 0
-        self._evaluate()
+        self._evaluate(loss)
         self.save()
 
-    def _evaluate(self):
+    def _check_finite(self, out, params):
+        finite = np.all(np.isfinite(params))
+        if math.isfinite(out.loss) and finite:
+            return
+        good = self.history.records[-1]["step"] if self.history.records else None
+        where = f" in {self.out}" if self.out is not None else ""
+        raise DivergenceError(
+            f"training diverged at step {self.history.step + 1}: loss {out.loss}"
+            f"{'' if finite else ', non-finite parameters'}; the last good state "
+            f"({'step ' + str(good) if good is not None else 'none yet'}) is kept{where}. "
+            "Lower the learning rate or mu.")
+
+    def _check_budgets(self, wall, cost):
+        h = self.history
+        if self.max_time_s is not None and wall >= self.max_time_s:
+            self.stop = self.stop or "time limit"
+        if self.max_forward_passes is not None and \
+                h.forward_passes + cost.passes >= self.max_forward_passes:
+            self.stop = self.stop or "forward-pass budget"
+        if self.max_forward_equivalents is not None and \
+                h.forward_equivalents + cost.equivalents >= self.max_forward_equivalents:
+            self.stop = self.stop or "forward-pass-equivalent budget"
+
+    def _evaluate(self, loss):
         t0 = time.perf_counter()
         h = self.history
-        record = {"epoch": h.epoch + h.batch / max(1, len(self.train_split.y) // self.batch_size),
-                  "step": h.step, "forward_passes": h.forward_passes,
-                  "forward_equivalents": round(h.forward_equivalents, 1),
-                  "wall_time_s": round(h.wall_time_s, 3)}
-        for name, split in (("val", self.val), ("test", self.test)):
-            if split is not None and len(split.y):
-                acc, loss = accuracy_and_loss(self.model, self.model_params, split)
-                record[f"{name}_accuracy"], record[f"{name}_loss"] = acc, loss
+        record = {"epoch": h.epoch, "step": h.step, "loss": loss,
+                  "forward_passes": _round(h.forward_passes),
+                  "forward_equivalents": round(h.forward_equivalents, 1)}
+        record.update(self.task.evaluate(self.params))
         h.wall_time_s += time.perf_counter() - t0
         record["wall_time_s"] = round(h.wall_time_s, 3)
         h.records.append(record)
-        if "val_loss" in record:
-            self.step_rule.observe(h.epoch, record["val_loss"])
+        self.task.observe(h.epoch, record)
         for cb in self.callbacks:
             cb.on_epoch(self, record)
+
+    def finish(self):
+        """The run's metrics (written to ``metrics.json``), model and plots."""
+        h = self.history
+        metrics = dict(self.task.summary(self.params, h.records))
+        metrics.update({
+            "steps": h.step, "forward_passes": _round(h.forward_passes),
+            "forward_equivalents": round(h.forward_equivalents, 1),
+            "wall_time_s": round(h.wall_time_s, 2), "peak_rss_mb": peak_rss_mb(),
+            "stopped": self.stop or "completed", "config": self.config, "history": h.records})
+        if self.out is not None:
+            write_json(self.out / "metrics.json", metrics)
+            self.task.save_model(self.out / "model.npz", self.params)
+            self.task.plot(self.out / "curves.png", self.params, h.records)
+        return metrics
+
+
+def _round(x):
+    return x if isinstance(x, (int, np.integer)) else round(float(x), 2)
+
+
+__all__ = ["Engine", "DivergenceError", "History", "Cost", "StepResult"]

@@ -21,19 +21,20 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain.nn.layers import Dense, ReLU, Sin, Tanh, TTLinear
+from zotrain.nn.activations import Activation
+from zotrain.nn.layers import Dense, TTLinear
 
 OPSET = 17
 IR_VERSION = 10
-_ACT_OPS = {ReLU: "Relu", Tanh: "Tanh", Sin: "Sin"}
 
 
 class ExportError(ValueError):
     """The model or the destination cannot be exported."""
 
 
-class _Graph:
-    """A small builder of ONNX nodes with unique names."""
+class Graph:
+    """A small builder of ONNX nodes with unique names: ``op(type, inputs, **attrs)``
+    returns the new node's output name, ``const(value, dtype)`` an initializer's."""
 
     def __init__(self):
         from onnx import helper
@@ -57,11 +58,12 @@ class _Graph:
         return name
 
 
-def _check_model(model):
+def check_exportable(model):
+    """Raise ``ExportError`` naming the first layer with no ONNX form."""
     for i, layer in enumerate(model.layers):
-        if not isinstance(layer, (Dense, TTLinear)) and type(layer) not in _ACT_OPS:
+        if not isinstance(layer, (Dense, TTLinear, Activation)):
             raise ExportError(f"layer {i} ({layer!r}) has no ONNX export; supported: Dense, "
-                              f"TTLinear, ReLU, Tanh, Sin")
+                              f"TTLinear and activations (zotrain.nn.activations)")
 
 
 def _tt(g, H, cores, layer, batched):
@@ -85,15 +87,15 @@ def _tt(g, H, cores, layer, batched):
     return g.op("Reshape", [T, g.const(lead + [s.out_features])])
 
 
-def _forward(g, model, X, segment, batched):
-    """Node outputs of every layer; ``segment(name)`` gives a segment's tensor name."""
+def forward_nodes(g, model, X, segment, batched):
+    """The model's forward as nodes of ``g`` from input node ``X``: ``(output, features)``; ``segment(name)`` gives a segment's tensor name."""
     H, features = X, None
     mode = "shared" if batched else False
     for i, layer in enumerate(model.layers):
         if i == len(model.layers) - 1:
             features = H
-        if type(layer) in _ACT_OPS:
-            H = g.op(_ACT_OPS[type(layer)], [H])
+        if isinstance(layer, Activation):
+            H = layer.onnx(g, H)
             continue
         if isinstance(layer, TTLinear):
             cores = [segment(f"{i}.core{k}") for k in range(layer.shape.n_modes)]
@@ -110,7 +112,8 @@ def _forward(g, model, X, segment, batched):
     return H, features
 
 
-def _finish(g, inputs, outputs, path):
+def write_model(g, inputs, outputs, path):
+    """Check ``g`` with these graph inputs and outputs and save it atomically to ``path``."""
     import onnx
 
     graph = g.h.make_graph(g.nodes, "zotrain", inputs, outputs, g.inits)
@@ -132,23 +135,23 @@ def to_onnx(model, params, path, *, trainable=False):
     """Write the model's forward as ONNX (see the module doc); returns the path."""
     from onnx import TensorProto, numpy_helper
 
-    _check_model(model)
+    check_exportable(model)
     arrays = model.unflatten(np.asarray(params, np.float32))
-    g = _Graph()
+    g = Graph()
     X = "X"
     inputs = [g.h.make_tensor_value_info(X, TensorProto.FLOAT, ["batch", model.in_features])]
     for name, value in arrays.items():
         g.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         if trainable:
             inputs.append(g.h.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
-    Y, features = _forward(g, model, X, lambda name: name, batched=False)
+    Y, features = forward_nodes(g, model, X, lambda name: name, batched=False)
     g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
     outputs = [g.h.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", model.out_features])]
     if trainable:
         g.nodes.append(g.h.make_node("Identity", [features], ["features"]))
         outputs.append(g.h.make_tensor_value_info(
             "features", TensorProto.FLOAT, ["batch", model.layers[-1].in_features]))
-    return _finish(g, inputs, outputs, path)
+    return write_model(g, inputs, outputs, path)
 
 
 def _q_batched(model):
@@ -156,8 +159,8 @@ def _q_batched(model):
     outputs ``(Q, batch, out)`` of the Q parameter sets."""
     from onnx import TensorProto
 
-    _check_model(model)
-    g = _Graph()
+    check_exportable(model)
+    g = Graph()
     inputs = [g.h.make_tensor_value_info("P", TensorProto.FLOAT, ["Q", model.n_params]),
               g.h.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", model.in_features])]
 
@@ -167,7 +170,7 @@ def _q_batched(model):
                               g.const([1])])
         return g.op("Reshape", [flat, g.const([-1] + list(s.shape))])
 
-    Y, _ = _forward(g, model, "X", segment, batched=True)
+    Y, _ = forward_nodes(g, model, "X", segment, batched=True)
     return g, inputs, Y
 
 
@@ -177,7 +180,7 @@ def to_onnx_outputs(model, path):
 
     g, inputs, Y = _q_batched(model)
     g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
-    return _finish(g, inputs, [g.h.make_tensor_value_info(
+    return write_model(g, inputs, [g.h.make_tensor_value_info(
         "Y", TensorProto.FLOAT, ["Q", "batch", model.out_features])], path)
 
 
@@ -202,7 +205,7 @@ def to_onnx_losses(model, path, loss="xent"):
         per_set = g.op("ReduceMean", [g.op("Mul", [d, d])], axes=[1, 2], keepdims=0)
     g.nodes.append(g.h.make_node("Identity", [per_set], ["losses"]))
     outputs = [g.h.make_tensor_value_info("losses", TensorProto.FLOAT, ["Q"])]
-    return _finish(g, inputs, outputs, path)
+    return write_model(g, inputs, outputs, path)
 
 
 def load_run_model(path):

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from zotrain.kernels.losses import XENT
-from zotrain.nn.sequential import LOSSES, _as_2d_input
-from zotrain.zo.objective import WholeModelQueries, _OfModel, exact_head_gradient
+from zotrain.nn import losses
+from zotrain.nn.sequential import LOSSES, as_input
+from zotrain.zo.objective import WholeModelQueries, OfModel, exact_head_gradient
 
 
 def _sessions(model, threads, **graphs):
@@ -67,17 +68,17 @@ class OrtNetwork:
         self.outputs, self.single = s["outputs"], s["single"]
 
     def apply_many(self, P, X):
-        P = self.model._check_many(P)
-        X = _as_2d_input(X, self.model.in_features)
+        P = self.model.check_many(P)
+        X = as_input(X, self.model.in_features)
         return self.outputs.run(None, {"P": P, "X": X})[0]
 
     def features(self, params, X):
-        feeds = {"X": _as_2d_input(X, self.model.in_features)}
+        feeds = {"X": as_input(X, self.model.in_features)}
         feeds.update(self.model.unflatten(params))
         return self.single.run(["features"], feeds)[0]
 
 
-class OrtObjective(_OfModel, WholeModelQueries):
+class OrtObjective(OfModel, WholeModelQueries):  # flops = None: a runtime reports none
     """The objective interface of ``zotrain.zo.objective.ModelObjective``, on onnxruntime.
 
     Perturbed queries are whole-model evaluations (an inference runtime has no
@@ -85,16 +86,16 @@ class OrtObjective(_OfModel, WholeModelQueries):
 
     def __init__(self, backend, X, target):
         self.backend, self.model = backend, backend.model
-        self.X = _as_2d_input(X, self.model.in_features)
+        self.X = as_input(X, self.model.in_features)
         self.kind = LOSSES[backend.loss]
-        self.labels, self.targets = self.model._check_target(target, self.X.shape[0],
+        self.labels, self.targets = self.model.check_target(target, self.X.shape[0],
                                                              backend.loss)
         self.target = self.labels if self.kind == XENT else self.targets.astype(np.float32)
         self.forward_passes = 0
         self._base_params = self._base = None
 
     def __call__(self, P):
-        P = self.model._check_many(P)
+        P = self.model.check_many(P)
         self.forward_passes += P.shape[0]
         out = self.backend.losses.run(None, {"P": P, "X": self.X, "target": self.target})[0]
         return out.astype(np.float64)
@@ -110,12 +111,10 @@ class OrtObjective(_OfModel, WholeModelQueries):
         return self._base
 
     def loss(self, params):
-        Y = self.base(params)[0].astype(np.float64)
-        if self.kind == XENT:
-            m = Y.max(axis=1, keepdims=True)
-            lse = np.log(np.exp(Y - m).sum(axis=1)) + m[:, 0]
-            return float(np.mean(lse - Y[np.arange(len(Y)), self.labels]))
-        return float(np.mean((Y - self.targets) ** 2))
+        Y = self.base(params)[0]
+        per_example = losses.xent(Y, self.labels) if self.kind == XENT else \
+            losses.mse(Y, self.targets)
+        return float(np.mean(per_example))
 
     def head_gradient(self, params):
         Y, features = self.base(params)

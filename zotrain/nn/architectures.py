@@ -1,6 +1,7 @@
 """Reference architectures."""
 
-from zotrain.nn.layers import Dense, ReLU, Sin, TTLinear
+from zotrain.nn.activations import ReLU, Sin
+from zotrain.nn.layers import Dense, TTLinear
 from zotrain.nn.sequential import Sequential
 
 
@@ -35,3 +36,25 @@ def mnist_deep(rank=8):
         ReLU(),
         Dense(1024, 10),
     ])
+
+
+def classifier(in_features, n_classes, *, rank=8, depth=1, hidden=1024):
+    """``depth`` TT-matrix layers of width ``hidden`` (ReLU) and a Dense head: the MNIST
+    models (``mnist_mlp``, ``mnist_deep``) for 784 inputs and 10 classes, balanced
+    TT modes for any other width."""
+    if in_features == 784 and hidden == 1024 and n_classes == 10:
+        return (mnist_mlp if depth == 1 else mnist_deep)(rank=rank) if depth in (1, 3) else \
+            _classifier(in_features, n_classes, rank, depth, hidden)
+    return _classifier(in_features, n_classes, rank, depth, hidden)
+
+
+def _classifier(in_features, n_classes, rank, depth, hidden):
+    layers, width = [], in_features
+    for _ in range(depth):
+        layers += [TTLinear(width, hidden, rank=rank), ReLU()]
+        width = hidden
+    return Sequential(layers + [Dense(width, n_classes)])
+
+
+#: architectures of ``zotrain train --model`` (name -> depth); "mnist" is "mlp"'s old name
+DEPTHS = {"mlp": 1, "mnist": 1, "deep": 3}

@@ -4,7 +4,9 @@ A layer holds no parameters.  It declares named parameter segments and
 evaluates ``forward_many(H, P, offsets, act)``: ``H`` is ``(QH, B, in)`` with
 QH = 1 (shared input) or Q, ``P`` is ``(Q, n_params)`` and ``offsets`` maps
 the layer's segment names to their offsets in a row of ``P``.  Linear layers
-apply the activation that follows them (``act``) in the same pass.
+apply the activation layer that follows them (``act``, or None) in the same pass.
+Activations live in ``zotrain.nn.activations``.  ``register_layer`` makes a
+layer type known to ``Sequential.from_spec`` and to ONNX export.
 """
 
 import math
@@ -31,54 +33,28 @@ def _buffer(scratch, key, shape):
     return buf
 
 
+def _scalar(act):
+    """The jitted scalar function of an activation layer (identity for None)."""
+    return elementwise.IDENTITY if act is None else act.scalar
+
+
+#: layer type name -> class: what ``Sequential.from_spec`` and export know
+LAYERS = {}
+
+
+def register_layer(cls):
+    """Class decorator: make a layer type known by its class name (specs, export)."""
+    LAYERS[cls.__name__] = cls
+    return cls
+
+
 def _positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-class Activation:
-    """An element-wise activation; fused into the preceding linear layer."""
-
-    code = elementwise.IDENTITY
-    name = "identity"
-    in_features = out_features = None
-
-    def param_shapes(self):
-        return []
-
-    def init_params(self, rng):
-        return []
-
-    def forward_many(self, H, P, offsets, act=None, scratch=None):
-        Y = np.array(H, dtype=np.float32, copy=True)
-        return elementwise.bias_activation_many(Y, P[:1], -1, self.code)
-
-    def flops(self, batch):
-        return 0
-
-    def spec(self):
-        return {"type": type(self).__name__}
-
-    def __repr__(self):
-        return f"{type(self).__name__}()"
-
-
-class ReLU(Activation):
-    code = elementwise.RELU
-    name = "relu"
-
-
-class Tanh(Activation):
-    code = elementwise.TANH
-    name = "tanh"
-
-
-class Sin(Activation):
-    code = elementwise.SIN
-    name = "sin"
-
-
+@register_layer
 class Dense:
     """``Y = X @ W + b`` with ``W`` of shape ``(in_features, out_features)``."""
 
@@ -96,13 +72,13 @@ class Dense:
         w = (rng.standard_normal((self.in_features, self.out_features)) * std).astype(np.float32)
         return [w] + ([np.zeros(self.out_features, np.float32)] if self.bias else [])
 
-    def forward_many(self, H, P, offsets, act=elementwise.IDENTITY, scratch=None):
+    def forward_many(self, H, P, offsets, act=None, scratch=None):
         Q = P.shape[0]
         off = offsets["weight"]
         W = P[:, off:off + self.in_features * self.out_features].reshape(
             Q, self.in_features, self.out_features)
         Y = np.matmul(H, W, out=_buffer(scratch, "Y", (Q, H.shape[1], self.out_features)))
-        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), act)
+        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
 
     def flops(self, batch):
         return 2 * batch * self.in_features * self.out_features
@@ -115,6 +91,7 @@ class Dense:
         return f"Dense({self.in_features}, {self.out_features}, bias={self.bias})"
 
 
+@register_layer
 class TTLinear:
     """A linear layer whose weight is a TT-matrix (see ``zotrain.nn.tt``).
 
@@ -208,7 +185,7 @@ class TTLinear:
             work = max(work, left * r1 * rest)
         return work
 
-    def forward_many(self, H, P, offsets, act=elementwise.IDENTITY, scratch=None):
+    def forward_many(self, H, P, offsets, act=None, scratch=None):
         Q, B = P.shape[0], H.shape[1]
         meta = self.meta(offsets)
         Y = _buffer(scratch, "Y", (Q, B, self.out_features))
@@ -220,7 +197,7 @@ class TTLinear:
             work = self._work()
             chunk = int(min(128, max(8, WORK_ITEM_FLOATS // work // 8 * 8)))
             tt_contract_many(H, P, meta, chunk, work, Y)
-        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), act)
+        return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
 
     def spec(self):
         s = self.shape

@@ -7,25 +7,40 @@ checkpoints see the flat vector and the segment names, never layer objects.
 
 import math
 import threading
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.nn.layers import Activation, Dense
+from zotrain.nn import losses
+from zotrain.nn.activations import Activation
+from zotrain.nn.layers import LAYERS, Dense
 
 LOSSES = {"xent": XENT, "mse": MSE}
+#: scratch buffers a model keeps between forwards, over all threads and layers
+SCRATCH_LIMIT_BYTES = 1 << 30
 
 
 class Segment(NamedTuple):
+    """One named block of the flat vector: ``name`` is ``"{layer}.{local}"`` for a
+    model's own segments (``"0.core1"``, ``"2.bias"``); ``layer`` is None for
+    segments that belong to no layer of the model (auxiliary heads)."""
+
     name: str
     shape: tuple
     offset: int
+    layer: Optional[int] = None
+    local: Optional[str] = None
 
     @property
     def size(self):
         return math.prod(self.shape)
+
+    @property
+    def slice(self):
+        """Where the segment lies in the flat vector: ``params[seg.slice]``."""
+        return slice(self.offset, self.offset + self.size)
 
 
 class Layout:
@@ -49,11 +64,15 @@ class Layout:
     def names(self):
         return [s.name for s in self.segments]
 
+    def of_layer(self, i):
+        """The segments of layer ``i``, in order."""
+        return [s for s in self.segments if s.layer == i]
+
     def to_dict(self):
         return [{"name": s.name, "shape": list(s.shape), "offset": s.offset} for s in self.segments]
 
 
-def _as_2d_input(X, in_features):
+def as_input(X, in_features):
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (batch, {in_features}), got ndim {X.ndim} (shape {X.shape})")
@@ -84,7 +103,7 @@ class Sequential:
                                      f"but the layer before it gives {width}")
                 width = layer.out_features
             for name, shape in layer.param_shapes():
-                segments.append(Segment(f"{i}.{name}", tuple(shape), offset))
+                segments.append(Segment(f"{i}.{name}", tuple(shape), offset, i, name))
                 offset += math.prod(shape)
         linear = [layer for layer in self.layers if layer.in_features is not None]
         if not linear:
@@ -92,7 +111,7 @@ class Sequential:
         self.in_features = linear[0].in_features
         self.out_features = linear[-1].out_features
         self.layout = Layout(segments)
-        self._pool = threading.local()
+        self._pool, self._pool_lock = {}, threading.Lock()
 
     @property
     def n_params(self):
@@ -110,9 +129,9 @@ class Sequential:
         return float(sum(2 * l.in_features * l.out_features
                          for l in self.layers[start:stop] if l.in_features is not None))
 
-    def _offsets(self, i):
-        prefix = f"{i}."
-        return {s.name[len(prefix):]: s.offset for s in self.layout if s.name.startswith(prefix)}
+    def offsets(self, i):
+        """Offsets of layer ``i``'s segments by local name (``{"core0": 0, "bias": 96}``)."""
+        return {s.local: s.offset for s in self.layout.of_layer(i)}
 
     def init(self, seed):
         """A fresh parameter vector (1-D float32); the same seed gives the same vector."""
@@ -125,7 +144,7 @@ class Sequential:
     def unflatten(self, params):
         """Name -> array (in layer order; TT cores shaped ``(r_k, in_k, out_k, r_k+1)``)."""
         params = self._check_params(params)
-        return {s.name: params[s.offset:s.offset + s.size].reshape(s.shape) for s in self.layout}
+        return {s.name: params[s.slice].reshape(s.shape) for s in self.layout}
 
     def flatten(self, arrays):
         """Inverse of ``unflatten``."""
@@ -137,7 +156,7 @@ class Sequential:
             a = np.asarray(arrays[s.name])
             if a.shape != s.shape:
                 raise ValueError(f"segment {s.name} must have shape {s.shape}, got {a.shape}")
-            flat[s.offset:s.offset + s.size] = a.ravel()
+            flat[s.slice] = a.ravel()
         return flat
 
     def _check_params(self, params):
@@ -147,7 +166,7 @@ class Sequential:
                              f"got shape {params.shape}")
         return params
 
-    def _check_many(self, P):
+    def check_many(self, P):
         P = np.asarray(P)
         if P.ndim != 2 or P.shape[1] != self.n_params:
             raise ValueError(f"P must be 2-D (Q, n_params = {self.n_params}), got shape {P.shape}")
@@ -156,18 +175,34 @@ class Sequential:
         return np.ascontiguousarray(P, dtype=np.float32)
 
     def _scratch(self, i):
-        """Per-thread reusable buffers of layer ``i`` (avoids page faults on big arrays)."""
-        pool = self._pool.__dict__.setdefault("buffers", {})
-        return pool.setdefault(i, {})
+        """Reusable buffers of layer ``i`` for this thread (fresh 100 MB arrays page-fault
+        on every call); None, so that the caller allocates, once the pool holds
+        ``SCRATCH_LIMIT_BYTES``.  ``release_buffers`` frees them."""
+        key = (threading.get_ident(), i)
+        with self._pool_lock:
+            if key not in self._pool and sum(b.nbytes for d in self._pool.values()
+                                             for b in d.values()) > SCRATCH_LIMIT_BYTES:
+                return None
+            return self._pool.setdefault(key, {})
+
+    def release_buffers(self):
+        """Free every scratch buffer (they are re-made on the next forward)."""
+        with self._pool_lock:
+            self._pool.clear()
 
     def linear_index(self):
         """Indices of the linear (Dense/TTLinear) layers, in order."""
         return [i for i, layer in enumerate(self.layers) if layer.in_features is not None]
 
     def fused_activation(self, i):
-        """The activation code fused into linear layer ``i`` (identity if none follows)."""
+        """The activation layer fused into linear layer ``i`` (None if none follows)."""
         nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
-        return nxt.code if isinstance(nxt, Activation) else elementwise.IDENTITY
+        return nxt if isinstance(nxt, Activation) else None
+
+    def activation_scalar(self, i):
+        """The jitted scalar function of ``fused_activation(i)`` (identity for None)."""
+        act = self.fused_activation(i)
+        return elementwise.IDENTITY if act is None else act.scalar
 
     def forward_from(self, P, H, start, stop, fresh_last=True):
         """Run layers [start, stop) on all Q sets from input ``H`` ``(QH, B, F)``.
@@ -179,12 +214,12 @@ class Sequential:
         i = start
         while i < stop:
             layer = self.layers[i]
-            act, step = elementwise.IDENTITY, 1
+            act, step = None, 1
             if layer.in_features is not None and i + 1 < stop and \
                     isinstance(self.layers[i + 1], Activation):
-                act, step = self.layers[i + 1].code, 2
+                act, step = self.layers[i + 1], 2
             scratch = None if (fresh_last and i + step >= stop) else self._scratch(i)
-            H = layer.forward_many(H, P, self._offsets(i), act, scratch)
+            H = layer.forward_many(H, P, self.offsets(i), act, scratch)
             i += step
         return H
 
@@ -195,40 +230,36 @@ class Sequential:
         P = np.asarray(params, np.float32)[None]
         cache = {}
         for i in self.linear_index():
-            Z = self.layers[i].forward_many(H, P, self._offsets(i), elementwise.IDENTITY)
+            Z = self.layers[i].forward_many(H, P, self.offsets(i), None)
             cache[i] = (H, Z)
-            H = elementwise.bias_activation_many(Z.copy(), P, -1, self.fused_activation(i))
+            H = elementwise.bias_activation_many(Z.copy(), P, -1, self.activation_scalar(i))
         return cache, H
 
     def loss_from(self, P, H, start, labels, targets, kind):
         """Per-set losses of layers [start, end) from input ``H``; fused when the
-        model ends in a Dense layer.  ``labels``/``targets`` as ``_check_target``."""
+        model ends in a Dense layer.  ``labels``/``targets`` as ``check_target``."""
         last = self.layers[-1]
         n = len(self.layers)
         if isinstance(last, Dense) and start <= n - 1:
             H = self.forward_from(P, H, start, n - 1, fresh_last=False)
-            off = self._offsets(n - 1)
+            off = self.offsets(n - 1)
             return dense_loss_many(H, P, off["weight"], off.get("bias", -1), last.out_features,
                                    kind, labels, targets, 64)
-        Y = self.forward_from(P, H, start, n, fresh_last=False).astype(np.float64)
-        if kind == XENT:
-            m = Y.max(axis=2, keepdims=True)
-            lse = np.log(np.exp(Y - m).sum(axis=2)) + m[..., 0]
-            picked = np.take_along_axis(Y, labels[None, :, None], axis=2)[..., 0]
-            return (lse - picked).mean(axis=1)
-        return ((Y - targets[None]) ** 2).mean(axis=2).mean(axis=1)
+        Y = self.forward_from(P, H, start, n, fresh_last=False)
+        per_example = losses.xent(Y, labels) if kind == XENT else losses.mse(Y, targets[None])
+        return per_example.mean(axis=1)
 
     def apply_many(self, P, X):
         """Outputs of Q parameter sets on one batch: ``(Q, batch, out_features)``."""
-        P = self._check_many(P)
-        X = _as_2d_input(X, self.in_features)
+        P = self.check_many(P)
+        X = as_input(X, self.in_features)
         return self.forward_from(P, X[None], 0, len(self.layers))
 
     def features(self, params, X):
         """The last layer's input for one parameter vector: ``(batch, in_features of the
         last layer)`` (what an exact head gradient or solve needs)."""
         params = self._check_params(params)
-        X = _as_2d_input(X, self.in_features)
+        X = as_input(X, self.in_features)
         return self.forward_from(params[None], X[None], 0, len(self.layers) - 1)[0]
 
     def apply(self, params, X):
@@ -246,12 +277,12 @@ class Sequential:
         """
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
-        P = self._check_many(P)
-        X = _as_2d_input(X, self.in_features)
-        labels, targets = self._check_target(target, X.shape[0], loss)
+        P = self.check_many(P)
+        X = as_input(X, self.in_features)
+        labels, targets = self.check_target(target, X.shape[0], loss)
         return self.loss_from(P, X[None], 0, labels, targets, LOSSES[loss])
 
-    def _check_target(self, target, batch, loss):
+    def check_target(self, target, batch, loss):
         target = np.asarray(target)
         if loss == "xent":
             if target.shape != (batch,) or not np.issubdtype(target.dtype, np.integer):
@@ -275,17 +306,14 @@ class Sequential:
     @classmethod
     def from_spec(cls, spec):
         """Rebuild a model from ``spec()``."""
-        from zotrain.nn import layers as L
-
-        kinds = {"Dense": L.Dense, "TTLinear": L.TTLinear, "ReLU": L.ReLU, "Tanh": L.Tanh,
-                 "Sin": L.Sin}
         built = []
         for i, entry in enumerate(spec):
             entry = dict(entry)
             kind = entry.pop("type", None)
-            if kind not in kinds:
-                raise ValueError(f"spec[{i}] has unknown layer type {kind!r}; known: {sorted(kinds)}")
-            built.append(kinds[kind](**entry))
+            if kind not in LAYERS:
+                raise ValueError(f"spec[{i}] has unknown layer type {kind!r}; known: "
+                                 f"{sorted(LAYERS)}")
+            built.append(LAYERS[kind](**entry))
         return cls(built)
 
     def __repr__(self):

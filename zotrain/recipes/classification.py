@@ -1,35 +1,41 @@
-"""The backpropagation-free MNIST recipe behind ``zotrain train mnist``.
+"""Forward-only classification of any ``Sequential`` on any data, as a task on the engine.
 
-``MnistConfig``'s defaults are the best configuration measured so far (see
-docs/benchmarks.md).  ``run(config, out_dir)`` writes ``metrics.json``,
-``model.npz``, ``log.jsonl``, ``checkpoint.npz`` and, with matplotlib,
-``curves.png``.
+``train_classifier(model, data, config, out_dir)`` trains ``model`` (ending in
+a Dense output layer) on a ``zotrain.data.Dataset`` with the step rule the
+config names (a registered estimator with an exact head, or the hybrid
+ZO/local evaluator) and writes ``metrics.json``, ``model.npz``,
+``log.jsonl``, ``checkpoint.npz`` and, with matplotlib, ``curves.png``.
+``ClassifierConfig``'s defaults are the best MNIST configuration measured so
+far (docs/benchmarks.md).
 """
 
 import dataclasses
-import json
-import resource
 from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from zotrain import optim
-from zotrain.nn import architectures
+from zotrain.base import NO_COST, ZotrainError
+from zotrain.data import minibatches
+from zotrain.engine.callbacks import EarlyStopping
+from zotrain.engine.checkpoint import save_model
+from zotrain.engine.loop import Engine
+from zotrain.engine.plots import save_figure
+from zotrain.nn import losses
 from zotrain.zo import estimators
-from zotrain.engine.callbacks import EarlyStopping, JsonlLog, ProgressBar
-from zotrain.engine.checkpoint import CheckpointError, atomic_write, write_json
-from zotrain.data import DataError, load_mnist, normalize
 from zotrain.zo.evaluator import Evaluator, Plan, blocks_of, whole_body
-from zotrain.engine.loop import EvaluatorStep, Split, Trainer, ZOStep
+from zotrain.zo.steps import EvaluatorStep, ZOStep
+
+EVALUATORS = ("none", "global", "local")
+#: settings that may change when a run is resumed
+RESUMABLE = ("epochs", "time_limit_s", "max_forward_passes", "max_forward_equivalents",
+             "patience", "data")
 
 
 @dataclass
-class MnistConfig:
-    data: str = None
-    model: str = "mnist"
-    rank: int = 16
-    evaluator: str = "local"  # none (plain estimator + exact head), global, local
+class ClassifierConfig:
+    evaluator: str = "local"  # none (an estimator + exact head), global, local
     perturb: str = "activity"  # local evaluator: activity or weight perturbation
     link: int = 0
     lam: float = 1.0
@@ -42,7 +48,7 @@ class MnistConfig:
     dist: str = "gaussian"
     antithetic: bool = True
     per_group: bool = True
-    fraction: float = 0.01  # CGE: coordinates visited per step
+    fraction: float = 0.01  # coordinate-wise estimators: coordinates visited per step
     optimizer: str = "adam"
     lr: float = 1e-3
     head_lr: float = 1e-3
@@ -50,210 +56,220 @@ class MnistConfig:
     exact_head: bool = True
     seed: int = 0
     val_size: int = 5000
-    patience: int = None
+    patience: Optional[int] = None
     backend: str = "numba"  # or onnxruntime: every forward pass in an inference session
-    time_limit_s: float = None
-    max_forward_passes: int = None  # stop once this many forward passes are spent
-    max_forward_equivalents: float = None  # or this many full-forward equivalents (FLOPs)
-    train_limit: int = None  # use only the first N training images (quick runs, tests)
+    time_limit_s: Optional[float] = None
+    max_forward_passes: Optional[int] = None  # stop once this many forward passes are spent
+    max_forward_equivalents: Optional[float] = None  # or this many full-forward equivalents
+    train_limit: Optional[int] = None  # use only the first N training examples
 
     def validate(self):
-        if self.estimator not in estimators.ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.estimator!r}; known estimators: "
-                             f"{', '.join(estimators.ESTIMATORS)}")
-        for name in ("queries", "epochs", "batch_size", "rank"):
+        for name in ("queries", "epochs", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ("mu", "lr", "head_lr"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be > 0, got {v!r}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; known models: {', '.join(MODELS)}")
-        if self.backend not in ("numba", "onnxruntime"):
-            raise ValueError(f"backend must be 'numba' or 'onnxruntime', got {self.backend!r}")
+                raise ZotrainError(f"{name} must be > 0, got {v!r}")
+        choices = {"backend": ("numba", "onnxruntime"), "schedule": ("constant", "cosine"),
+                   "evaluator": EVALUATORS, "perturb": ("activity", "weight")}
+        for name, known in choices.items():
+            if getattr(self, name) not in known:
+                raise ZotrainError(f"unknown {name} {getattr(self, name)!r}; known: "
+                                   f"{', '.join(known)}")
         if self.backend == "onnxruntime" and self.evaluator != "none":
-            raise ValueError("the onnxruntime backend runs weight-perturbation estimators on "
-                             "whole-model forwards: use it with --evaluator none")
-        if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"schedule must be 'constant' or 'cosine', got {self.schedule!r}")
-        if self.evaluator not in EVALUATORS:
-            raise ValueError(f"unknown evaluator {self.evaluator!r}; known evaluators: "
-                             f"{', '.join(EVALUATORS)}")
-        if self.perturb not in ("activity", "weight"):
-            raise ValueError(f"perturb must be 'activity' or 'weight', got {self.perturb!r}")
+            raise ZotrainError("the onnxruntime backend runs weight-perturbation estimators on "
+                               "whole-model forwards: use it with --evaluator none")
         if isinstance(self.link, bool) or not isinstance(self.link, int) or self.link < 0:
-            raise ValueError(f"link (m) must be an integer >= 0, got {self.link!r}")
+            raise ZotrainError(f"link (m) must be an integer >= 0, got {self.link!r}")
         if not (isinstance(self.lam, (int, float)) and self.lam >= 0):
-            raise ValueError(f"lam (lambda) must be >= 0, got {self.lam!r}")
+            raise ZotrainError(f"lam (lambda) must be >= 0, got {self.lam!r}")
+        if self.optimizer not in optim.OPTIMIZERS:
+            raise ZotrainError(f"unknown optimizer {self.optimizer!r}; known: "
+                               f"{', '.join(optim.OPTIMIZERS)}")
+        estimators.get(self.estimator, self.options())  # unknown names list the known ones
+
+    def options(self):
+        return estimators.Options(self.queries, self.mu, self.dist, self.antithetic,
+                                  self.per_group, self.fraction)
 
 
-MODELS = {"mnist": lambda c: architectures.mnist_mlp(rank=c.rank),
-          "deep": lambda c: architectures.mnist_deep(rank=c.rank)}
-EVALUATORS = ("none", "global", "local")
+class Split(NamedTuple):
+    x: np.ndarray
+    y: np.ndarray
 
 
-def build_estimator(c):
-    if c.estimator == "rge":
-        return estimators.rge(c.queries, c.mu, dist=c.dist, antithetic=c.antithetic,
-                              per_group=c.per_group)
-    if c.estimator == "cge":
-        return estimators.cge(c.mu, fraction=c.fraction)
-    if c.estimator == "zo_sign_cd":
-        return estimators.zo_sign_cd(c.mu, prob=c.fraction)
-    return estimators.hybrid(c.queries, c.mu, eta=c.mu, prob=c.fraction, dist=c.dist)
+class StepPlan(NamedTuple):
+    """The step rule, the trained vector's layout, the segments updated by exact
+    head gradients, the initialiser of the trained vector, and whether the ZO
+    parameters are updated by a registered estimator (weight perturbation)."""
+
+    rule: object
+    layout: object
+    head_names: list
+    init: object
+    estimator: object
 
 
 def build_step(c, model):
-    """The step rule, the trained vector's layout, the segments updated with exact head
-    gradients, and the function that initialises the trained vector from a seed."""
+    """The ``StepPlan`` of config ``c`` for ``model``."""
     out = len(model.layers) - 1
+    est = estimators.get(c.estimator, c.options())
     if c.evaluator == "none":
-        head = [n for n in model.layout.names if n.startswith(f"{out}.")] if c.exact_head else []
+        head = [s.name for s in model.layout.of_layer(out)] if c.exact_head else []
         zo_names = [n for n in model.layout.names if n not in head]
         make = None
         if c.backend == "onnxruntime":
             from zotrain.export.runtime import OrtBackend
+
             make = OrtBackend(model).objective
-        return (ZOStep(model, build_estimator(c), zo_names, c.exact_head, make_objective=make),
-                model.layout, head, model.init)
+        return StepPlan(ZOStep(model, est, zo_names, c.exact_head, make_objective=make),
+                        model.layout, head, model.init, est)
     blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
     mode = "weight" if c.evaluator == "global" else c.perturb
-    plan = Plan(blocks, mode=mode, estimator=build_estimator(c), link=c.link, lam=c.lam, mu=c.mu,
-                proto=c.proto)
-    ev = Evaluator(model, plan, 10)
-    heads = [n for n in ev.layout.names if n.startswith("aux") or n.startswith(f"{out}.")]
-    return EvaluatorStep(ev), ev.layout, heads, ev.init
+    plan = Plan(blocks, mode=mode, estimator=est, link=c.link, lam=c.lam, mu=c.mu, proto=c.proto)
+    ev = Evaluator(model, plan, model.out_features)
+    heads = [s.name for s in ev.layout if s.layer is None or s.layer == out]
+    return StepPlan(EvaluatorStep(ev), ev.layout, heads, ev.init,
+                    est if mode == "weight" else None)
 
 
-def build_optimizer(c, layout, head_names, total_steps):
-    zo = np.ones(layout.n_params, bool)
-    for name in head_names:
-        s = layout[name]
-        zo[s.offset:s.offset + s.size] = False
+def build_optimizer(c, plan, total_steps):
+    """Heads by Adam; the ZO parameters by the configured optimizer, or by the sign rule
+    when the estimator that updates them declares ``update_rule == "sign"``."""
+    zo = np.ones(plan.layout.n_params, bool)
+    for name in plan.head_names:
+        zo[plan.layout[name].slice] = False
     sched = (lambda lr: optim.cosine(lr, total_steps)) if c.schedule == "cosine" else \
         (lambda lr: lr)
-    rule = "sign" if c.estimator in ("zo_sign_cd", "hybrid") and c.evaluator == "none" \
-        else c.optimizer
-    return optim.partition({"zo": optim.get(rule, sched(c.lr)),
+    sign = plan.estimator is not None and plan.estimator.update_rule == "sign"
+    return optim.partition({"zo": optim.get("sign" if sign else c.optimizer, sched(c.lr)),
                             "head": optim.adam(sched(c.head_lr))}, {"zo": zo, "head": ~zo})
 
 
-def load_splits(c):
-    if c.data is not None and not Path(c.data).is_dir():
-        raise DataError(f"data directory {c.data} does not exist; create it (the MNIST files are "
-                        "then downloaded into it) or omit --data to use $ZOTRAIN_DATA or the cache")
-    d = load_mnist(c.data)
-    x, y = normalize(d.x_train), d.y_train.astype(np.int64)
-    if c.train_limit:
-        x, y = x[:c.train_limit], y[:c.train_limit]
-    n_val = min(c.val_size, len(y) // 5)
-    train = Split(x[:len(y) - n_val], y[:len(y) - n_val])
-    val = Split(x[len(y) - n_val:], y[len(y) - n_val:])
-    return train, val, Split(normalize(d.x_test), d.y_test.astype(np.int64))
+def accuracy_and_loss(model, params, split, chunk=2000):
+    """Accuracy and mean cross-entropy of ``params`` on ``split``."""
+    correct, loss = 0, 0.0
+    for i in range(0, len(split.y), chunk):
+        out = model.apply(params, split.x[i:i + chunk])
+        y = split.y[i:i + chunk]
+        loss += float(np.sum(losses.xent(out, y)))
+        correct += int(np.sum(out.argmax(axis=1) == y))
+    return correct / len(split.y), loss / len(split.y)
 
 
-def _check_writable(out):
+class ClassificationTask:
+    """Minibatches of ``train``, a step rule, accuracy and loss on ``val`` and ``test``."""
+
+    def __init__(self, model, plan, train, val, test, *, batch_size, config):
+        self.model, self.plan, self.config = model, plan, config
+        self.train, self.val, self.test, self.batch_size = train, val, test, batch_size
+        self.n_params = plan.layout.n_params
+        self.steps_per_epoch = max(1, len(train.y) // batch_size)
+
+    def init(self, seed):
+        return self.plan.init(seed)
+
+    def batches(self, epoch, seed):
+        return minibatches(self.train.x, self.train.y, self.batch_size, seed=seed, epoch=epoch)
+
+    def step(self, params, batch, *, seed, step):
+        return self.plan.rule(params, *batch, seed=seed, step=step)
+
+    def on_start(self, params):
+        return params, NO_COST
+
+    def after_step(self, params, *, step, last):
+        return params, NO_COST
+
+    def evaluate(self, params):
+        record = {}
+        for name, split in (("val", self.val), ("test", self.test)):
+            if split is not None and len(split.y):
+                acc, loss = accuracy_and_loss(self.model, params[:self.model.n_params], split)
+                record[f"{name}_accuracy"], record[f"{name}_loss"] = acc, loss
+        return record
+
+    def observe(self, epoch, record):
+        if "val_loss" in record:
+            self.plan.rule.observe(epoch, record["val_loss"])
+
+    def state(self):
+        return self.plan.rule.state()
+
+    def load_state(self, state):
+        self.plan.rule.load_state(state)
+
+    def summary(self, params, records):
+        recs = [r for r in records if "test_accuracy" in r]
+        best_val = max(recs, key=lambda r: r.get("val_accuracy", 0)) if recs else {}
+        steps = records[-1]["step"] if records else 0
+        return {"test_accuracy": recs[-1]["test_accuracy"] if recs else None,
+                "best_test_accuracy": max(r["test_accuracy"] for r in recs) if recs else None,
+                "test_accuracy_at_best_val": best_val.get("test_accuracy"),
+                "epochs": round(steps / self.steps_per_epoch, 4),
+                "trainable_params": self.model.n_params, "dense_params": self.model.dense_params}
+
+    def save_model(self, path, params):
+        save_model(path, self.model, params[:self.model.n_params], self.config)
+
+    def plot(self, path, params, records):
+        recs = [r for r in records if "test_accuracy" in r]
+        if not recs:
+            return
+        fp = [r["forward_passes"] for r in recs]
+
+        def draw(axes):
+            for ax, keys, title in ((axes[0], ("val_loss", "test_loss"), "loss"),
+                                    (axes[1], ("val_accuracy", "test_accuracy"), "accuracy")):
+                for key in keys:
+                    ax.plot(fp, [r.get(key) for r in recs], marker="o", label=key)
+                ax.set_xlabel("forward passes")
+                ax.set_title(title)
+                ax.legend()
+                ax.grid(alpha=0.3)
+
+        save_figure(path, draw)
+
+
+def splits(data, config):
+    """Train, validation (the last ``val_size`` training examples, at most a fifth) and
+    test splits of a ``Dataset``."""
+    x, y = data.x_train, data.y_train
+    if config.train_limit:
+        x, y = x[:config.train_limit], y[:config.train_limit]
+    n_val = min(config.val_size, len(y) // 5)
+    return (Split(x[:len(y) - n_val], y[:len(y) - n_val]), Split(x[len(y) - n_val:],
+                                                                   y[len(y) - n_val:]),
+            Split(data.x_test, data.y_test))
+
+
+def train_classifier(model, data, config=None, out_dir=None, *, resume=False, progress=True,
+                     callbacks=(), run_config=None):
+    """Train ``model`` on ``data`` (a ``Dataset``) forward-only; returns the metrics.
+
+    ``run_config`` (a dict) is stored with the config in every checkpoint and
+    ``model.npz`` (the CLI records the data set and architecture names there)."""
+    c = config or ClassifierConfig()
+    c.validate()
+    data.check(model)
+    train, val, test = splits(data, c)
+    if len(train.y) < c.batch_size:
+        raise ZotrainError(f"batch_size {c.batch_size} exceeds the {len(train.y)} training "
+                           "examples")
+    plan = build_step(c, model)
+    full = dict(run_config or {}, **dataclasses.asdict(c))
+    task = ClassificationTask(model, plan, train, val, test, batch_size=c.batch_size,
+                              config=full)
+    total = c.epochs * task.steps_per_epoch
+    cbs = list(callbacks) + ([EarlyStopping(c.patience)] if c.patience else [])
+    engine = Engine(task, build_optimizer(c, plan, total), epochs=c.epochs, seed=c.seed,
+                    out_dir=out_dir, config=full, resumable=RESUMABLE, callbacks=cbs,
+                    progress=progress, max_time_s=c.time_limit_s,
+                    max_forward_passes=c.max_forward_passes,
+                    max_forward_equivalents=c.max_forward_equivalents, total_steps=total)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".zotrain-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise ValueError(f"output directory {out} is not writable ({e.strerror})") from None
-
-
-def run(config, out_dir, *, resume=False, progress=True):
-    """Train (or resume, from ``out_dir/checkpoint.npz``) and write the run's files."""
-    config.validate()
-    out = Path(out_dir)
-    _check_writable(out)
-    if resume and not (out / "checkpoint.npz").is_file():
-        raise CheckpointError(f"cannot resume: {out} holds no checkpoint.npz")
-    model = MODELS[config.model](config)
-    train, val, test = load_splits(config)
-    rule, layout, head_names, init = build_step(config, model)
-    steps_per_epoch = len(train.y) // config.batch_size
-    bar = ProgressBar(config.epochs * steps_per_epoch, disable=not progress)
-    callbacks = [bar, JsonlLog(out / "log.jsonl")]
-    if config.patience:
-        callbacks.append(EarlyStopping(config.patience))
-    optimizer = build_optimizer(config, layout, head_names, config.epochs * steps_per_epoch)
-    trainer = Trainer(model, rule, optimizer, train, val, test,
-                      epochs=config.epochs, batch_size=config.batch_size, seed=config.seed,
-                      n_trainable=layout.n_params, checkpoint=out / "checkpoint.npz",
-                      callbacks=callbacks, max_time_s=config.time_limit_s,
-                      max_forward_passes=config.max_forward_passes,
-                      max_forward_equivalents=config.max_forward_equivalents)
-    if resume:
-        trainer.resume(out / "checkpoint.npz")
-    else:
-        trainer.start(init(config.seed))
-    write_json(out / "config.json", dataclasses.asdict(config))
-    try:
-        trainer.run()
+        return engine.run(resume=resume)
     finally:
-        bar.close()
-    return _finish(trainer, model, config, out)
-
-
-def _finish(trainer, model, config, out):
-    h = trainer.history
-    recs = [r for r in h.records if "test_accuracy" in r]
-    best_val = max(recs, key=lambda r: r.get("val_accuracy", 0)) if recs else {}
-    metrics = {
-        "test_accuracy": recs[-1]["test_accuracy"] if recs else None,
-        "best_test_accuracy": max(r["test_accuracy"] for r in recs) if recs else None,
-        "test_accuracy_at_best_val": best_val.get("test_accuracy"),
-        "epochs": h.epoch + h.batch / max(1, len(trainer.train_split.y) // config.batch_size),
-        "steps": h.step,
-        "forward_passes": h.forward_passes,
-        "forward_equivalents": round(h.forward_equivalents, 1),
-        "wall_time_s": round(h.wall_time_s, 2),
-        "trainable_params": model.n_params,
-        "dense_params": model.dense_params,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "stopped": trainer.stop or "completed",
-        "config": dataclasses.asdict(config),
-        "history": h.records,
-    }
-    write_json(out / "metrics.json", metrics)
-    save_model(out / "model.npz", model, trainer.model_params, dataclasses.asdict(config))
-    plot_curves(out / "curves.png", h.records)
-    return metrics
-
-
-def save_model(path, model, params, config):
-    """Parameters, layout, architecture and config, atomically."""
-    def write(f):
-        np.savez(f, params=params, layout=json.dumps(model.layout.to_dict()),
-                 spec=json.dumps(model.spec()), config=json.dumps(config))
-    atomic_write(path, write)
-
-
-def plot_curves(path, records):
-    """Loss and accuracy against forward passes; skipped without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    recs = [r for r in records if "test_accuracy" in r]
-    if not recs:
-        return
-    fp = [r["forward_passes"] for r in recs]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("val_loss", "test_loss"):
-        a.plot(fp, [r.get(key) for r in recs], marker="o", label=key)
-    for key in ("val_accuracy", "test_accuracy"):
-        b.plot(fp, [r.get(key) for r in recs], marker="o", label=key)
-    for ax, title in ((a, "loss"), (b, "accuracy")):
-        ax.set_xlabel("forward passes")
-        ax.set_title(title)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
+        model.release_buffers()

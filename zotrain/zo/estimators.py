@@ -10,7 +10,8 @@ parameter segments, and reports the forward passes it used::
 
 Directions are pure functions of (seed, step, query index): they are
 regenerated, not stored, when the estimate is accumulated.  ``ESTIMATORS``
-maps each factory's name to the factory.
+maps each registered name to a factory of ``Options``; ``get(name, options)``
+builds one, ``register(name, factory)`` adds one.
 """
 
 import math
@@ -19,21 +20,21 @@ from typing import NamedTuple
 
 import numpy as np
 
+from zotrain.base import Estimate
 from zotrain.kernels import random as krandom
 from zotrain.zo.objective import DIST
 
 _BLOCK = 2048  # coordinates per work item when accumulating
 
 
-class Estimate(NamedTuple):
-    grad: np.ndarray  # float32, full parameter size, zero outside the estimated segments
-    loss: float  # loss at the clean parameters
-    forward_passes: int  # perturbed or clean models evaluated
-
-
 class Estimator:
-    """The contract: ``estimate(objective, params, names, *, seed, step) -> Estimate``.
-    Schedules that change with training (``Hybrid``) also use the hooks below."""
+    """Base of the built-in estimators (``zotrain.base.Estimator`` is the contract):
+    ``estimate(objective, params, names, *, seed, step) -> Estimate``.  Schedules
+    that change with training (``Hybrid``) also use the hooks below.
+    ``update_rule`` is ``"gradient"`` (apply with the configured optimizer) or
+    ``"sign"`` (sign-coded steps: apply with ``optim.sign``)."""
+
+    update_rule = "gradient"
 
     def observe(self, epoch, val_loss):
         """Called by the trainer after each epoch with the validation loss."""
@@ -230,6 +231,8 @@ class ZOSignCD(Estimator):
     coordinate, the sign of the step that lowers the loss (``+1`` means step
     ``-eta``, ``0`` keep): apply it with ``optim.sign(eta)``."""
 
+    update_rule = "sign"
+
     eta: float = 1e-3
     prob: float = 0.1
     max_sets: int = 64
@@ -252,6 +255,8 @@ class Hybrid(Estimator):
     then the coordinate phase (``ZOSignCD``).  The switch happens at epoch
     ``switch_epoch``, or once the validation loss has not improved for
     ``patience`` epochs, whichever comes first.  Use with ``optim.sign``."""
+
+    update_rule = "sign"
 
     def __init__(self, first, second, switch_epoch=None, patience=None):
         if switch_epoch is not None and switch_epoch < 0:
@@ -309,16 +314,40 @@ def hybrid(queries=20, mu=1e-3, *, eta=1e-3, prob=0.1, switch_epoch=None, patien
     return Hybrid(RGE(queries, mu, dist), ZOSignCD(eta, prob), switch_epoch, patience)
 
 
-ESTIMATORS = {
-    "rge": rge,
-    "cge": cge,
-    "zo_sign_cd": zo_sign_cd,
-    "hybrid": hybrid,
-}
+class Options(NamedTuple):
+    """The settings a registered estimator is built from (the CLI's flags)."""
+
+    queries: int = 20
+    mu: float = 1e-3
+    dist: str = "gaussian"
+    antithetic: bool = True
+    per_group: bool = True
+    fraction: float = 0.01  # coordinates visited per step (coordinate-wise estimators)
 
 
-def get(name, **kwargs):
-    """Build a registered estimator by name; unknown names list the known ones."""
+#: name -> ``factory(options) -> estimator``; ``register`` adds to it
+ESTIMATORS = {}
+
+
+def register(name, factory):
+    """Make ``factory(options: Options)`` known as ``name`` (to ``get`` and the CLI's
+    ``--estimator``); the estimator it builds declares its own ``update_rule``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an estimator name must be a non-empty string, got {name!r}")
+    ESTIMATORS[name] = factory
+    return factory
+
+
+def get(name, options=None):
+    """The estimator registered as ``name``, built from ``options`` (default
+    ``Options()``); an unknown name lists the known ones."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; known estimators: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name](**kwargs)
+    return ESTIMATORS[name](options or Options())
+
+
+register("rge", lambda o: rge(o.queries, o.mu, dist=o.dist, antithetic=o.antithetic,
+                              per_group=o.per_group))
+register("cge", lambda o: cge(o.mu, fraction=o.fraction))
+register("zo_sign_cd", lambda o: zo_sign_cd(o.mu, prob=o.fraction))
+register("hybrid", lambda o: hybrid(o.queries, o.mu, eta=o.mu, prob=o.fraction, dist=o.dist))

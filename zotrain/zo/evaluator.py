@@ -87,8 +87,8 @@ class Evaluator:
         self.model, self.plan, self.n_classes = model, plan, n_classes
         self._validate()
         self.bodies = [Sequential(model.layers[a:b]) for a, b in plan.blocks]
-        self.body_offsets = [min(s.offset for s in model.layout
-                                 if a <= int(s.name.split(".")[0]) < b) for a, b in plan.blocks]
+        self.body_offsets = [min(s.offset for s in model.layout if a <= s.layer < b)
+                             for a, b in plan.blocks]
         segs, off = list(model.layout), model.n_params
         self.heads = []
         for k, body in enumerate(self.bodies[:-1]):
@@ -98,7 +98,7 @@ class Evaluator:
                                  f"{head.out_features} features, but block {k} outputs "
                                  f"{body.out_features} and there are {n_classes} classes")
             for s in head.layout:
-                segs.append(Segment(f"aux{k}.{s.name.split('.', 1)[1]}", s.shape, off + s.offset))
+                segs.append(Segment(f"aux{k}.{s.local}", s.shape, off + s.offset, None, s.local))
             self.heads.append((head, off))
             off += head.n_params
         out_layer = len(model.layers) - 1
@@ -164,10 +164,10 @@ class Evaluator:
         head, off = self.heads[k]
         return params[off:off + head.n_params]
 
-    def _global_name(self, k, local):
-        """The model's name of segment ``local`` of block k's body."""
-        i, rest = local.split(".", 1)
-        return f"{self.plan.blocks[k][0] + int(i)}.{rest}"
+    def _global_name(self, k, name):
+        """The model's name of segment ``name`` of block k's body."""
+        s = self.bodies[k].layout[name]
+        return f"{self.plan.blocks[k][0] + s.layer}.{s.local}"
 
     # -- one evaluation ------------------------------------------------------------
     def evaluate(self, params, X, labels, *, seed, step):
@@ -203,14 +203,12 @@ class Evaluator:
 
     def _put(self, grad, how, segments, values, tag):
         for name, seg in segments.items():
-            grad[seg.offset:seg.offset + seg.size] = np.asarray(values[name]).ravel()
+            grad[seg.slice] = np.asarray(values[name]).ravel()
             how[name] = tag
 
     def _head_segments(self, k):
-        if k < len(self.bodies) - 1:
-            return {n: self.layout[n] for n in self.layout.names if n.startswith(f"aux{k}.")}
-        out = len(self.model.layers) - 1
-        return {n: self.layout[n] for n in self.model.layout.names if n.startswith(f"{out}.")}
+        head, off = self.heads[k]
+        return {s.name: s for s in self.layout if off <= s.offset < off + head.n_params}
 
     def _clean_forward(self, params, X):
         """Block outputs ``outs[k]`` (input of block k, (B, F)) and, per linear layer,
@@ -226,9 +224,8 @@ class Evaluator:
         head, _ = self.heads[k]
         obj = ModelObjective(head, h, labels)
         g, names, loss = obj.head_gradient(self._head_params(params, k))
-        prefix = f"aux{k}" if k < len(self.bodies) - 1 else str(len(self.model.layers) - 1)
-        named = {f"{prefix}.{n.split('.', 1)[1]}": g[head.layout[n].offset:head.layout[n].offset
-                                                     + head.layout[n].size] for n in names}
+        segs = self._head_segments(k)
+        named = {name: g[head.layout[f"0.{s.local}"].slice] for name, s in segs.items()}
         return loss, named
 
     # -- block bodies -------------------------------------------------------------------
@@ -270,15 +267,14 @@ class Evaluator:
                                            seed=seed, step=step)
         counter["block_forwards"] += obj.forward_passes
         counter["flops"] += obj.flops
-        g = {name: est.grad[body.layout[name].offset:body.layout[name].offset
-                            + body.layout[name].size] for name in body.layout.names}
+        g = {s.name: est.grad[s.slice] for s in body.layout}
         return g, est.forward_passes, counter
 
     def _activity(self, params, k, outs, cache, labels):
         body, p = self.bodies[k], self.plan
         i = body.linear_index()[0]
         Xin, Z = cache[(k, i)]
-        act = body.fused_activation(i)
+        act = body.activation_scalar(i)
         B = Z.shape[0]
         Wh, bh = self._head_dense(params, k)
         D, _ = activity_cge_head(Z, act, Wh, bh, labels, p.mu, 1.0 / B)
@@ -293,8 +289,8 @@ class Evaluator:
             Wn = self._dense_weight(nb, j, self._body_params(params, k + 1))
             Wh2, bh2 = self._head_dense(params, k + 1)
             Zn = cache[(k + 1, j)][1]
-            act_n = nb.fused_activation(j)
-            if act_n == elementwise.RELU:
+            act_n = nb.activation_scalar(j)
+            if act_n is elementwise.RELU:
                 V = np.matmul(Wn, (Zn > 0)[:, :, None] * Wh2[None])
                 D += p.lam * activity_cge_link_relu(Z, act, Wn, Zn, V, Wh2, bh2, labels, p.mu,
                                                     1.0 / B)
@@ -321,7 +317,8 @@ class Evaluator:
         layer = body.layers[i]
         arrays = body.unflatten(params)
         if isinstance(layer, TTLinear):
-            W = tt_matrix_to_dense([arrays[f"{i}.core{c}"] for c in range(layer.shape.n_modes)])
+            W = tt_matrix_to_dense([arrays[s.name] for s in body.layout.of_layer(i)
+                                    if s.local != "bias"])
         else:
             W = arrays[f"{i}.weight"]
         return np.ascontiguousarray(W, np.float32)

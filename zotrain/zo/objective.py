@@ -18,14 +18,15 @@ import numpy as np
 from zotrain.kernels import elementwise
 from zotrain.kernels import random as krandom
 from zotrain.kernels.losses import XENT
+from zotrain.nn import losses
 from zotrain.nn.layers import Dense
-from zotrain.nn.sequential import LOSSES, _as_2d_input
+from zotrain.nn.sequential import LOSSES, as_input
 
 DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
         "sphere": krandom.SPHERE}
 
 
-class _OfModel:
+class OfModel:
     """``n_params`` and ``layout`` of an objective over ``self.model``."""
 
     @property
@@ -37,7 +38,7 @@ class _OfModel:
         return self.model.layout
 
 
-class ModelObjective(_OfModel):
+class ModelObjective(OfModel):
     """``model``'s ``loss`` on the minibatch ``(X, target)``; counts forward passes.
 
     ``tail``, when given, replaces the model's own loss: a function from the
@@ -49,11 +50,11 @@ class ModelObjective(_OfModel):
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
         self.model = model
-        self.X = _as_2d_input(X, model.in_features)
+        self.X = as_input(X, model.in_features)
         self.kind = LOSSES[loss]
         self.tail = tail
         if tail is None:
-            self.labels, self.targets = model._check_target(target, self.X.shape[0], loss)
+            self.labels, self.targets = model.check_target(target, self.X.shape[0], loss)
         self.forward_passes = 0
         self.flops = 0.0  # per example, of the layers actually run (``Sequential.flops``)
         self._base_params = None
@@ -61,7 +62,7 @@ class ModelObjective(_OfModel):
 
     def __call__(self, P):
         """Losses ``(Q,)`` of the parameter sets ``P`` ``(Q, n_params)``."""
-        P = self.model._check_many(P)
+        P = self.model.check_many(P)
         self.forward_passes += P.shape[0]
         self.flops += P.shape[0] * self.model.flops()
         return self._rest(P, self.X[None], 0)
@@ -113,29 +114,28 @@ class ModelObjective(_OfModel):
         """Losses of ``params + scales[i] * U[which[i]]`` on segment ``name``."""
         model = self.model
         seg = self.layout[name]
-        i = int(name.split(".")[0])
+        i = seg.layer
         layer = model.layers[i]
         inputs, pre, _ = self.base(params)
         # parameter sets whose layer-i output is exactly J u: the segment set to u,
         # and the part of the layer that does not multiply it zeroed
         base0 = np.array(params, dtype=np.float32, copy=True)
-        base0[seg.offset:seg.offset + seg.size] = 0.0
-        offs = model._offsets(i)
-        local = name.split(".", 1)[1]
-        if local == "bias":
-            first = "weight" if isinstance(layer, Dense) else "core0"
-            s0 = self.layout[f"{i}.{first}"]
-            base0[s0.offset:s0.offset + s0.size] = 0.0
-        elif "bias" in offs:
-            b = self.layout[f"{i}.bias"]
-            base0[b.offset:b.offset + b.size] = 0.0
+        base0[seg.slice] = 0.0
+        offs = model.offsets(i)
+        own = model.layout.of_layer(i)
+        if seg.local == "bias":  # J u = u: zero the first factor of the product
+            base0[own[0].slice] = 0.0
+        else:
+            for s in own:
+                if s.local == "bias":
+                    base0[s.slice] = 0.0
         PJ = np.tile(base0, (U.shape[0], 1))
-        PJ[:, seg.offset:seg.offset + seg.size] = U
-        J = layer.forward_many(inputs[i], PJ, offs, elementwise.IDENTITY)
+        PJ[:, seg.slice] = U
+        J = layer.forward_many(inputs[i], PJ, offs, None)
         scales = np.asarray(scales, np.float32)
         Z = pre[i] + scales[:, None, None] * J[np.asarray(which)]
-        elementwise.bias_activation_many(Z, PJ[:1], -1, model.fused_activation(i))
-        start = i + (2 if model.fused_activation(i) != elementwise.IDENTITY else 1)
+        elementwise.bias_activation_many(Z, PJ[:1], -1, model.activation_scalar(i))
+        start = i + (2 if model.fused_activation(i) is not None else 1)
         P_rest = np.tile(np.asarray(params, np.float32), (Z.shape[0], 1))
         self.forward_passes += Z.shape[0]  # each costs its layer (J, per direction) and the rest
         self.flops += U.shape[0] * model.flops(i, i + 1) + Z.shape[0] * model.flops(start)
@@ -168,27 +168,19 @@ def exact_head_gradient(model, H, Z, labels, targets, kind):
     i = len(model.layers) - 1
     H, Z = np.asarray(H, np.float64), np.asarray(Z, np.float64)
     B = Z.shape[0]
-    if kind == XENT:
-        G = np.exp(Z - Z.max(axis=1, keepdims=True))
-        G /= G.sum(axis=1, keepdims=True)
-        G[np.arange(B), labels] -= 1.0
-        G /= B
-    else:
-        G = 2.0 * (Z - targets) / (B * Z.shape[1])
+    G = losses.xent_grad(Z, labels) / B if kind == XENT else 2.0 * (Z - targets) / (B * Z.shape[1])
     grad = np.zeros(model.n_params, np.float32)
-    names = [f"{i}.weight"]
-    w = model.layout[f"{i}.weight"]
-    grad[w.offset:w.offset + w.size] = (H.T @ G).ravel()
-    if model.layers[i].bias:
-        b = model.layout[f"{i}.bias"]
-        grad[b.offset:b.offset + b.size] = G.sum(axis=0)
-        names.append(f"{i}.bias")
-    return grad, names
+    segs = model.layout.of_layer(i)
+    for s in segs:
+        grad[s.slice] = ((H.T @ G) if s.local == "weight" else G.sum(axis=0)).ravel()
+    return grad, [s.name for s in segs]
 
 
 class WholeModelQueries:
     """Perturbed queries as whole-model evaluations of ``self(P)`` (no feature reuse);
-    for objectives that only see a loss-of-many function."""
+    for objectives that only see a loss-of-many function (and count no FLOPs)."""
+
+    flops = None
 
     def segment_losses(self, params, name, seed, step, queries, scales, dist):
         seg = self.layout[name]
@@ -202,8 +194,7 @@ class WholeModelQueries:
     def segment_losses_explicit(self, params, name, U, which, scales):
         seg = self.layout[name]
         P = np.tile(np.asarray(params, np.float32), (len(which), 1))
-        P[:, seg.offset:seg.offset + seg.size] += (np.asarray(scales, np.float32)[:, None]
-                                                   * U[np.asarray(which)])
+        P[:, seg.slice] += np.asarray(scales, np.float32)[:, None] * U[np.asarray(which)]
         return self(P)
 
 

@@ -1,0 +1,67 @@
+"""A new activation is one class: forward, activity kernel and ONNX follow from it."""
+
+import math
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from numba import njit
+
+import zotrain as zt
+from zotrain.export.onnx import to_onnx
+from zotrain.kernels.activity import activity_cge_head
+from tests import reference
+
+
+@njit(cache=False)
+def _softsign(x):
+    return x / (1.0 + abs(x))
+
+
+@zt.register_layer
+class Softsign(zt.Activation):
+    """Defined here, in one place, as a user would."""
+
+    scalar = _softsign
+    reference = staticmethod(lambda x: x / (1.0 + np.abs(x)))
+    onnx_op = "Softsign"
+
+
+@pytest.mark.parametrize("act", [Softsign, zt.GELU])
+def test_forward_activity_and_onnx_follow_from_one_class(act, tmp_path, rng):
+    model = zt.Sequential([zt.TTLinear(12, 16, rank=3), act(), zt.Dense(16, 4)])
+    params = model.init(0)
+    X = rng.standard_normal((7, 12)).astype(np.float32)
+    np.testing.assert_allclose(model.apply(params, X), reference.forward(model, params, X),
+                               rtol=1e-4, atol=1e-5)
+    # the activity kernel perturbs pre-activations through the same scalar function
+    Z = rng.standard_normal((5, 16)).astype(np.float32)
+    W = rng.standard_normal((16, 4)).astype(np.float32)
+    b = rng.standard_normal(4)
+    y = rng.integers(0, 4, 5)
+    D, losses = activity_cge_head(Z, act.scalar, W, b, y, 1e-3, 1.0)
+    f = act.reference
+
+    def xent(z):
+        logits = f(z.astype(np.float64)) @ W + b
+        m = logits.max(1, keepdims=True)
+        return np.log(np.exp(logits - m).sum(1)) + m[:, 0] - logits[np.arange(5), y]
+
+    np.testing.assert_allclose(losses, xent(Z), rtol=1e-9)
+    for j in (0, 7, 15):
+        e = np.zeros(16, np.float32)
+        e[j] = 1e-3
+        np.testing.assert_allclose(D[:, j], (xent(Z + e) - xent(Z - e)) / 2e-3, rtol=1e-3,
+                                   atol=1e-6)
+    # ONNX parity, and the spec round trip knows the new type
+    path = to_onnx(model, params, tmp_path / "m.onnx")
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(s.run(None, {"X": X})[0], model.apply(params, X), atol=1e-5)
+    assert type(zt.Sequential.from_spec(model.spec()).layers[1]) is act
+
+
+def test_gelu_reference_values():
+    x = np.array([-2.0, 0.0, 1.0])
+    np.testing.assert_allclose(zt.GELU.reference(x), x * 0.5 * (1 + np.vectorize(math.erf)(
+        x / math.sqrt(2))), rtol=1e-12)
+    assert zt.GELU.scalar(1.0) == pytest.approx(0.8413447460685429)
