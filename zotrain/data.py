@@ -266,17 +266,16 @@ def load_npz(path):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no data file at {path}")
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path) as z:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
-            if missing:
-                raise DataError(f"{path} lacks the arrays {', '.join(missing)} (has "
-                                f"{', '.join(z.files)})")
-            arrays = [z[k] for k in ("x_train", "y_train", "x_test", "y_test")]
+            files = z.files
+            arrays = [z[k] for k in keys if k in files]
     except (OSError, ValueError, EOFError) as e:
-        if isinstance(e, DataError):
-            raise
         raise DataError(f"{path} is not a readable .npz file ({e})") from None
+    missing = [k for k in keys if k not in files]
+    if missing:
+        raise DataError(f"{path} lacks the arrays {', '.join(missing)} (has {', '.join(files)})")
     for i in (0, 2):
         arrays[i] = arrays[i].reshape(len(arrays[i]), -1) if arrays[i].ndim > 2 else arrays[i]
     return Dataset.from_arrays(*arrays, name=str(path))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain.base import Cost, StepResult, ZotrainError
+from zotrain.base import ZotrainError
 from zotrain.engine.callbacks import JsonlLog, ProgressBar
 from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, \
     write_json
@@ -260,5 +260,3 @@ class Engine:
 def _round(x):
     return x if isinstance(x, (int, np.integer)) else round(float(x), 2)
 
-
-__all__ = ["Engine", "DivergenceError", "History", "Cost", "StepResult"]

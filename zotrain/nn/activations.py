@@ -32,7 +32,6 @@ class Activation:
     reference = staticmethod(lambda x: x)
     onnx_op = "Identity"
     in_features = out_features = None
-    bias = False
 
     def param_shapes(self):
         return []

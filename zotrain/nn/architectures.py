@@ -42,9 +42,8 @@ def classifier(in_features, n_classes, *, rank=8, depth=1, hidden=1024):
     """``depth`` TT-matrix layers of width ``hidden`` (ReLU) and a Dense head: the MNIST
     models (``mnist_mlp``, ``mnist_deep``) for 784 inputs and 10 classes, balanced
     TT modes for any other width."""
-    if in_features == 784 and hidden == 1024 and n_classes == 10:
-        return (mnist_mlp if depth == 1 else mnist_deep)(rank=rank) if depth in (1, 3) else \
-            _classifier(in_features, n_classes, rank, depth, hidden)
+    if (in_features, n_classes, hidden) == (784, 10, 1024) and depth in (1, 3):
+        return (mnist_mlp if depth == 1 else mnist_deep)(rank=rank)
     return _classifier(in_features, n_classes, rank, depth, hidden)
 
 
