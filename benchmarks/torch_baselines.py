@@ -5,7 +5,8 @@ zotrain itself never imports torch; this script does, when it is installed
 (``pip install torch==2.13.0`` takes the CPU build on this machine).
 
 Usage:
-  python benchmarks/torch_baselines.py first-order [--model mnist|deep] [--epochs E]
+  python benchmarks/torch_baselines.py first-order [--dataset mnist|fashion-mnist]
+      [--model mnist|deep] [--epochs E]
   python benchmarks/torch_baselines.py step-time [--queries N] [--ranks R ...] [--batches B ...]
   python benchmarks/torch_baselines.py activity-step-time [--batches B ...]
 """
@@ -21,7 +22,7 @@ import numpy as np
 from _runner import best_time
 
 import zotrain
-from zotrain.data import load_mnist, normalize
+from zotrain.data import load_dataset
 from zotrain.zo.estimators import rge
 from zotrain.zo.steps import ZOStep
 
@@ -60,16 +61,16 @@ def torch_model(model, params):
 def first_order(args):
     import torch
 
-    d = load_mnist(args.data)
-    x, y = normalize(d.x_train), d.y_train.astype(np.int64)
-    xtr, ytr = torch.tensor(x[:55000]), torch.tensor(y[:55000])
-    xte, yte = torch.tensor(normalize(d.x_test)), torch.tensor(d.y_test.astype(np.int64))
+    d = load_dataset(args.dataset, args.data)
+    xtr, ytr = torch.tensor(d.x_train[:55000]), torch.tensor(d.y_train[:55000])
+    xte, yte = torch.tensor(d.x_test), torch.tensor(d.y_test)
     model = (zotrain.mnist_mlp if args.model == "mnist" else zotrain.mnist_deep)(rank=args.rank)
     arrays, forward = torch_model(model, model.init(0))
     opt = torch.optim.Adam(arrays.values(), lr=args.lr)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
-    print(f"# first-order (backprop) {args.model}, rank {args.rank}: {model.n_params} params, "
+    print(f"# first-order (backprop) {args.model} on {args.dataset}, rank {args.rank}: "
+          f"{model.n_params} params, "
           f"Adam {args.lr} (constant), batch {args.batch}, trained on the first 55,000 images")
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ytr), generator=gen)
@@ -225,7 +226,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="what", required=True)
     a = sub.add_parser("first-order")
-    a.add_argument("--data", default=os.environ.get("ZOTRAIN_DATA", "../shared/data/mnist"))
+    a.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    a.add_argument("--data", default=None, help="data directory (default: $ZOTRAIN_DATA for "
+                   "MNIST, Debian's package for Fashion-MNIST)")
     a.add_argument("--model", default="mnist", choices=["mnist", "deep"])
     a.add_argument("--epochs", type=int, default=5)
     a.add_argument("--rank", type=int, default=16)

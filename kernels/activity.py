@@ -53,43 +53,50 @@ def _head_logits(h, W, bias):
     return out
 
 
+@njit(**SERIAL)
+def _clean_head(h, W, bias):
+    """The head's clean logits for activations ``h`` and a work buffer of their size."""
+    logits = _head_logits(h, W, bias)
+    return logits, np.empty(logits.shape[0], dtype=np.float64)
+
+
+@njit(**SERIAL)
+def _central_row(D, b, Z, act, mu, scale, moved_loss, ctx):
+    """``D[b, j]`` for every unit j of example b: the central difference of
+    ``moved_loss(delta, j, ctx)``, the example's loss with unit j's activation moved by
+    ``delta`` (skipped where neither move changes the activation)."""
+    for j in range(Z.shape[1]):
+        dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
+        if dp == 0.0 and dm == 0.0:
+            continue
+        D[b, j] = (moved_loss(dp, j, ctx) - moved_loss(dm, j, ctx)) / (2.0 * mu) * scale
+
+
+@njit(**SERIAL)
+def _head_moved_loss(delta, j, ctx):
+    logits, W, work, y = ctx
+    for c in range(work.shape[0]):
+        work[c] = logits[c] + delta * W[j, c]
+    return _xent(work, y)
+
+
 @njit(**PARALLEL)
-def _activity_cge_head(Z, act, W, bias, labels, mu, scale):
+def _activity_cge_head(Z, act, W, bias, labels, mu, scale, moved_loss):
     """Tail = ``act`` then a linear softmax head ``(W, bias)``.
 
     Returns ``(D, losses)``: ``D`` as in the module doc and the clean
     per-example losses ``(B,)``."""
     B, F = Z.shape
-    C = W.shape[1]
     D = np.zeros((B, F), dtype=np.float32)
     losses = np.empty(B, dtype=np.float64)
     for b in prange(B):
         h = np.empty(F, dtype=np.float64)
         for f in range(F):
             h[f] = act(np.float64(Z[b, f]))
-        logits = _head_logits(h, W, bias)
-        y = labels[b]
-        losses[b] = _xent(logits, y)
-        work = np.empty(C, dtype=np.float64)
-        for j in range(F):
-            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
-            if dp == 0.0 and dm == 0.0:
-                continue
-            for c in range(C):
-                work[c] = logits[c] + dp * W[j, c]
-            lp = _xent(work, y)
-            for c in range(C):
-                work[c] = logits[c] + dm * W[j, c]
-            lm = _xent(work, y)
-            D[b, j] = (lp - lm) / (2.0 * mu) * scale
+        logits, work = _clean_head(h, W, bias)
+        losses[b] = _xent(logits, labels[b])
+        _central_row(D, b, Z, act, mu, scale, moved_loss, (logits, W, work, labels[b]))
     return D, losses
-
-
-@njit(**SERIAL)
-def _clean_head(h, W, bias):
-    """The head's clean logits for activations ``h`` and a work buffer of their size."""
-    logits = _head_logits(h, W, bias)
-    return logits, np.empty(logits.shape[0], dtype=np.float64)
 
 
 @njit(**SERIAL)
@@ -111,17 +118,18 @@ def _dot8(a, b):
 
 
 @njit(**SERIAL)
-def _linked_loss(delta_h, wrow, zn, hn, act_n, WhT, logits0, y, dh, work):
-    """Loss after adding ``delta_h * wrow`` to the next block's pre-activations."""
+def _linked_moved_loss(delta, j, ctx):
+    """Loss after adding ``delta * Wn[j]`` to the next block's pre-activations."""
+    Wn, zn, hn, act_n, WhT, logits0, dh, work, y = ctx
     for f in range(zn.shape[0]):
-        dh[f] = act_n(zn[f] + delta_h * wrow[f]) - hn[f]
+        dh[f] = act_n(zn[f] + delta * np.float64(Wn[j, f])) - hn[f]
     for c in range(work.shape[0]):
         work[c] = logits0[c] + _dot8(dh, WhT[c])
     return _xent(work, y)
 
 
 @njit(**PARALLEL)
-def _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
+def _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale, moved_loss):
     """Tail = ``act``, the next block's linear map ``Wn`` ``(F, F')`` (its clean
     pre-activations are ``Zn`` ``(B, F')``, bias included), ``act_n``, and the
     next block's softmax head ``(Wh, bh)``: the linked loss L_{k+1}.
@@ -129,33 +137,42 @@ def _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
     Returns ``D`` as in the module doc, for L_{k+1} alone."""
     B, F = Z.shape
     Fn = Zn.shape[1]
-    C = Wh.shape[1]
     WhT = np.ascontiguousarray(Wh.T).astype(np.float64)
     D = np.zeros((B, F), dtype=np.float32)
     for b in prange(B):
         zn = np.empty(Fn, dtype=np.float64)
         hn = np.empty(Fn, dtype=np.float64)
-        wrow = np.empty(Fn, dtype=np.float64)
         dh = np.empty(Fn, dtype=np.float64)
         for f in range(Fn):
             zn[f] = Zn[b, f]
             hn[f] = act_n(zn[f])
         logits0, work = _clean_head(hn, Wh, bh)
-        y = labels[b]
-        for j in range(F):
-            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
-            if dp == 0.0 and dm == 0.0:
-                continue
-            for f in range(Fn):
-                wrow[f] = Wn[j, f]
-            lp = _linked_loss(dp, wrow, zn, hn, act_n, WhT, logits0, y, dh, work)
-            lm = _linked_loss(dm, wrow, zn, hn, act_n, WhT, logits0, y, dh, work)
-            D[b, j] = (lp - lm) / (2.0 * mu) * scale
+        _central_row(D, b, Z, act, mu, scale, moved_loss,
+                     (Wn, zn, hn, act_n, WhT, logits0, dh, work, labels[b]))
     return D
 
 
+@njit(**SERIAL)
+def _relu_moved_loss(delta, j, ctx):
+    """Linear in ``delta`` through ``Vb[j]``, corrected exactly on the units ``near`` whose
+    ReLU may switch."""
+    Vb, Wn, zn, hn, near, Wh, logits0, work, y = ctx
+    for c in range(work.shape[0]):
+        work[c] = logits0[c] + delta * Vb[j, c]
+    for t in range(near.shape[0]):
+        f = near[t]
+        zf = np.float64(zn[f])
+        moved = zf + delta * Wn[j, f]
+        true = (moved if moved > 0.0 else 0.0) - hn[f]
+        linear = delta * Wn[j, f] if zf > 0.0 else 0.0
+        if true != linear:
+            for c in range(work.shape[0]):
+                work[c] += (true - linear) * Wh[f, c]
+    return _xent(work, y)
+
+
 @njit(**PARALLEL)
-def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
+def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale, moved_loss):
     """``activity_cge_link`` for a next block with ReLU, in O(B F C) after one product.
 
     ``V[b, j] = sum_f [Zn[b, f] > 0] Wn[j, f] Wh[f]`` ``(B, F, C)`` is the change of
@@ -166,7 +183,6 @@ def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
     The perturbed losses are the same as a full forward of the next block."""
     B, F = Z.shape
     Fn = Zn.shape[1]
-    C = Wh.shape[1]
     wmax = np.zeros(Fn, dtype=np.float64)
     for j in range(F):
         for f in range(Fn):
@@ -183,27 +199,8 @@ def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
                 near[n_near] = f
                 n_near += 1
         logits0, work = _clean_head(hn, Wh, bh)
-        y = labels[b]
-        for j in range(F):
-            dp, dm = _unit_changes(np.float64(Z[b, j]), act, mu)
-            if dp == 0.0 and dm == 0.0:
-                continue
-            loss = np.empty(2, dtype=np.float64)
-            for side in range(2):
-                delta = dp if side == 0 else dm
-                for c in range(C):
-                    work[c] = logits0[c] + delta * V[b, j, c]
-                for t in range(n_near):
-                    f = near[t]
-                    zf = np.float64(Zn[b, f])
-                    moved = zf + delta * Wn[j, f]
-                    true = (moved if moved > 0.0 else 0.0) - hn[f]
-                    linear = delta * Wn[j, f] if zf > 0.0 else 0.0
-                    if true != linear:
-                        for c in range(C):
-                            work[c] += (true - linear) * Wh[f, c]
-                loss[side] = _xent(work, y)
-            D[b, j] = (loss[0] - loss[1]) / (2.0 * mu) * scale
+        _central_row(D, b, Z, act, mu, scale, moved_loss,
+                     (V[b], Wn, Zn[b], hn, near[:n_near], Wh, logits0, work, labels[b]))
     return D
 
 
@@ -238,7 +235,7 @@ def activity_cge_head(Z, act, W, bias, labels, mu, scale):
     _check_common(Z, labels, W, bias)
     if W.shape[0] != Z.shape[1]:
         raise ValueError(f"head weight {W.shape} does not take Z's {Z.shape[1]} features")
-    return _activity_cge_head(Z, act, W, bias, labels, mu, scale)
+    return _activity_cge_head(Z, act, W, bias, labels, mu, scale, _head_moved_loss)
 
 
 def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
@@ -247,7 +244,7 @@ def activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale):
     block's softmax head ``(Wh, bh)``: the linked loss L_{k+1}.  Returns ``D``."""
     _check_common(Z, labels, Wh, bh)
     _check_next(Z, Wn, Zn, Wh)
-    return _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale)
+    return _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale, _linked_moved_loss)
 
 
 def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
@@ -259,4 +256,4 @@ def activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale):
     if V.shape != (Z.shape[0], Z.shape[1], Wh.shape[1]):
         raise ValueError(f"V must be (B, F, C) = {(Z.shape[0], Z.shape[1], Wh.shape[1])}, "
                          f"got {V.shape}")
-    return _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale)
+    return _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale, _relu_moved_loss)

@@ -73,11 +73,14 @@ def _dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, ch
     return losses
 
 
+_UNUSED_LABELS, _UNUSED_TARGETS = np.zeros(1, np.int64), np.zeros((1, 1))
+
+
 def dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk):
     """Checked entry of ``_dense_loss_many``: mean loss over the batch of
     ``H[q] @ W(P[q]) + b(P[q])`` for every q (``H`` ``(1 or Q, B, F)`` float32, ``P``
     ``(Q, n)`` float32, ``labels`` int64 ``(B,)`` for XENT, ``targets`` float64
-    ``(B, out)`` for MSE)."""
+    ``(B, out)`` for MSE; the other may be None)."""
     check_array("H", H, np.float32, 3)
     check_array("P", P, np.float32, 2)
     QH, B, F = H.shape
@@ -90,9 +93,11 @@ def dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chu
         check_array("labels", labels, np.int64, 1)
         if labels.shape[0] != B or (B and (labels.min() < 0 or labels.max() >= out_features)):
             raise ValueError(f"labels must be {B} classes in [0, {out_features})")
+        targets = _UNUSED_TARGETS if targets is None else targets
     else:
         check_array("targets", targets, np.float64, 2)
         if targets.shape != (B, out_features):
             raise ValueError(f"targets must be ({B}, {out_features}), got {targets.shape}")
+        labels = _UNUSED_LABELS if labels is None else labels
     prepare_threads()
     return _dense_loss_many(H, P, w_off, b_off, out_features, kind, labels, targets, chunk)

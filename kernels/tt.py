@@ -16,7 +16,7 @@ output features (``Y = X @ W``), each indexed row-major over its modes.
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL, check_array, prepare_threads
+from .config import PARALLEL, SERIAL, WORK_ITEM_FLOATS, check_array, prepare_threads
 
 
 @njit(**SERIAL)
@@ -138,7 +138,7 @@ def _check_meta(meta, P):
     check_array("P", P, np.float32, 2)
     if meta.shape[1] != 5 or meta.shape[0] < 1:
         raise ValueError(f"meta must be (d, 5), got {meta.shape}")
-    for k, (off, r0, ii, oo, r1) in enumerate(meta):
+    for k, (off, r0, ii, oo, r1) in enumerate(meta.tolist()):
         if off < 0 or off + r0 * ii * oo * r1 > P.shape[1]:
             raise ValueError(f"core {k} at {off} of shape {(r0, ii, oo, r1)} lies outside P's "
                              f"rows of {P.shape[1]} values")
@@ -158,9 +158,22 @@ def tt_to_dense_many(P, meta, W):
     return _tt_to_dense_many(P, meta, W)
 
 
-def tt_contract_many(H, P, meta, chunk, work, Y):
+def contraction_work(meta):
+    """Largest intermediate of the core-by-core contraction, per batch row: the input,
+    then ``left_out * r_k * in_rest`` after each core."""
+    work, left, rest = int(np.prod(meta[:, 2])), 1, int(np.prod(meta[:, 2]))
+    for _, _, ii, oo, r1 in meta:
+        rest //= int(ii)
+        left *= int(oo)
+        work = max(work, left * int(r1) * rest)
+    return work
+
+
+def tt_contract_many(H, P, meta, Y, chunk=None):
     """Write ``Y[q] = H[q or 0] @ W(P[q])`` (see ``_tt_contract_many``): ``H``
-    ``(1 or Q, B, in)``, ``Y`` ``(Q, B, out)``, both float32."""
+    ``(1 or Q, B, in)``, ``Y`` ``(Q, B, out)``, both float32.  ``chunk`` batch rows per
+    work item (default: as many as keep a work item's intermediates near
+    ``WORK_ITEM_FLOATS``, between 8 and 128)."""
     n_in, n_out = _check_meta(meta, P)
     check_array("H", H, np.float32, 3)
     check_array("Y", Y, np.float32, 3)
@@ -168,7 +181,10 @@ def tt_contract_many(H, P, meta, chunk, work, Y):
     if H.shape[0] not in (1, Q) or H.shape[2] != n_in or Y.shape != (Q, H.shape[1], n_out):
         raise ValueError(f"H {H.shape} and Y {Y.shape} do not fit {Q} TT-matrices "
                          f"{n_in} -> {n_out}")
-    if chunk < 1 or work < n_in:
-        raise ValueError(f"chunk must be >= 1 and work >= {n_in}, got {chunk}, {work}")
+    work = contraction_work(meta)
+    if chunk is None:
+        chunk = int(min(128, max(8, WORK_ITEM_FLOATS // work // 8 * 8)))
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
     prepare_threads()
-    return _tt_contract_many(H, P, meta, chunk, work, Y)
+    return _tt_contract_many(H, P, meta, int(chunk), work, Y)

@@ -1,5 +1,6 @@
 """Slow, obvious NumPy references that the kernels are compared against."""
 
+import math
 import string
 
 import numpy as np
@@ -22,6 +23,62 @@ def tt_dense(cores):
     full = np.einsum(spec, *[np.asarray(c, np.float64) for c in cores])
     n_in = int(np.prod([c.shape[1] for c in cores]))
     return full.reshape(n_in, -1)
+
+
+def tt_contract_steps(H, cores):
+    """``H @ W`` contracted core by core in float64, each intermediate laid out per row as
+    ``(outputs so far, rank, inputs left)``; also returns the largest intermediate per row."""
+    B = H.shape[0]
+    T = np.asarray(H, np.float64).reshape(B, 1, 1, -1)
+    largest = T[0].size
+    for c in cores:
+        r0, i, o, r1 = c.shape
+        _, left, _, rest = T.shape
+        T = np.einsum("blrim,rios->blosm", T.reshape(B, left, r0, i, rest // i),
+                      np.asarray(c, np.float64))
+        T = T.reshape(B, left * o, r1, rest // i)
+        largest = max(largest, T[0].size)
+    return T.reshape(B, -1), largest
+
+
+_MASK = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def splitmix64(z):
+    """SplitMix64's output for state ``z`` (Steele, Lea and Flood, 2014), Python integers."""
+    z = (z + _GOLDEN) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def direction(seed, step, query, n, dist):
+    """Direction ``query`` of ``(seed, step)`` as ``zotrain.kernels.random`` documents it:
+    key = h(h(h(seed) ^ step) ^ query); entry j from h(key + c * golden) for counters c
+    (Rademacher: the top bit of counter j; Gaussian: Box-Muller on the 53-bit uniforms of
+    counters 2m and 2m + 1, cos for even j, sin for odd); sphere: the Gaussian scaled to
+    norm sqrt(n)."""
+    key = splitmix64(splitmix64(splitmix64(seed) ^ step) ^ query)
+
+    def bits(c):
+        return splitmix64((key + c * _GOLDEN) & _MASK)
+
+    def uniform(c):
+        return ((bits(c) >> 11) + 0.5) / 2.0 ** 53
+
+    u = np.empty(n)
+    for j in range(n):
+        if dist == "rademacher":
+            u[j] = -1.0 if bits(j) >> 63 else 1.0
+        else:
+            m = j // 2
+            r = math.sqrt(-2.0 * math.log(uniform(2 * m)))
+            angle = 2.0 * math.pi * uniform(2 * m + 1)
+            u[j] = r * (math.cos(angle) if j % 2 == 0 else math.sin(angle))
+    if dist == "sphere":
+        u *= math.sqrt(n / np.sum(u * u))
+    return u
 
 
 def forward(model, params, X):

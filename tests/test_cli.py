@@ -1,13 +1,25 @@
+import argparse
+import re
 import subprocess
 import sys
+
+import pytest
 
 from zotrain import cli
 
 
-def test_help_lists_subcommands(capsys):
+def test_help_lists_every_subcommand_with_its_help(capsys):
     assert cli.main([]) == 0
     out = capsys.readouterr().out
-    assert "data" in out and "models" in out
+    listed = dict(re.findall(r"^    (\S+) +(\S.*)$", out, re.M))
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(listed) == set(sub.choices) == {"data", "models", "train", "export", "pinn"}
+    for name, parser in sub.choices.items():
+        assert parser.prog == f"zotrain {name}" and listed[name]
+        with pytest.raises(SystemExit) as e:
+            cli.main([name, "--help"])
+        assert e.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: zotrain {name}")
 
 
 def test_console_script_help():

@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 
-from zotrain import Dense, ReLU, Sequential, TTLinear
+from zotrain import GELU, Dense, ReLU, Sequential, Tanh, TTLinear
 from zotrain.zo import estimators
 from zotrain.zo.evaluator import Evaluator, Plan, blocks_of, whole_body
 from zotrain.zo.steps import ZOStep
 from tests import reference
 
 
-def deep(width=12):
+def deep(width=12, act=ReLU):
     return Sequential([
-        TTLinear(16, width, rank=2, in_modes=(4, 4), out_modes=(3, 4)), ReLU(),
-        TTLinear(width, width, rank=2, in_modes=(3, 4), out_modes=(3, 4)), ReLU(),
-        Dense(width, width), ReLU(),
+        TTLinear(16, width, rank=2, in_modes=(4, 4), out_modes=(3, 4)), act(),
+        TTLinear(width, width, rank=2, in_modes=(3, 4), out_modes=(3, 4)), act(),
+        Dense(width, width), act(),
         Dense(width, 4),
     ])
 
@@ -113,31 +113,117 @@ def test_global_plan_reproduces_the_plain_estimator(batch):
     assert out.block_losses[-1] == pytest.approx(loss)
 
 
-def test_link_changes_the_update(batch):
-    X, y = batch
-    model = deep()
-    g = [Evaluator(model, Plan(blocks_of(model), link=m), 4).evaluate(
-        Evaluator(model, Plan(blocks_of(model)), 4).init(0), X, y, seed=0, step=0).grad
-        for m in (0, 1)]
-    seg = model.layout["0.core0"]
-    last = model.layout["4.weight"]
-    assert not np.allclose(g[0][seg.offset:seg.offset + seg.size],
-                           g[1][seg.offset:seg.offset + seg.size])
-    # the last block has nothing to link to
-    np.testing.assert_array_equal(g[0][last.offset:last.offset + last.size],
-                                  g[1][last.offset:last.offset + last.size])
+def reference_local_loss(ev, q, X, y, k, link=0, lam=1.0, means=None, proto=0.0):
+    """Block k's local loss in float64, layer by layer: its head's cross-entropy, lam times
+    the next ``link`` heads' on the output run on through their blocks, and the prototype
+    term ``proto/2 * mean_b |h_b/|h_b| - means[y_b]|^2``."""
+    blocks = ev.blocks
+    h = np.asarray(X, np.float64)
+    for j in range(k + 1):
+        h = reference.forward(blocks.bodies[j], blocks.body_params(q, j), h)
+
+    def head(j, h):
+        return reference.xent(reference.forward(blocks.heads[j][0], blocks.head_params(q, j), h), y)
+
+    total = head(k, h)
+    if means is not None:
+        r = h / np.linalg.norm(h, axis=1, keepdims=True) - means[y]
+        total += 0.5 * proto * np.mean(np.sum(r * r, axis=1))
+    for j in range(k + 1, min(k + link, len(blocks) - 1) + 1):
+        h = reference.forward(blocks.bodies[j], blocks.body_params(q, j), h)
+        total += lam * head(j, h)
+    return total
 
 
-def test_prototypes_add_a_term(batch):
+def assert_matches_finite_differences(ev, grad, q, names, loss, rel, entries=5):
+    q = q.astype(np.float64)
+    for name in names:
+        seg = ev.layout[name]
+        for j in range(0, seg.size, max(1, seg.size // entries)):
+            e = np.zeros_like(q)
+            e[seg.offset + j] = 1e-6
+            num = (loss(q + e) - loss(q - e)) / 2e-6
+            assert grad[seg.offset + j] == pytest.approx(num, rel=rel, abs=1e-5), (name, j)
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.3])
+def test_activity_link_gradient_matches_finite_differences(batch, lam):
+    """m = 1: block k's update is the gradient of L_k + lam * L_{k+1}; the last block has
+    nothing to link to, so its update is its greedy one."""
     X, y = batch
     model = deep()
-    ev0 = Evaluator(model, Plan(blocks_of(model)), 4)
-    ev1 = Evaluator(model, Plan(blocks_of(model), proto=1.0), 4)
-    p = ev0.init(0)
-    g0 = ev0.evaluate(p, X, y, seed=0, step=0).grad
-    g1 = ev1.evaluate(p, X, y, seed=0, step=0).grad
-    assert not np.allclose(g0, g1)
-    assert len(ev1.state()["prototypes"]) == 3
+    ev = Evaluator(model, Plan(blocks_of(model), link=1, lam=lam, mu=1e-4), 4)
+    p = ev.init(3)
+    out = ev.evaluate(p, X, y, seed=0, step=0)
+    for k, names in enumerate([("0.core0", "0.core1", "0.bias"), ("2.core0", "2.bias"),
+                               ("4.weight", "4.bias")]):
+        assert_matches_finite_differences(
+            ev, out.grad, p, names, lambda q: reference_local_loss(ev, q, X, y, k, 1, lam),
+            rel=1e-3)
+
+
+def test_prototypes_update_towards_the_next_blocks_class_means(batch):
+    X, y = batch
+    model = deep()
+    ev = Evaluator(model, Plan(blocks_of(model), proto=1.0, proto_momentum=0.75), 4)
+    p = ev.init(0)
+    ev.evaluate(p, X, y, seed=0, step=0)
+    h = [np.asarray(X, np.float64)]
+    for j in range(3):
+        h.append(reference.forward(ev.blocks.bodies[j], ev.blocks.body_params(p, j), h[-1]))
+    for k in range(3):
+        src = h[min(k + 2, 3)]
+        n = src / np.linalg.norm(src, axis=1, keepdims=True)
+        for c in range(4):
+            expected = 0.25 * n[y == c].mean(0) if (y == c).any() else np.zeros(12)
+            np.testing.assert_allclose(ev.prototypes.means[k][c], expected, atol=1e-6)
+    assert len(ev.state()["prototypes"]) == 3
+
+
+@pytest.mark.parametrize("mode", ["activity", "weight"])
+def test_prototype_term_matches_finite_differences(batch, mode):
+    """The update of every block with prototype targets is the gradient of its head loss
+    plus the prototype term (weight mode: a full coordinate-wise estimate, float32).  Tanh:
+    the term has no gradient where a ReLU block outputs a zero row."""
+    X, y = batch
+    model = deep(act=Tanh)
+    est = estimators.get("cge", estimators.Options(mu=1e-3, fraction=1.0))
+    plan = Plan(blocks_of(model), mode=mode, estimator=est, proto=0.7, mu=1e-4)
+    ev = Evaluator(model, plan, 4)
+    p = ev.init(5)
+    ev.evaluate(p, X, y, seed=0, step=0)  # the prototypes now hold class means
+    out = ev.evaluate(p, X, y, seed=0, step=1)  # and move once more before the update
+    means = ev.prototypes.means
+    for k, names in enumerate([("0.core0", "0.bias"), ("2.core1",), ("4.weight", "4.bias")]):
+        assert_matches_finite_differences(
+            ev, out.grad, p, names,
+            lambda q: reference_local_loss(ev, q, X, y, k, means=means[k], proto=0.7),
+            rel=1e-3 if mode == "activity" else 3e-3)
+
+
+@pytest.mark.parametrize("act", [Tanh(), GELU()])
+def test_prototype_activity_gradient_matches_finite_differences(act, rng):
+    from zotrain.zo.prototypes import Prototypes
+
+    B, F = 7, 5
+    Z = rng.standard_normal((B, F))
+    labels = rng.integers(0, 3, B)
+    proto = Prototypes(0.8, 0.9, 3)
+    proto.means = [rng.standard_normal((3, F))]
+
+    def term(Z):
+        h = act.reference(Z)
+        r = h / np.linalg.norm(h, axis=1, keepdims=True) - proto.means[0][labels]
+        return 0.4 * np.mean(np.sum(r * r, axis=1))
+
+    h = act.reference(Z)
+    g = proto.activity_grad(0, Z.astype(np.float32), act.scalar, h, labels, 1e-3)
+    num = np.zeros_like(Z)
+    for idx in np.ndindex(Z.shape):
+        e = np.zeros_like(Z)
+        e[idx] = 1e-6
+        num[idx] = (term(Z + e) - term(Z - e)) / 2e-6
+    np.testing.assert_allclose(g, num, rtol=1e-3, atol=1e-5)
 
 
 def test_bad_plans():
@@ -197,8 +283,8 @@ def test_forward_equivalents_weigh_each_query_by_the_flops_it_runs(rng):
     ev = Evaluator(model, Plan(blocks_of(model), mode="weight", estimator=rge(2, 1e-2)), 3)
     out = ev.evaluate(ev.init(0), X, y, seed=0, step=0)
     counts = out.counts["per_block"]
-    heads = [h.flops() for h, _ in ev.heads]
-    clean = sum(b.flops() for b in ev.bodies) + sum(heads)
+    heads = [h.flops() for h, _ in ev.blocks.heads]
+    clean = sum(b.flops() for b in ev.blocks.bodies) + sum(heads)
     body = sum(c["head_forwards"] * h for c, h in zip(counts, heads))
     assert out.forward_equivalents * full > clean + body  # plus the block queries
     assert out.forward_equivalents < out.forward_passes  # each query is a fraction of a pass

@@ -5,7 +5,7 @@ import pytest
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
+from zotrain.kernels.tt import contraction_work, tt_contract_many, tt_to_dense_many
 from zotrain.nn.tt import random_tt_matrix
 from tests import reference
 from tests.test_tt import random_shape
@@ -32,15 +32,6 @@ def random_cores(rng, Q):
     return sets, int(np.prod(in_modes)), int(np.prod(out_modes))
 
 
-def contraction_work(meta, F):
-    work, left, rest = F, 1, F
-    for _, r0, i, o, r1 in meta:
-        rest //= i
-        left *= o
-        work = max(work, left * r1 * rest)
-    return work
-
-
 @pytest.mark.parametrize("case", range(10))
 def test_tt_to_dense_many(case):
     rng = np.random.default_rng(case)
@@ -60,12 +51,21 @@ def test_tt_contract_many(case, shared):
     P, meta = pack(sets)
     B = int(rng.integers(1, 40))
     H = rng.standard_normal((1 if shared else Q, B, n_in)).astype(np.float32)
-    for chunk in (1, 8, 16):
-        Y = tt_contract_many(H, P, meta, chunk, contraction_work(meta, n_in),
-                             np.empty((Q, B, n_out), np.float32))
+    for chunk in (None, 1, 3, 64):
+        Y = tt_contract_many(H, P, meta, np.empty((Q, B, n_out), np.float32), chunk)
         for q in range(Q):
             ref = H[0 if shared else q].astype(np.float64) @ reference.tt_dense(sets[q])
             assert rel_err(Y[q], ref) < 1e-5
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_contraction_work_is_the_largest_intermediate(case):
+    rng = np.random.default_rng(80 + case)
+    sets, n_in, _ = random_cores(rng, 1)
+    H = rng.standard_normal((2, n_in))
+    Y, largest = reference.tt_contract_steps(H, sets[0])
+    np.testing.assert_allclose(Y, H @ reference.tt_dense(sets[0]), rtol=1e-10, atol=1e-10)
+    assert contraction_work(pack(sets)[1]) == largest
 
 
 @pytest.mark.parametrize("act,fn", [(elementwise.RELU, lambda x: np.maximum(x, 0)),

@@ -4,17 +4,22 @@ import numpy as np
 import pytest
 
 from zotrain.kernels import random as R
+from tests import reference
 
 DISTS = [R.GAUSSIAN, R.RADEMACHER, R.SPHERE]
 
 
+NAMES = {R.GAUSSIAN: "gaussian", R.RADEMACHER: "rademacher", R.SPHERE: "sphere"}
+
+
 def reference_direction(seed, step, query, n, dist):
-    """Entry by entry from the scalar hash functions, in Python."""
-    key = np.uint64(R.direction_key(seed, step, query))
-    u = np.array([R._entry(key, j, dist) for j in range(n)])
-    if dist == R.SPHERE:
-        u *= np.sqrt(n / np.sum(u * u))
-    return u
+    return reference.direction(seed, step, int(query), n, NAMES[dist])
+
+
+def test_the_reference_hash_is_splitmix64():
+    """Published SplitMix64 outputs from state 0 (the first three)."""
+    outputs = [reference.splitmix64(k * 0x9E3779B97F4A7C15 % 2 ** 64) for k in range(3)]
+    assert outputs == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4, 0x06C45D188009454F]
 
 
 @pytest.mark.parametrize("dist", DISTS)

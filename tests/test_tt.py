@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -93,7 +94,19 @@ def test_factor_modes(n, d):
 
 def test_factor_modes_balanced():
     assert tt.factor_modes(1024, 2) == (32, 32)
-    assert tt.factor_modes(784, 4) == (4, 7, 7, 4) or sorted(tt.factor_modes(784, 4)) == [4, 4, 7, 7]
+    assert tt.factor_modes(784, 4) == (4, 4, 7, 7)
+    assert tt.factor_modes(72, 2) == (8, 9)  # not (6, 12), which greedy prime packing gives
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_factor_modes_is_the_most_even_split(d):
+    """Against every ordered split into divisors: the largest mode is as small as it can be,
+    then the next largest, and so on."""
+    for n in list(range(1, 200)) + [360, 720, 784, 1000, 1024]:
+        divisors = [a for a in range(1, n + 1) if n % a == 0]
+        splits = [m for m in itertools.product(divisors, repeat=d) if math.prod(m) == n]
+        best = min(tuple(sorted(m, reverse=True)) for m in splits)
+        assert tt.factor_modes(n, d) == best[::-1], n
 
 
 def test_balanced_modes_default():

@@ -15,7 +15,6 @@ import numpy as np
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
-from zotrain.kernels.config import WORK_ITEM_FLOATS
 from zotrain.nn.tt import TTMatrixShape, balanced_modes, factor_modes, random_tt_matrix
 
 #: BLAS reaches about this many times the FLOP rate of the contraction
@@ -176,15 +175,6 @@ class TTLinear:
             return self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
         return self.contraction_flops(batch)
 
-    def _work(self):
-        """Largest intermediate of the contraction, per batch row."""
-        work, left, rest = self.in_features, 1, self.in_features
-        for r0, i, o, r1 in self.shape.core_shapes:
-            rest //= i
-            left *= o
-            work = max(work, left * r1 * rest)
-        return work
-
     def forward_many(self, H, P, offsets, act=None, scratch=None):
         Q, B = P.shape[0], H.shape[1]
         meta = self.meta(offsets)
@@ -194,9 +184,7 @@ class TTLinear:
             tt_to_dense_many(P, meta, W)
             np.matmul(H, W.reshape(Q, self.in_features, self.out_features), out=Y)
         else:
-            work = self._work()
-            chunk = int(min(128, max(8, WORK_ITEM_FLOATS // work // 8 * 8)))
-            tt_contract_many(H, P, meta, chunk, work, Y)
+            tt_contract_many(H, P, meta, Y)
         return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
 
     def spec(self):

@@ -40,20 +40,29 @@ def _prime_factors(n):
 
 
 def factor_modes(n, d):
-    """Split ``n`` into ``d`` integer modes whose product is ``n``, as equal as possible.
-
-    Prime factors, largest first, go to the mode with the smallest product;
-    modes are returned in ascending order.  Modes of 1 pad a short factorisation
-    (a prime ``n`` gives ``(1, ..., 1, n)``).
-    """
+    """Split ``n`` into ``d`` integer modes whose product is ``n``, as equal as possible:
+    of all such splits, the one whose largest mode is smallest (then its second largest,
+    and so on).  Modes are returned in ascending order; modes of 1 pad a short
+    factorisation (a prime ``n`` gives ``(1, ..., 1, n)``)."""
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d (number of modes) must be a positive integer, got {d!r}")
-    modes = [1] * d
-    for p in sorted(_prime_factors(int(n)), reverse=True):
-        modes[int(np.argmin(modes))] *= p
-    return tuple(sorted(modes))
+    return min(_ascending_splits(int(n), int(d), 1), key=lambda m: m[::-1])
+
+
+def _ascending_splits(n, d, smallest):
+    """Every ``(m_1 <= ... <= m_d)`` with product ``n`` and ``m_1 >= smallest``."""
+    if d == 1:
+        if n >= smallest:
+            yield (n,)
+        return
+    a = smallest
+    while a ** d <= n:
+        if n % a == 0:
+            for rest in _ascending_splits(n // a, d - 1, a):
+                yield (a,) + rest
+        a += 1
 
 
 def balanced_modes(in_features, out_features, max_modes=4):
