@@ -10,5 +10,11 @@
 * ``loss``: the mean squared residual of Q parameter sets in one batched
   forward, the exact head Jacobian and solve, and the smoothed predictor.
 
-The training loop behind ``zotrain pinn`` is ``zotrain.pinn.train``.
+The training loop behind ``zotrain pinn`` is ``zotrain.pinn.train``: ``train_pinn(problem,
+config, out_dir)`` trains any ``Problem``; ``load_run(problem, run_dir)`` reloads a run.
 """
+
+from .problems import Problem, ProblemError
+from .train import PinnConfig, load_run, train_pinn
+
+__all__ = ["Problem", "ProblemError", "PinnConfig", "train_pinn", "load_run"]

@@ -5,6 +5,7 @@ For ``u(x) = E[f(x + sigma z)]``, ``z ~ N(0, I)``, the symmetric (antithetic) fo
     u(x)         = E[(f(x + sigma z) + f(x - sigma z)) / 2]
     grad u(x)    = E[z (f(x + sigma z) - f(x - sigma z))] / (2 sigma)
     d2u/dx_i2(x) = E[(z_i^2 - 1)(f(x + sigma z) + f(x - sigma z) - 2 f(x))] / (2 sigma^2)
+    d2u/dx_i dx_j(x) = E[z_i z_j (f(x + sigma z) + f(x - sigma z) - 2 f(x))] / (2 sigma^2)
 
 are evaluated with a ``SteinRule``: nodes ``z_k`` whose pairs ``x +- sigma z_k``
 are both evaluated, their weights, and the weight of ``f(x)`` itself in ``u``.
@@ -14,8 +15,11 @@ becomes the centre weight: every distinct point is evaluated once (925 per
 collocation point in 21-D at level 3, not 1,851).  Monte Carlo draws ``K``
 samples and evaluates ``2K + 1`` points.  A time coordinate is one more input:
 ``u_t`` is its entry of the gradient, and the Laplacian sums the other
-coordinates.  The Stein forms are linear in the values, so they also apply to
-features (``from_values`` over columns).
+coordinates.  With ``hessian="diagonal"`` the fields also hold every
+``d2u/dx_i2`` (``(B, d)``), with ``hessian="full"`` the whole Hessian
+(``(B, d, d)``); both are exact for quadratics with a rule exact to degree 4.
+The Stein forms are linear in the values, so they also apply to features
+(``from_values`` over columns).
 """
 
 from typing import NamedTuple
@@ -25,6 +29,7 @@ import numpy as np
 from .sparse_grid import smolyak_gauss_hermite, symmetric_degree5
 
 METHODS = ("sparse-grid", "degree5", "stein-mc")
+HESSIANS = (None, "diagonal", "full")
 
 
 class SteinRule(NamedTuple):
@@ -43,6 +48,7 @@ class Smoothed(NamedTuple):
     grad: np.ndarray  # (B, d)
     lap: np.ndarray  # (B,) over the space coordinates
     u_t: np.ndarray  # (B,) or None without a time coordinate
+    hess: np.ndarray = None  # (B, d) diagonal or (B, d, d) full, when asked for
 
 
 def symmetric_pairs(nodes, weights):
@@ -82,37 +88,55 @@ def shifted_inputs(x, sigma, stein):
     return np.concatenate([x[:, None], x[:, None] + s[None], x[:, None] - s[None]], axis=1)
 
 
-def stein_operator(sigma, stein, time_index=None, scale=None):
-    """The Stein forms as one matrix ``(d + 2, 2K + 1)``: rows u, grad (d), Laplacian.
+def stein_operator(sigma, stein, time_index=None, scale=None, hessian=None):
+    """The Stein forms as one matrix ``(rows, 2K + 1)``: rows u, grad (d), Laplacian, then
+    the Hessian's diagonal (d rows) or all its entries (d * d, row-major) when asked.
 
     ``values @ op.T`` gives them for values on ``shifted_inputs``.  ``scale``
     (per coordinate, default 1) is the width of the box the nodes live in, so
     derivatives are taken in ``x = scale * y`` when the points are in ``y``."""
+    if hessian not in HESSIANS:
+        raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
     z, w = np.asarray(stein.nodes, np.float64), np.asarray(stein.weights, np.float64)
     d = z.shape[1]
     s = np.ones(d) if scale is None else np.asarray(scale, np.float64)
     space = np.array([i != time_index for i in range(d)])
     gk = (w[:, None] * z / (2 * sigma * s)).T  # (d, K)
-    lk = w * ((z * z - 1) / s ** 2)[:, space].sum(axis=1) / (2 * sigma ** 2)  # (K,)
-    op = np.zeros((d + 2, 2 * len(w) + 1))
+    second = [w * ((z * z - 1) / s ** 2)[:, space].sum(axis=1)]  # the Laplacian
+    if hessian == "diagonal":
+        second += list((w[:, None] * (z * z - 1) / s ** 2).T)
+    elif hessian == "full":
+        y = z / s  # the nodes in x's units
+        second += list((w[:, None, None] * (y[:, :, None] * y[:, None, :] - np.diag(1 / s ** 2)))
+                       .reshape(len(w), d * d).T)
+    second = np.array(second) / (2 * sigma ** 2)  # (rows, K)
+    op = np.zeros((d + 1 + len(second), 2 * len(w) + 1))
     op[0] = np.concatenate([[stein.center], w / 2, w / 2])
     op[1:d + 1] = np.concatenate([np.zeros((d, 1)), gk, -gk], axis=1)
-    op[d + 1] = np.concatenate([[-2 * lk.sum()], lk, lk])
+    op[d + 1:] = np.concatenate([-2 * second.sum(axis=1, keepdims=True), second, second], axis=1)
     return op
 
 
-def split_fields(fields, time_index=None):
-    """``Smoothed`` from the rows of ``stein_operator`` applied to values ``(B, d + 2)``."""
-    d = fields.shape[1] - 2
+def split_fields(fields, time_index=None, hessian=None):
+    """``Smoothed`` from the rows of ``stein_operator`` applied to values
+    ``(B, rows)``."""
+    n = fields.shape[1]
+    d = {None: n - 2, "diagonal": (n - 2) // 2,
+         "full": int(round(np.sqrt(n - 1))) - 1}[hessian]  # d^2 + d + 2 = n
     grad = fields[:, 1:d + 1]
+    hess = None
+    if hessian == "diagonal":
+        hess = fields[:, d + 2:]
+    elif hessian == "full":
+        hess = fields[:, d + 2:].reshape(-1, d, d)
     return Smoothed(fields[:, 0], grad, fields[:, d + 1],
-                    grad[:, time_index] if time_index is not None else None)
+                    grad[:, time_index] if time_index is not None else None, hess)
 
 
-def from_values(values, sigma, stein, time_index=None, scale=None):
+def from_values(values, sigma, stein, time_index=None, scale=None, hessian=None):
     """The Stein forms from ``f`` on ``shifted_inputs`` (values ``(B, 2K + 1)``)."""
-    op = stein_operator(sigma, stein, time_index, scale)
-    return split_fields(np.asarray(values, np.float64) @ op.T, time_index)
+    op = stein_operator(sigma, stein, time_index, scale, hessian)
+    return split_fields(np.asarray(values, np.float64) @ op.T, time_index, hessian)
 
 
 def check_points(x, dim):
@@ -127,12 +151,13 @@ def check_sigma(sigma):
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
 
 
-def smoothed_derivatives(f, x, sigma, stein, time_index=None, scale=None):
-    """u, grad u, Laplacian u and u_t of the smoothed ``f`` at the points ``x`` ``(B, d)``.
+def smoothed_derivatives(f, x, sigma, stein, time_index=None, scale=None, hessian=None):
+    """u, grad u, Laplacian u, u_t (and the Hessian's diagonal or all of it) of the
+    smoothed ``f`` at the points ``x`` ``(B, d)``.
 
     ``f`` maps ``(N, d)`` to ``(N,)`` and is called once on all ``B (2K + 1)`` inputs."""
     x = check_points(x, np.shape(stein.nodes)[1])
     check_sigma(sigma)
     pts = shifted_inputs(x, sigma, stein)
     values = np.asarray(f(pts.reshape(-1, x.shape[1])), np.float64).reshape(pts.shape[:2])
-    return from_values(values, sigma, stein, time_index, scale)
+    return from_values(values, sigma, stein, time_index, scale, hessian)

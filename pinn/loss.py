@@ -39,6 +39,7 @@ class PinnLoss:
         if model.in_features != problem.dim or model.out_features != 1:
             raise ValueError(f"the model maps {model.in_features} -> {model.out_features}; "
                              f"{problem.name} needs {problem.dim} -> 1")
+        problem.check()
         sigma = problem.sigma if sigma is None else sigma
         check_sigma(sigma)
         self.model, self.problem, self.sigma = model, problem, sigma
@@ -47,7 +48,8 @@ class PinnLoss:
         self.stein = rule(problem.dim, self.method, level=level, samples=samples, seed=seed)
         self.lower = np.asarray(problem.lower, np.float64)
         self.width = np.asarray(problem.upper, np.float64) - self.lower
-        self.op = stein_operator(sigma, self.stein, problem.time_index, self.width)
+        self.op = stein_operator(sigma, self.stein, problem.time_index, self.width,
+                                 problem.hessian)
         self.point_forwards = 0  # collocation points times parameter sets evaluated
 
     @property
@@ -70,9 +72,9 @@ class PinnLoss:
         return a, t(xs, np.ones(len(xs))) - a
 
     def _residual(self, x, fields):
-        """The residual ``(B,)`` from the rows of ``stein_operator`` ``(B, d + 2)``."""
-        f = split_fields(fields, self.problem.time_index)
-        return self.problem.residual(x, f.u, f.grad, f.lap, f.u_t)
+        """The residual ``(B,)`` from the rows of ``stein_operator`` ``(B, rows)``."""
+        p = self.problem
+        return p.residual_of(x, split_fields(fields, p.time_index, p.hessian))
 
     def values(self, P, x):
         """The constrained network at every shifted input: ``(Q, B, M)`` float64."""
@@ -90,7 +92,8 @@ class PinnLoss:
     def derivatives(self, P, x):
         """Smoothed u, grad, Laplacian, u_t for each of the Q sets: fields ``(Q * B, ...)``."""
         v = self.values(P, x)
-        return split_fields(v.reshape(-1, v.shape[2]) @ self.op.T, self.problem.time_index)
+        return split_fields(v.reshape(-1, v.shape[2]) @ self.op.T, self.problem.time_index,
+                            self.problem.hessian)
 
     def __call__(self, P, x, xb=None):
         """Mean squared residual ``(Q,)`` of each parameter set at ``x``, plus the mean
@@ -136,12 +139,12 @@ class PinnLoss:
         else:
             fields = values @ self.op.T
             r = self._residual(x, fields)
-            # the residual's partials in its fields by complex step (exact when it is analytic)
-            dr = np.empty_like(fields)
-            for k in range(fields.shape[1]):
-                step = np.zeros(fields.shape[1], complex)
-                step[k] = 1e-30j
-                dr[:, k] = self._residual(x, fields + step).imag / 1e-30
+            # the residual's partials in its fields by complex step (exact when it is analytic),
+            # every field's step in one call of the residual
+            n = fields.shape[1]
+            stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
+            dr = self._residual(np.tile(x, (n, 1)), stepped.reshape(n * B, n)).imag.reshape(n, B).T \
+                / 1e-30
             alpha = (dr @ self.op) * c.reshape(B, M)  # d r_b / d (network output at node m)
         return r, np.matmul(alpha[:, None, :], F.reshape(B, M, -1))[:, 0]
 

@@ -2,7 +2,9 @@
 
 A residual takes ``(x, u, grad, lap, u_t)`` (arrays over B collocation points;
 ``grad`` over every input coordinate, ``lap`` over the space coordinates) and
-returns ``(B,)``; zero where the PDE holds.  ``transform(x, nn)`` is an
+returns ``(B,)``; zero where the PDE holds.  A problem with ``hessian =
+"diagonal"`` (``"full"``) also gets ``hess``, every ``u_{x_i x_i}`` ``(B, d)``
+(the whole Hessian ``(B, d, d)``), from the same Stein forms.  ``transform(x, nn)`` is an
 optional hard constraint mapping a network's output to a function that meets
 the boundary or terminal condition exactly; it must be affine in ``nn`` (the
 exact head solve relies on it), and residuals must be analytic expressions
@@ -16,14 +18,26 @@ squared boundary error of the smoothed network.
 ``zotrain export`` writes into the smoothed predictor.
 ``sigma`` is the default smoothing scale, in units of the box's widths,
 ``method`` the default derivative rule, and ``omega`` the frequency scale of
-the default model's first (Sin) layer.
+the default model's first (Sin) layer.  ``exact`` is optional: without it a
+run reports the residual (and boundary) losses instead of the error.
+``whole_space`` marks a PDE posed in all of R^d, sampled in the box.
+
+A ``Problem`` checks its fields when built and its functions (``check``)
+before training: a ``ProblemError`` names the problem and what is wrong.
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
+
+from zotrain.base import ZotrainError
+
+
+class ProblemError(ZotrainError):
+    """A ``Problem`` that cannot be trained as declared; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +48,109 @@ class Problem:
     lower: tuple  # box domain, per input
     upper: tuple
     residual: Callable
-    exact: Callable
+    exact: Optional[Callable] = None  # without it, runs report residual and boundary losses
     transform: Optional[Callable] = None
     sigma: float = 0.05
     method: str = "degree5"
     omega: float = 1.0  # frequency scale of the default model's first layer
     boundary: Optional[Callable] = None  # u on the space boundary, when not hard-constrained
     transform_onnx: Optional[Callable] = None  # (g, xs) -> ONNX nodes (a, c) of the transform
+    whole_space: bool = False  # the PDE holds in all of R^d; the box is where it is sampled
+    hessian: Optional[str] = None  # "diagonal" or "full": the residual gets a 6th argument
+
+    def __post_init__(self):
+        def fail(what):
+            raise ProblemError(f"problem {self.name!r}: {what}")
+
+        if not isinstance(self.name, str) or not self.name:
+            raise ProblemError(f"a problem needs a non-empty name, got {self.name!r}")
+        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
+            fail(f"dim must be an integer >= 1, got {self.dim!r}")
+        if self.time_index is not None and self.time_index not in range(self.dim):
+            fail(f"time_index must be None or in 0..{self.dim - 1}, got {self.time_index!r}")
+        lo, hi = np.asarray(self.lower, float), np.asarray(self.upper, float)
+        if lo.shape != (self.dim,) or hi.shape != (self.dim,):
+            fail(f"lower and upper must hold dim = {self.dim} numbers each, got "
+                 f"{len(np.atleast_1d(lo))} and {len(np.atleast_1d(hi))}")
+        bad = np.flatnonzero(~(lo < hi))
+        if bad.size:
+            i = int(bad[0])
+            fail(f"the domain is empty along input {i}: lower {lo[i]} >= upper {hi[i]}")
+        for field in ("residual", "exact", "transform", "boundary", "transform_onnx"):
+            f = getattr(self, field)
+            if (f is not None or field == "residual") and not callable(f):
+                fail(f"{field} must be callable, got {type(f).__name__}")
+        if not self.sigma > 0:
+            fail(f"sigma must be > 0, got {self.sigma!r}")
+        if self.hessian not in (None, "diagonal", "full"):
+            fail(f"hessian must be None, 'diagonal' or 'full', got {self.hessian!r}")
+
+    def residual_of(self, x, f):
+        """The residual at ``x`` of the smoothed fields ``f`` (``derivatives.Smoothed``)."""
+        if self.hessian is None:
+            return self.residual(x, f.u, f.grad, f.lap, f.u_t)
+        return self.residual(x, f.u, f.grad, f.lap, f.u_t, f.hess)
+
+    def check(self, n=8, seed=0):
+        """Call the problem's functions on ``n`` points and raise a ``ProblemError`` naming
+        what returned the wrong shape or a transform that is not affine in ``nn``; warn
+        when a diffusive PDE has neither a hard constraint nor boundary data."""
+        def fail(what):
+            raise ProblemError(f"problem {self.name!r}: {what}")
+
+        x = self.sample(n, seed)
+        rng = np.random.default_rng([seed, 3])
+        d = self.dim
+        u, grad, lap, u_t = (rng.standard_normal(s) for s in ((n,), (n, d), (n,), (n,)))
+        hess = {None: None, "diagonal": rng.standard_normal((n, d)),
+                "full": rng.standard_normal((n, d, d))}[self.hessian]
+        extra = () if self.hessian is None else (hess,)
+
+        def returns(field, *args):
+            out = np.asarray(getattr(self, field)(*args))
+            if out.shape != (n,):
+                fail(f"{field} must return one value per point, shape ({n},) for {n} points; "
+                     f"got {out.shape}")
+            if not np.all(np.isfinite(out)):
+                fail(f"{field} returned non-finite values at points of the domain")
+            return out
+
+        r = returns("residual", x, u, grad, lap, u_t, *extra)
+        if self.exact is not None:
+            returns("exact", x)
+        if self.boundary is not None:
+            returns("boundary", self.sample_boundary(n, seed))
+        if self.transform is not None:
+            t0, t1, t3 = (returns("transform", x, np.full(n, v)) for v in (0.0, 1.0, 3.0))
+            nn = rng.standard_normal(n)
+            tn = returns("transform", x, nn)
+            scale = 1.0 + np.abs(t0).max() + np.abs(t1).max()
+            if max(np.abs(t3 - (t0 + 3.0 * (t1 - t0))).max(),
+                   np.abs(tn - (t0 + nn * (t1 - t0))).max()) > 1e-8 * scale:
+                fail("transform(x, nn) must be affine in nn (a(x) + c(x) * nn): the exact head "
+                     "solve and the export rely on it")
+        diffusive = np.abs(returns("residual", x, u, grad, lap + 1.0, u_t, *extra) - r).max() > 0
+        if self.hessian == "diagonal":
+            diffusive |= np.abs(returns("residual", x, u, grad, lap, u_t, hess + 1.0) - r).max() > 0
+        elif self.hessian == "full":
+            eye = np.eye(d)[None]
+            diffusive |= np.abs(returns("residual", x, u, grad, lap, u_t, hess + eye) - r).max() > 0
+        if diffusive and not self.whole_space and self.boundary is None and \
+                not self._constrains_space_boundary(n, seed):
+            warnings.warn(f"problem {self.name!r}: the residual has a Laplacian term, but "
+                          "u is given on the space boundary neither by a hard constraint "
+                          "(transform with c(x) = 0 there) nor by boundary data: on a bounded "
+                          "domain the PDE is not well posed; give boundary= or such a "
+                          "transform (or whole_space=True if the box only samples R^d)",
+                          UserWarning, stacklevel=2)
+
+    def _constrains_space_boundary(self, n, seed):
+        """Whether the transform fixes u on the space boundary (c(x) = 0 there)."""
+        if self.transform is None:
+            return False
+        xb = self.sample_boundary(n, seed)
+        c = np.asarray(self.transform(xb, np.ones(n))) - np.asarray(self.transform(xb, np.zeros(n)))
+        return bool(np.abs(c).max() <= 1e-12)
 
     def sample(self, n, seed):
         """``n`` uniform points of the domain (seeded)."""
@@ -121,7 +231,7 @@ def _hjb20d():
     return Problem("hjb20d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1), residual,
                    exact=lambda x: x[:, :d].sum(1) + 1.0 - x[:, d],
                    transform=lambda x, nn: x[:, :d].sum(1) + (1.0 - x[:, d]) * nn, sigma=0.1,
-                   transform_onnx=_hjb20d_onnx)
+                   transform_onnx=_hjb20d_onnx, whole_space=True)
 
 
 _BS = dict(K=100.0, r=0.05, sigma=0.2, T=1.0)

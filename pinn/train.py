@@ -26,6 +26,7 @@ last good state, and ``resume`` continues bit-identically.
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -127,6 +128,28 @@ def rel_l2(loss, params, n, seed):
     return float(np.linalg.norm(loss.predict(params, x) - exact) / np.linalg.norm(exact))
 
 
+def residual_losses(loss, params, n, seed):
+    """Without an exact solution: the mean squared residual of the smoothed predictor on
+    ``n`` uniform points (and its mean squared boundary error on a quarter as many)."""
+    problem, params = loss.problem, np.asarray(params, np.float32)
+    x = problem.sample(n, seed)
+    step = max(1, (1 << 17) // loss.evaluations)
+    total = sum(len(x[i:i + step]) * loss(params[None], x[i:i + step])[0]
+                for i in range(0, n, step))
+    out = {"residual_loss": float(total / n)}
+    if problem.boundary is not None:
+        xb = problem.sample_boundary(max(1, n // 4), seed)
+        out["boundary_loss"] = float(np.mean((loss.predict(params, xb) - problem.boundary(xb)) ** 2))
+    return out
+
+
+def evaluate(loss, params, n, seed):
+    """``rel_l2`` when the problem has an exact solution, else ``residual_losses``."""
+    if loss.problem.exact is not None:
+        return {"rel_l2": rel_l2(loss, params, n, seed)}
+    return residual_losses(loss, params, n, seed)
+
+
 class PinnTask:
     """Collocation points per iteration, RGE steps on the body, exact head solves as the
     engine's ``on_start``/``after_step`` hooks, the error (or the losses) per evaluation."""
@@ -187,7 +210,7 @@ class PinnTask:
         return params, NO_COST
 
     def evaluate(self, params, n=None, seed=1):
-        return {"rel_l2": rel_l2(self.loss, params, n or self.c.eval_points, seed)}
+        return evaluate(self.loss, params, n or self.c.eval_points, seed)
 
     def observe(self, epoch, record):
         pass
@@ -216,17 +239,51 @@ class PinnTask:
         lo, hi = np.asarray(self.problem.lower), np.asarray(self.problem.upper)
         x = lo + s * (hi - lo)  # the diagonal of the domain
 
+        key = "rel_l2" if self.problem.exact is not None else "residual_loss"
+
         def draw(axes):
             a, b = axes
-            a.plot(s[:, 0], self.problem.exact(x), label="exact")
+            if self.problem.exact is not None:
+                a.plot(s[:, 0], self.problem.exact(x), label="exact")
             a.plot(s[:, 0], self.loss.predict(params, x), "--", label="smoothed network")
             a.set_xlabel("position along the domain's diagonal")
             a.legend()
-            b.semilogy([r["step"] for r in records], [r["rel_l2"] for r in records], marker="o")
+            b.semilogy([r["step"] for r in records], [r[key] for r in records], marker="o")
             b.set_xlabel("iteration")
-            b.set_ylabel("relative L2 error")
+            b.set_ylabel("relative L2 error" if key == "rel_l2" else "mean squared residual")
 
         save_figure(path, draw)
+
+
+def run_problem_name(run_dir):
+    """The problem a run directory was trained on (None for a classification run)."""
+    import json
+
+    path = Path(run_dir) / "model.npz"
+    if not path.is_file():
+        raise ZotrainError(f"no model file at {path} (train first)")
+    with np.load(path) as z:
+        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    return config.get("problem")
+
+
+def load_run(problem, run_dir):
+    """``(loss, params)`` of a run of ``problem`` saved in ``run_dir`` (its ``model.npz``):
+    the smoothed predictor is ``loss.predict(params, x)``."""
+    import json
+
+    from zotrain.export.onnx import load_run_model
+
+    name = run_problem_name(run_dir)
+    if name != problem.name:
+        raise ZotrainError(f"{run_dir} holds a run of problem {name!r}, not {problem.name!r}")
+    model, params = load_run_model(Path(run_dir) / "model.npz")
+    with np.load(Path(run_dir) / "model.npz") as z:
+        config = json.loads(str(z["config"]))
+    known = {f.name for f in dataclasses.fields(PinnConfig)}
+    c = PinnConfig(**{k: v for k, v in config.items() if k in known})
+    c.backend = "numba"
+    return build(c, problem)[1], params
 
 
 def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=True,

@@ -29,6 +29,39 @@ def test_exact_on_quadratics_with_the_sparse_grid(d, method, rng):
     np.testing.assert_allclose(out.u_t, (x @ H + b)[:, d - 1], atol=1e-8)
 
 
+@pytest.mark.parametrize("method", ["sparse-grid", "degree5"])
+@pytest.mark.parametrize("d", [2, 5, 21])
+def test_hessian_forms_exact_on_quadratics(d, method, rng):
+    """The Hessian's diagonal and its mixed entries, in the coordinates x = scale * y."""
+    f, H, b = quadratic(d, rng)
+    scale = rng.uniform(0.5, 2.0, d)
+    y = rng.standard_normal((3, d))
+    g = lambda Y: f(Y * scale)  # noqa: E731
+    stein = rule(d, method, level=3)
+    full = smoothed_derivatives(g, y, 0.3, stein, time_index=0, scale=scale, hessian="full")
+    diag = smoothed_derivatives(g, y, 0.3, stein, time_index=0, scale=scale, hessian="diagonal")
+    np.testing.assert_allclose(full.hess, np.broadcast_to(H, (3, d, d)), atol=1e-8)
+    np.testing.assert_allclose(diag.hess, np.broadcast_to(np.diag(H), (3, d)), atol=1e-8)
+    np.testing.assert_allclose(diag.lap, np.trace(H) - H[0, 0], atol=1e-8)
+    for a, c in zip(diag[:4], full[:4]):  # u, grad, Laplacian, u_t do not change
+        np.testing.assert_allclose(a, c, atol=1e-8)
+    assert smoothed_derivatives(g, y, 0.3, stein).hess is None
+    with pytest.raises(ValueError, match="hessian must be one of"):
+        smoothed_derivatives(g, y, 0.3, stein, hessian="mixed")
+
+
+def test_mixed_second_derivatives_of_a_product(rng):
+    """d2/dx0 dx1 of sin(x0) cos(x1): error O(sigma^2) on a fine sparse grid."""
+    f = lambda X: np.sin(X[:, 0]) * np.cos(X[:, 1])  # noqa: E731
+    x = rng.standard_normal((4, 2))
+    exact = -np.cos(x[:, 0]) * np.sin(x[:, 1])
+    errs = [np.abs(smoothed_derivatives(f, x, s, rule(2, level=6), hessian="full").hess[:, 0, 1]
+                   * np.exp(s ** 2) - exact).max() for s in (0.2, 0.1)]
+    assert errs[1] < 1e-6  # smoothing multiplies this product of waves by exp(-sigma^2)
+    assert smoothed_derivatives(f, x, 0.2, rule(2, level=6), hessian="full").hess[:, 0, 1] == \
+        pytest.approx(exact * np.exp(-0.04), rel=1e-6)
+
+
 def test_error_on_a_smooth_function_falls_as_sigma_squared(rng):
     d = 3
     a = np.array([0.7, -0.4, 0.5])
@@ -70,7 +103,8 @@ def test_symmetric_rules_evaluate_each_point_once(rng):
     x = rng.standard_normal((3, d))
     # the full rule, applied term by term, gives the same forms
     full = SteinRule(np.asarray(nodes), np.asarray(weights), 0.0)
-    for a, c in zip(smoothed_derivatives(f, x, 0.4, stein, 0), smoothed_derivatives(f, x, 0.4, full, 0)):
+    for a, c in zip(smoothed_derivatives(f, x, 0.4, stein, 0, hessian="full"),
+                    smoothed_derivatives(f, x, 0.4, full, 0, hessian="full")):
         np.testing.assert_allclose(a, c, atol=1e-9)
     with pytest.raises(ValueError, match="not symmetric"):
         symmetric_pairs(np.array([[1.0, 0.0]]), np.array([1.0]))

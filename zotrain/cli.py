@@ -173,7 +173,7 @@ def _cmd_export(args):
         model, params = load_run_model(run_dir / "model.npz")
         out = Path(args.out) if args.out else run_dir / (
             "model.trainable.onnx" if args.trainable else "model.onnx")
-        pinn = None if args.trainable else _pinn_loss_of_run(run_dir / "model.npz")
+        pinn = None if args.trainable else _pinn_loss_of_run(run_dir)
         if pinn is not None:
             from zotrain.export.pinn import to_onnx_pinn
 
@@ -189,24 +189,20 @@ def _cmd_export(args):
     return 0
 
 
-def _pinn_loss_of_run(path):
-    """The ``PinnLoss`` of a ``zotrain pinn`` run's ``model.npz``; None for other runs."""
-    import dataclasses
-    import json
-
-    import numpy as np
-
+def _pinn_loss_of_run(run_dir):
+    """The ``PinnLoss`` of a ``zotrain pinn`` run; None for other runs."""
+    from zotrain.export.onnx import ExportError
     from zotrain.pinn import problems
-    from zotrain.pinn.train import PinnConfig, build
+    from zotrain.pinn.train import load_run, run_problem_name
 
-    with np.load(path) as z:
-        config = json.loads(str(z["config"])) if "config" in z.files else {}
-    if "problem" not in config:
+    name = run_problem_name(run_dir)
+    if name is None:
         return None
-    known = {f.name for f in dataclasses.fields(PinnConfig)}
-    problem = problems.get(config["problem"])  # a name resolves to an object here, at the CLI
-    config = {k: v for k, v in config.items() if k in known}
-    return build(PinnConfig(**dict(config, backend="numba")), problem)[1]
+    if name not in problems.PROBLEMS:
+        raise ExportError(f"{run_dir} holds a run of problem {name!r}, which zotrain does not "
+                          "ship; export it from Python with the Problem object: "
+                          f"zotrain.export.pinn.export_pinn_run(problem, {str(run_dir)!r})")
+    return load_run(problems.get(name), run_dir)[0]  # a name resolves to an object here
 
 
 def _add_export(sub):

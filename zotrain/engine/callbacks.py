@@ -39,7 +39,7 @@ class ProgressBar:
 
     def on_epoch(self, engine, record):
         self.acc = next((record[k] for k in ("test_accuracy", "val_accuracy", "rel_l2",
-                                             "residual") if record.get(k) is not None), None)
+                                             "residual_loss") if record.get(k) is not None), None)
         if self.disable:
             return
         line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -20,6 +20,18 @@ import numpy as np
 from zotrain.export.onnx import ExportError, Graph, check_exportable, forward_nodes, write_model
 
 
+def export_pinn_run(problem, run_dir, path=None):
+    """Write the smoothed predictor of a run of ``problem`` (any ``zotrain.pinn.Problem``,
+    built in or the user's) saved in ``run_dir`` as ONNX; default ``run_dir/model.onnx``.
+    Returns the path."""
+    from pathlib import Path
+
+    from zotrain.pinn.train import load_run
+
+    loss, params = load_run(problem, run_dir)
+    return to_onnx_pinn(loss, params, Path(path) if path else Path(run_dir) / "model.onnx")
+
+
 def to_onnx_pinn(loss, params, path):
     """Write ``loss``'s smoothed predictor (``PinnLoss.predict``) as ONNX; returns the path."""
     from onnx import TensorProto, numpy_helper

@@ -1,0 +1,135 @@
+"""A user's own PDE through the public API only: train, resume in a new process, export;
+and the problem checks that name what is wrong."""
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from zotrain import cli
+from zotrain.export.pinn import export_pinn_run
+from zotrain.pinn import PinnConfig, Problem, ProblemError, load_run, train_pinn
+from tests.own_problem import poisson3d
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def small(**kw):
+    base = dict(width=64, iters=6, points=16, head_points=512, head_every=3, eval_every=3,
+                eval_points=300, test_points=1000)
+    return PinnConfig(**dict(base, **kw))
+
+
+def test_own_problem_trains_resumes_in_a_new_process_and_exports(tmp_path):
+    problem = poisson3d()
+    whole = train_pinn(problem, small(), tmp_path / "whole", progress=False)
+    untrained = [json.loads(line) for line in (tmp_path / "whole" / "log.jsonl").open()][0]
+    assert whole["rel_l2"] < 0.05 < untrained["rel_l2"]  # the head solve alone gets it
+    # a first process stops after its first evaluation (Ctrl-C), a second resumes
+    script = ("import sys; from tests.own_problem import poisson3d; "
+              "from tests.test_own_problem import small; from zotrain.pinn import train_pinn\n"
+              "class Stop:\n"
+              "    def on_epoch(self, engine, record):\n"
+              "        if record['step'] == 3: raise KeyboardInterrupt\n"
+              "    def __getattr__(self, name): return lambda *a, **k: None\n"
+              "train_pinn(poisson3d(), small(), sys.argv[1], resume=sys.argv[2] == '1', "
+              "progress=False, callbacks=[Stop()] if sys.argv[2] == '0' else [])\n")
+    for resume in ("0", "1"):
+        r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "split"), resume],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "whole" / "model.npz") as a, \
+            np.load(tmp_path / "split" / "model.npz") as b:
+        np.testing.assert_array_equal(a["params"], b["params"])
+    # the smoothed predictor with the user's constraint, in onnxruntime
+    path = export_pinn_run(problem, tmp_path / "split")
+    loss, params = load_run(problem, tmp_path / "split")
+    x = problem.sample(40, 9)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, loss.predict(params, x), atol=1e-5, rtol=0)
+    assert np.abs(got - problem.exact(x)).max() < 0.1
+    # the command line knows no such problem and says how to export it
+    assert cli.main(["export", str(tmp_path / "split")]) == 2
+
+
+def test_without_an_exact_solution_the_losses_are_reported(tmp_path):
+    m = train_pinn(poisson3d(with_exact=False), small(iters=3), tmp_path, progress=False)
+    assert "rel_l2" not in m
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").open()]
+    assert log[-1]["residual_loss"] < 0.01 * log[0]["residual_loss"]
+    assert m["residual_loss"] == pytest.approx(log[-1]["residual_loss"], rel=0.5)
+
+
+def test_a_run_of_another_problem_is_refused(tmp_path):
+    train_pinn(poisson3d(), small(iters=1, eval_every=1), tmp_path, progress=False)
+    from zotrain.pinn import problems
+    with pytest.raises(ValueError, match="holds a run of problem 'my-poisson3d', not 'poisson2d'"):
+        load_run(problems.get("poisson2d"), tmp_path)
+
+
+def declare(**kw):
+    base = dict(name="mine", dim=2, time_index=None, lower=(0.0, 0.0), upper=(1.0, 1.0),
+                residual=lambda x, u, grad, lap, u_t: lap + 1.0,
+                transform=lambda x, nn: x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * nn)
+    return Problem(**dict(base, **kw))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(lower=(0.0, 1.0)), "problem 'mine': the domain is empty along input 1: lower 1.0 >= "
+                             "upper 1.0"),
+    (dict(upper=(1.0,)), "problem 'mine': lower and upper must hold dim = 2 numbers"),
+    (dict(time_index=2), "problem 'mine': time_index must be None or in 0..1"),
+    (dict(residual="lap"), "problem 'mine': residual must be callable"),
+    (dict(dim=0), "problem 'mine': dim must be an integer >= 1"),
+])
+def test_bad_declarations_name_the_problem(kw, match):
+    with pytest.raises(ProblemError, match=match):
+        declare(**kw)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(residual=lambda x, u, grad, lap, u_t: (lap + 1.0)[:, None]),
+     "problem 'mine': residual must return one value per point, shape \\(8,\\) for 8 points; "
+     "got \\(8, 1\\)"),
+    (dict(transform=lambda x, nn: x[:, 0] * nn ** 2),
+     "problem 'mine': transform\\(x, nn\\) must be affine in nn"),
+    (dict(exact=lambda x: x), "problem 'mine': exact must return one value per point"),
+    (dict(residual=lambda x, u, grad, lap, u_t: np.log(lap - 10.0)),
+     "problem 'mine': residual returned non-finite values"),
+])
+def test_bad_functions_name_the_problem(kw, match):
+    with pytest.raises(ProblemError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        declare(**kw).check()
+    with pytest.raises(ProblemError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_pinn(declare(**kw), small(iters=1), None, progress=False)
+
+
+def test_a_diffusive_problem_without_boundary_conditions_gets_a_warning():
+    with pytest.warns(UserWarning, match="problem 'mine': the residual has a Laplacian term"):
+        declare(transform=None).check()
+    with pytest.warns(UserWarning, match="not well posed"):  # c(x) != 0 on the boundary
+        declare(transform=lambda x, nn: 1.0 + x[:, 0] * nn).check()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        declare().check()  # the constraint vanishes on the boundary
+        declare(transform=None, boundary=lambda x: np.zeros(len(x))).check()
+        declare(transform=None, whole_space=True).check()
+        declare(transform=None, residual=lambda x, u, grad, lap, u_t: u - 1.0).check()
+
+
+def test_the_own_pde_example_runs(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "examples" / "own_pde.py"), str(tmp_path), "2"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    error = float(r.stdout.split("relative L2 error ")[1].split(";")[0])
+    assert error == pytest.approx(json.loads((tmp_path / "metrics.json").read_text())["rel_l2"],
+                                  rel=1e-2)
+    assert error < 0.05 and (tmp_path / "model.onnx").stat().st_size > 0
