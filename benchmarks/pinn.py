@@ -6,12 +6,13 @@ Usage:
   python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
   python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR]
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
+  python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
 
 ``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
 test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
 exp(-sigma^2 |a|^2 / 2) + exp(b.x + sigma^2 |b|^2 / 2)) on Smolyak level 3,
-the degree-5 rule, and Monte Carlo with the same number of evaluations (mean
-over seeds), with the function values in float64 and rounded to float32 (as
+the degree-5 rule, the randomised radial-spherical rule, and Monte Carlo with
+the same number of evaluations as each (mean over seeds), with the function values in float64 and rounded to float32 (as
 the network computes them).  ``train`` runs ``zotrain pinn`` in its own
 process and prints its error curve.  ``first-order`` trains the same TT
 architecture (same initialisation and hard constraints) with Adam on exact
@@ -64,6 +65,12 @@ def derivatives(args):
         k = (rules["Smolyak level 3"][0].evaluations - 1) // 2
         rules[f"Monte Carlo, {k} antithetic draws (mean of {args.seeds} seeds)"] = \
             [rule(d, "stein-mc", samples=k, seed=s) for s in range(args.seeds)]
+        for blocks in (1, 4):  # radial-spherical, and Monte Carlo at its evaluations
+            rad = [rule(d, "radial", samples=blocks * 2 * d, seed=s) for s in range(args.seeds)]
+            rules[f"radial-spherical, {blocks} block(s) (mean of {args.seeds} seeds)"] = rad
+            k = (rad[0].evaluations - 1) // 2
+            rules[f"Monte Carlo, {k} antithetic draws (mean of {args.seeds} seeds)"] = \
+                [rule(d, "stein-mc", samples=k, seed=s) for s in range(args.seeds)]
         for name, rs in rules.items():
             errs = []
             for r in rs:
@@ -110,11 +117,40 @@ def train(args):
           f"{m['sigma']}")
     print("| iteration | forward passes | train s | rel. L2 (1,000 pts) |\n|---|---|---|---|")
     for r in m["history"]:
-        print(f"| {r['iter']} | {r['forward_passes']:,.0f} | {r['wall_time_s']:.0f} "
+        print(f"| {r['step']} | {r['forward_passes']:,.0f} | {r['wall_time_s']:.0f} "
               f"| {r['rel_l2']:.2e} |")
     print(f"\nfinal: rel. L2 **{m['rel_l2']:.2e}** on 10,000 points; {m['iters']} iterations, "
           f"{m['forward_passes']:,.0f} forward passes, {m['network_evaluations']:,} network "
           f"evaluations, {m['wall_time_s']:.0f} s training, {wall:.0f} s for the whole command")
+
+
+def bodies(args):
+    """Trained body against frozen random features (same head solves, same wall time), and
+    the trivial solution: the hard constraint with the network output 0."""
+    from zotrain.pinn.train import load_run
+
+    problem = problems.get(args.problem)
+    print(f"# zotrain pinn {args.problem} --max-time {args.max_time} {' '.join(args.flags)}")
+    print("| body | rel. L2 (10,000 pts) | u(0, 0) | forward passes | iterations | train s |"
+          "\n|---|---|---|---|---|---|")
+    origin = np.zeros((1, problem.dim))
+    for body in args.bodies:
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "zotrain.cli", "pinn", args.problem, "--out", out,
+                   "--quiet", "--body", body, "--max-time", str(args.max_time)] + args.flags
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            with open(os.path.join(out, "metrics.json")) as f:
+                m = json.load(f)
+            loss, params = load_run(problem, out)
+            u0 = loss.predict(params, origin)[0]
+        print(f"| {body} | {m['rel_l2']:.3e} | {u0:.4f} | {m['forward_passes']:,.0f} "
+              f"| {m['iters']} | {m['wall_time_s']:.0f} |", flush=True)
+    x = problem.sample(10000, 12345)
+    exact = problem.exact(x)
+    trivial = problem.transform(x, np.zeros(len(x))) if problem.transform else np.zeros(len(x))
+    print(f"\ntrivial solution (network output 0 under the hard constraint): rel. L2 "
+          f"{np.linalg.norm(trivial - exact) / np.linalg.norm(exact):.3e} (unsmoothed); "
+          f"exact u(0, 0) = {problem.exact(origin)[0]:.4f}")
 
 
 def _torch_problem(name):
@@ -225,6 +261,12 @@ def main(argv=None):
     p = sub.add_parser("backends")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))
     p.add_argument("flags", nargs=argparse.REMAINDER)
+    p = sub.add_parser("bodies")
+    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
+    p.add_argument("--max-time", type=float, default=300.0)
+    p.add_argument("--bodies", type=lambda v: v.split(","), default=["frozen", "local", "zo"],
+                   help="comma-separated (default frozen,local,zo)")
+    p.add_argument("flags", nargs=argparse.REMAINDER)
     p = sub.add_parser("first-order")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))
     p.add_argument("--max-time", type=float, default=300.0)
@@ -234,7 +276,7 @@ def main(argv=None):
     if hasattr(args, "flags"):
         args.flags = [f for f in args.flags if f != "--"]
     {"derivatives": derivatives, "train": train, "first-order": first_order,
-     "backends": backends}[args.cmd](args)
+     "backends": backends, "bodies": bodies}[args.cmd](args)
 
 
 if __name__ == "__main__":

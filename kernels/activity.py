@@ -20,10 +20,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL, check_array, prepare_threads
+from .config import PARALLEL_FN, SERIAL, SERIAL_FN, check_array, prepare_threads
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_FN)
 def _unit_changes(z, act, mu):
     """How a unit's activation changes when its pre-activation ``z`` moves by +-mu."""
     h0 = act(z)
@@ -60,7 +60,7 @@ def _clean_head(h, W, bias):
     return logits, np.empty(logits.shape[0], dtype=np.float64)
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_FN)
 def _central_row(D, b, Z, act, mu, scale, moved_loss, ctx):
     """``D[b, j]`` for every unit j of example b: the central difference of
     ``moved_loss(delta, j, ctx)``, the example's loss with unit j's activation moved by
@@ -80,7 +80,7 @@ def _head_moved_loss(delta, j, ctx):
     return _xent(work, y)
 
 
-@njit(**PARALLEL)
+@njit(**PARALLEL_FN)
 def _activity_cge_head(Z, act, W, bias, labels, mu, scale, moved_loss):
     """Tail = ``act`` then a linear softmax head ``(W, bias)``.
 
@@ -117,7 +117,7 @@ def _dot8(a, b):
     return s
 
 
-@njit(**SERIAL)
+@njit(**SERIAL_FN)
 def _linked_moved_loss(delta, j, ctx):
     """Loss after adding ``delta * Wn[j]`` to the next block's pre-activations."""
     Wn, zn, hn, act_n, WhT, logits0, dh, work, y = ctx
@@ -128,7 +128,7 @@ def _linked_moved_loss(delta, j, ctx):
     return _xent(work, y)
 
 
-@njit(**PARALLEL)
+@njit(**PARALLEL_FN)
 def _activity_cge_link(Z, act, Wn, Zn, act_n, Wh, bh, labels, mu, scale, moved_loss):
     """Tail = ``act``, the next block's linear map ``Wn`` ``(F, F')`` (its clean
     pre-activations are ``Zn`` ``(B, F')``, bias included), ``act_n``, and the
@@ -171,7 +171,7 @@ def _relu_moved_loss(delta, j, ctx):
     return _xent(work, y)
 
 
-@njit(**PARALLEL)
+@njit(**PARALLEL_FN)
 def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale, moved_loss):
     """``activity_cge_link`` for a next block with ReLU, in O(B F C) after one product.
 

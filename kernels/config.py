@@ -25,6 +25,13 @@ _cache = os.environ.get("ZOTRAIN_NUMBA_CACHE", "1") != "0"
 SERIAL = dict(cache=_cache, nogil=True, fastmath={"contract", "arcp", "nsz"})
 #: flags of kernels that parallelise with ``numba.prange``
 PARALLEL = dict(SERIAL, parallel=True)
+#: flags of kernels that take a jitted function (an activation) as an argument: never
+#: cached on disk.  Numba keys such a signature by the function object, so a cached
+#: entry never matches in a new process (each process compiles anyway), and the stale
+#: entries it leaves in the cache index make a later save fail with "ReferenceError:
+#: underlying object has vanished" (numba issue #9348).
+SERIAL_FN = dict(SERIAL, cache=False)
+PARALLEL_FN = dict(PARALLEL, cache=False)
 
 #: largest number of float32 values a contraction work item keeps per buffer
 #: (sizes the batch chunks so that intermediates stay in the L2 cache)

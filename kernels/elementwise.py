@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL, check_array, prepare_threads
+from .config import PARALLEL, PARALLEL_FN, SERIAL, check_array, prepare_threads
 
 _INV_PI = 1.0 / np.pi
 
@@ -82,7 +82,7 @@ def bias_activation_many(Y, P, bias_off, act):
     return Y
 
 
-@njit(**PARALLEL)
+@njit(**PARALLEL_FN)
 def _bias_act_many(Y, P, bias_off, act):
     Q, B, F = Y.shape
     shared = P.shape[0] == 1

@@ -26,9 +26,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .sparse_grid import smolyak_gauss_hermite, symmetric_degree5
+from .sparse_grid import radial_spherical, smolyak_gauss_hermite, symmetric_degree5
 
-METHODS = ("sparse-grid", "degree5", "stein-mc")
+METHODS = ("sparse-grid", "degree5", "radial", "stein-mc")
 HESSIANS = (None, "diagonal", "full")
 
 
@@ -63,9 +63,11 @@ def symmetric_pairs(nodes, weights):
     return SteinRule(nodes[keep], 2.0 * weights[keep], float(weights[origin].sum()))
 
 
-def rule(dim, method="sparse-grid", *, level=3, samples=64, seed=0):
+def rule(dim, method="sparse-grid", *, level=3, samples=64, seed=0, time_index=None):
     """The ``SteinRule`` for E over N(0, I_dim): the Smolyak rule of ``level``, the
-    fully symmetric degree-5 rule, or ``samples`` Monte-Carlo draws.
+    fully symmetric degree-5 rule, the randomised radial-spherical rule (as many
+    blocks as ``samples`` pairs allow, at least one; it treats ``time_index``
+    apart), or ``samples`` Monte-Carlo draws.
 
     The Laplacian form is exact for quadratic ``f`` only with a rule exact to
     degree 4 (Smolyak level >= 3, or degree5); level 2 gets it wrong."""
@@ -73,6 +75,10 @@ def rule(dim, method="sparse-grid", *, level=3, samples=64, seed=0):
         return symmetric_pairs(*smolyak_gauss_hermite(dim, level))
     if method == "degree5":
         return symmetric_pairs(*symmetric_degree5(dim))
+    if method == "radial":
+        per_block = 2 * (dim - (time_index is not None)) * (1 + (time_index is not None))
+        nodes, weights = radial_spherical(dim, max(1, samples // per_block), seed, time_index)
+        return SteinRule(nodes, weights, 0.0)
     if method == "stein-mc":
         if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
             raise ValueError(f"samples must be an integer >= 1, got {samples!r}")

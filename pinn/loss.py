@@ -16,11 +16,14 @@ output is affine in the head, the hard constraint is affine in the output,
 the Stein forms are linear, and the residual's own partial derivatives are
 taken by complex step.  No derivative of the network is taken.
 ``head_gradient`` and ``solve_head`` (one ridge-regularised Gauss-Newton
-step) build on it.
+step, damped when the residual is not affine in its fields) build on it;
+``hidden_layer_gradient`` carries the same exact sensitivity one activation
+further down, to the last hidden layer's local rule.
 """
 
 import numpy as np
 
+from zotrain.kernels import elementwise
 from zotrain.nn.layers import Dense
 
 from .derivatives import check_points, check_sigma, rule, shifted_inputs, split_fields, \
@@ -45,12 +48,22 @@ class PinnLoss:
         self.model, self.problem, self.sigma = model, problem, sigma
         self.network = model if network is None else network
         self.method = problem.method if method is None else method
-        self.stein = rule(problem.dim, self.method, level=level, samples=samples, seed=seed)
+        self.stein = rule(problem.dim, self.method, level=level, samples=samples, seed=seed,
+                          time_index=problem.time_index)
         self.lower = np.asarray(problem.lower, np.float64)
         self.width = np.asarray(problem.upper, np.float64) - self.lower
         self.op = stein_operator(sigma, self.stein, problem.time_index, self.width,
                                  problem.hessian)
         self.point_forwards = 0  # collocation points times parameter sets evaluated
+        self.residual_is_affine = self._affine_in_fields()
+
+    def _affine_in_fields(self, n=4):
+        """Whether the residual is affine in its fields (then the head solve is exact)."""
+        x = self.problem.sample(n, 11)
+        rng = np.random.default_rng(12)
+        f1, f2 = (rng.standard_normal((n, self.op.shape[0])) for _ in range(2))
+        r = [self._residual(x, f) for f in (f1, f2, f1 + f2, np.zeros_like(f1))]
+        return bool(np.allclose(r[2] - r[3], (r[0] - r[3]) + (r[1] - r[3]), rtol=1e-9, atol=1e-9))
 
     @property
     def evaluations(self):
@@ -148,6 +161,64 @@ class PinnLoss:
             alpha = (dr @ self.op) * c.reshape(B, M)  # d r_b / d (network output at node m)
         return r, np.matmul(alpha[:, None, :], F.reshape(B, M, -1))[:, 0]
 
+    def _output_sensitivity(self, x, values, c, boundary):
+        """``dL/dnn`` ``(B, M)`` of this chunk's part of the loss (its sum over points
+        before the mean) at the network outputs nn of the shifted inputs, and that part."""
+        B, M = values.shape
+        if boundary:
+            r = values @ self.op[0] - self.problem.boundary(x)
+            return 2.0 * r[:, None] * self.op[0][None] * c, float(np.sum(r ** 2))
+        fields = values @ self.op.T
+        r = self._residual(x, fields)
+        n = fields.shape[1]
+        stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]
+        dr = self._residual(np.tile(x, (n, 1)), stepped.reshape(n * B, n)).imag.reshape(n, B).T \
+            / 1e-30
+        return 2.0 * r[:, None] * (dr @ self.op) * c, float(np.sum(r ** 2))
+
+    def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
+        """``(loss, grad)``: the loss at ``x`` (and ``xb``) and its gradient with respect to
+        the last hidden linear layer (zero elsewhere), by a local rule and forward passes
+        only.  The loss is a linear functional of the network outputs at the shifted
+        inputs, so its sensitivity to the head's input features is exact (the head is
+        linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
+        difference of the activation (step ``mu``), and the layer's update is
+        ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
+        from zotrain.zo.local_rule import gradient_from_products
+
+        model = self.model
+        i = model.linear_index()[-2]
+        act = model.activation_scalar(i)
+        w = model.unflatten(params)[f"{len(model.layers) - 1}.weight"][:, 0].astype(np.float64)
+        parts = [(check_points(x, self.problem.dim), False)]
+        if xb is not None and self.problem.boundary is not None:
+            parts.append((check_points(xb, self.problem.dim), True))
+        M_total, bias_total, loss = None, None, 0.0
+        for pts, boundary in parts:
+            for s in range(0, len(pts), chunk):
+                xc = pts[s:s + chunk]
+                y, xs = self._shifted(xc)
+                B, M, d = y.shape
+                cache, out = model.linear_cache(params, y.reshape(1, -1, d).astype(np.float32))
+                self.point_forwards += B
+                X, Z = cache[i][0][0], cache[i][1][0]
+                a, c = self._affine(xs.reshape(-1, d))
+                values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
+                g, part = self._output_sensitivity(xc, values, c.reshape(B, M), boundary)
+                loss += part / len(pts)
+                zero = np.zeros((1, 1), np.float32)
+                Zp, Zm = (elementwise.bias_activation_many((Z + m)[None], zero, -1, act)[0]
+                          for m in (np.float32(mu), np.float32(-mu)))
+                slope = (Zp.astype(np.float64) - Zm) / (2 * mu)
+                D = ((g.reshape(-1, 1) / len(pts)) * w[None] * slope).astype(np.float32)
+                XtD = (X.T @ D).astype(np.float64)
+                M_total = XtD if M_total is None else M_total + XtD
+                bias_total = D.sum(0) if bias_total is None else bias_total + D.sum(0)
+        grad = np.zeros(model.n_params, np.float32)
+        for name, value in gradient_from_products(model, i, params, M_total, bias_total).items():
+            grad[model.layout[name].slice] = np.asarray(value).ravel()
+        return loss, grad
+
     def head_gradient(self, params, x):
         """``(loss, grad)``: the loss of ``params`` at ``x`` and its exact gradient with
         respect to the head (zero elsewhere)."""
@@ -156,9 +227,11 @@ class PinnLoss:
         grad[self.head_slice()] = 2.0 * (r @ J) / len(r)
         return float(np.mean(r ** 2)), grad
 
-    def solve_head(self, params, x, ridge, xb=None):
+    def solve_head(self, params, x, ridge, xb=None, tries=6):
         """One Gauss-Newton step on the head for the loss at ``x`` (and ``xb``) plus
-        ``ridge |head|^2`` (exact for residuals affine in the head): new parameters."""
+        ``ridge |head|^2``: new parameters.  Exact when the residual is affine in its
+        fields; otherwise (``|grad u|^2`` terms) the step is damped Levenberg-Marquardt
+        style until the loss does not rise (up to ``tries`` dampings; else no change)."""
         head = self.head_slice()
         theta = np.asarray(params[head], np.float64)
         A, g = ridge * np.eye(len(theta)), ridge * theta
@@ -169,9 +242,38 @@ class PinnLoss:
             r, J = self.head_jacobian(params, pts, boundary=boundary)
             A += J.T @ J / len(r)
             g += J.T @ r / len(r)
-        new = np.array(params, np.float32, copy=True)
-        new[head] = theta - np.linalg.solve(A, g)
-        return new
+
+        def with_head(damping):
+            new = np.array(params, np.float32, copy=True)
+            new[head] = theta - np.linalg.solve(A + damping * np.eye(len(theta)), g)
+            return new
+
+        if self.residual_is_affine:
+            return with_head(0.0)
+
+        def objective(p):
+            return self.mean_loss(p, x, xb) + ridge * float(np.sum(np.asarray(p[head],
+                                                                            np.float64) ** 2))
+
+        base, damping = objective(params), 0.0
+        for _ in range(tries):
+            new = with_head(damping)
+            if objective(new) <= base:
+                return new
+            damping = np.trace(A) / len(theta) if damping == 0.0 else 10.0 * damping
+        return np.array(params, np.float32, copy=True)
+
+    def mean_loss(self, params, x, xb=None):
+        """The loss of one parameter vector at many points, in chunks of bounded memory."""
+        step = max(1, _CHUNK_ROWS // self.evaluations)
+        p = np.asarray(params, np.float32)[None]
+        total = sum(len(x[i:i + step]) * self(p, x[i:i + step])[0] for i in range(0, len(x), step))
+        out = total / len(x)
+        if xb is not None and self.problem.boundary is not None:
+            u = self.predict(params, xb)
+            out += float(np.mean((u - self.problem.boundary(check_points(xb, self.problem.dim)))
+                                 ** 2))
+        return float(out)
 
     def predict(self, params, x):
         """The smoothed predictor the model is deployed with: ``u_sigma(x)`` ``(B,)``."""

@@ -20,7 +20,9 @@ squared boundary error of the smoothed network.
 ``method`` the default derivative rule, and ``omega`` the frequency scale of
 the default model's first (Sin) layer.  ``exact`` is optional: without it a
 run reports the residual (and boundary) losses instead of the error.
-``whole_space`` marks a PDE posed in all of R^d, sampled in the box.
+``whole_space`` marks a PDE posed in all of R^d; ``sampler(n, rng)`` draws its
+points (for instance where a diffusion process goes) instead of uniformly in the
+box, which then only scales the network's inputs and the smoothing.
 
 A ``Problem`` checks its fields when built and its functions (``check``)
 before training: a ``ProblemError`` names the problem and what is wrong.
@@ -57,6 +59,7 @@ class Problem:
     transform_onnx: Optional[Callable] = None  # (g, xs) -> ONNX nodes (a, c) of the transform
     whole_space: bool = False  # the PDE holds in all of R^d; the box is where it is sampled
     hessian: Optional[str] = None  # "diagonal" or "full": the residual gets a 6th argument
+    sampler: Optional[Callable] = None  # (n, rng) -> points, instead of uniform in the box
 
     def __post_init__(self):
         def fail(what):
@@ -76,7 +79,7 @@ class Problem:
         if bad.size:
             i = int(bad[0])
             fail(f"the domain is empty along input {i}: lower {lo[i]} >= upper {hi[i]}")
-        for field in ("residual", "exact", "transform", "boundary", "transform_onnx"):
+        for field in ("residual", "exact", "transform", "boundary", "transform_onnx", "sampler"):
             f = getattr(self, field)
             if (f is not None or field == "residual") and not callable(f):
                 fail(f"{field} must be callable, got {type(f).__name__}")
@@ -99,6 +102,8 @@ class Problem:
             raise ProblemError(f"problem {self.name!r}: {what}")
 
         x = self.sample(n, seed)
+        if x.shape != (n, self.dim) or not np.all(np.isfinite(x)):
+            fail(f"sampler must return {n} finite points of dim {self.dim}, got {x.shape}")
         rng = np.random.default_rng([seed, 3])
         d = self.dim
         u, grad, lap, u_t = (rng.standard_normal(s) for s in ((n,), (n, d), (n,), (n,)))
@@ -153,8 +158,10 @@ class Problem:
         return bool(np.abs(c).max() <= 1e-12)
 
     def sample(self, n, seed):
-        """``n`` uniform points of the domain (seeded)."""
+        """``n`` points of the domain (seeded): uniform in the box, or the ``sampler``'s."""
         rng = np.random.default_rng(seed)
+        if self.sampler is not None:
+            return np.asarray(self.sampler(n, rng), np.float64)
         lo, hi = np.asarray(self.lower), np.asarray(self.upper)
         return lo + (hi - lo) * rng.random((n, self.dim))
 
@@ -296,8 +303,87 @@ def _heat100d():
                    transform_onnx=_heat100d_onnx)
 
 
+def _bsb100d():
+    """Black-Scholes-Barenblatt in 100-D (Raissi, "Forward-backward stochastic neural
+    networks", 2018): u_t + s^2/2 sum_i x_i^2 u_ii - r (u - x . grad u) = 0, u(T, x) =
+    |x|^2, exact u = exp((r + s^2)(T - t)) |x|^2; points where dX = s diag(X) dW from
+    X_0 = (1, 0.5, 1, 0.5, ...) goes."""
+    d, r, s, T = 100, 0.05, 0.4, 1.0
+    x0 = np.tile([1.0, 0.5], d // 2)
+
+    def residual(x, u, grad, lap, u_t, hess):
+        X = x[:, :d]
+        return u_t + 0.5 * s ** 2 * np.sum(X ** 2 * hess[:, :d], axis=1) \
+            - r * (u - np.sum(X * grad[:, :d], axis=1))
+
+    def sampler(n, rng):
+        t = T * rng.random(n)
+        w = rng.standard_normal((n, d)) * np.sqrt(t)[:, None]
+        return np.column_stack([x0 * np.exp(s * w - 0.5 * s ** 2 * t[:, None]), t])
+
+    return Problem("bsb100d", d + 1, d, (0.0,) * d + (0.0,), (2.0,) * d + (T,), residual,
+                   exact=lambda x: np.exp((r + s ** 2) * (T - x[:, d])) * np.sum(x[:, :d] ** 2, 1),
+                   transform=lambda x, nn: np.sum(x[:, :d] ** 2, 1) + (T - x[:, d]) * nn,
+                   sigma=0.01, method="radial", hessian="diagonal", sampler=sampler,
+                   whole_space=True, transform_onnx=_bsb100d_onnx)
+
+
+def _bsb100d_onnx(g, xs):
+    sq = g.op("Mul", [_columns(g, xs, 100), _columns(g, xs, 100)])
+    return g.op("ReduceSum", [sq, g.const([2])], keepdims=0), \
+        g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 100)])
+
+
+def hjb100d_reference(x, nodes=48):
+    """Cole-Hopf: u(t, x) = -ln E[2 / (1 + |x + sqrt(2 (T - t)) xi|^2)], xi ~ N(0, I_100),
+    T = 1, by a product rule in the two variables the expectation depends on (the
+    component of xi along x, Gauss-Hermite; the chi-square of the other 99,
+    generalised Gauss-Laguerre)."""
+    from scipy.special import roots_genlaguerre, roots_hermitenorm
+
+    d = 100
+    x = np.asarray(x, np.float64)
+    s2 = 2.0 * (1.0 - x[:, d])
+    a = np.linalg.norm(x[:, :d], axis=1)
+    h, wh = roots_hermitenorm(nodes)
+    wh = wh / wh.sum()
+    v, wv = roots_genlaguerre(nodes, (d - 1) / 2 - 1)
+    wv = wv / wv.sum()  # V = 2 v ~ chi-square with d - 1 degrees of freedom
+    s = np.sqrt(s2)[:, None, None]
+    sq = (a[:, None, None] + s * h[None, :, None]) ** 2 + s ** 2 * 2 * v[None, None, :]
+    mean = np.einsum("bij,i,j->b", 2.0 / (1.0 + sq), wh, wv)
+    return -np.log(mean)
+
+
+def _hjb100d():
+    """The Hamilton-Jacobi-Bellman equation of Han, Jentzen and E (PNAS 2018) in 100-D:
+    u_t + Lap u - |grad u|^2 = 0, u(T, x) = ln((1 + |x|^2) / 2), T = 1; u(0, 0) = 4.5901.
+    Points where X_t = sqrt(2) W_t (from 0) goes; the reference is Cole-Hopf's."""
+    d, T = 100, 1.0
+
+    def sampler(n, rng):
+        t = T * rng.random(n)
+        return np.column_stack([rng.standard_normal((n, d)) * np.sqrt(2 * t)[:, None], t])
+
+    def terminal(x):
+        return np.log((1 + np.sum(x[:, :d] ** 2, 1)) / 2)
+
+    return Problem("hjb100d", d + 1, d, (-4.0,) * d + (0.0,), (4.0,) * d + (T,),
+                   residual=lambda x, u, grad, lap, u_t: u_t + lap - np.sum(grad[:, :d] ** 2, 1),
+                   exact=hjb100d_reference, transform=lambda x, nn: terminal(x) + (T - x[:, d]) * nn,
+                   sigma=0.01, method="radial", sampler=sampler, whole_space=True,
+                   transform_onnx=_hjb100d_onnx)
+
+
+def _hjb100d_onnx(g, xs):
+    sq = g.op("ReduceSum", [g.op("Mul", [_columns(g, xs, 100), _columns(g, xs, 100)]),
+                            g.const([2])], keepdims=0)
+    a = g.op("Log", [g.op("Div", [g.op("Add", [_scalar(g, 1.0), sq]), _scalar(g, 2.0)])])
+    return a, g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 100)])
+
+
 PROBLEMS = {"hjb20d": _hjb20d, "black-scholes": _black_scholes, "poisson2d": _poisson2d,
-            "heat100d": _heat100d}
+            "heat100d": _heat100d, "bsb100d": _bsb100d, "hjb100d": _hjb100d}
 
 
 def get(name):

@@ -113,3 +113,43 @@ def symmetric_degree5(dim):
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
         raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
     return _degree5(int(dim))
+
+
+def random_orthogonal(dim, rng):
+    """A uniformly random orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+    return q * np.sign(np.diag(r))
+
+
+def radial_spherical(dim, frames=1, seed=0, time_index=None):
+    """A randomised radial-spherical rule: ``(nodes, weights)`` of the pairs ``+-z`` (one of
+    each pair listed, with the pair's weight), for E over N(0, I_dim).
+
+    Each of ``frames`` blocks holds two random orthonormal frames of the space
+    coordinates (all but ``time_index``), scaled to radii ``rho^2 = n -+ sqrt(2 n)``
+    (n space coordinates: the chi-square's mean and standard deviation); with a time
+    coordinate, every node is taken with time +1 and -1.  For any frames the rule
+    integrates polynomials of degree <= 3 exactly and matches
+    ``E[(|z_s|^2 - n) z z^T]`` (2 on the space diagonal, 0 elsewhere), so the Stein
+    forms of u, the gradient, u_t and the Laplacian are exact for quadratics; higher
+    terms are integrated along random directions (the stochastic radial-spherical
+    rules of Genz and Monahan are of this kind).  ``2 n`` pairs per block (``4 n``
+    with time), e.g. 801 evaluations per point in 100-D plus time."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise ValueError(f"dim must be an integer, got {dim!r}")
+    space = [i for i in range(dim) if i != time_index]
+    n = len(space)
+    if n < 3:
+        raise ValueError(f"the radial-spherical rule needs >= 3 space coordinates, got {n}")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise ValueError(f"frames must be an integer >= 1, got {frames!r}")
+    rng = np.random.default_rng(seed)
+    radii = np.sqrt([n - np.sqrt(2 * n), n + np.sqrt(2 * n)])
+    zs = np.concatenate([rho * random_orthogonal(n, rng).T for _ in range(frames) for rho in radii])
+    signs = [0.0] if time_index is None else [1.0, -1.0]
+    nodes = np.zeros((len(signs) * len(zs), dim))
+    for k, sign in enumerate(signs):
+        nodes[k * len(zs):(k + 1) * len(zs), space] = zs
+        if time_index is not None:
+            nodes[k * len(zs):(k + 1) * len(zs), time_index] = sign
+    return _frozen(nodes, np.full(len(nodes), 1.0 / len(nodes)))

@@ -11,7 +11,9 @@ first iteration, after every ``head_every``-th and after the last, the last
 exact head Jacobian, built from the features entering the head at
 ``head_points`` collocation points (forward passes only; see
 ``PinnLoss.head_jacobian``).  ``--head zo`` trains the head with the body by
-RGE instead.  A problem with boundary data (heat100d) adds the mean squared
+RGE instead.  ``--body local`` updates the last hidden layer by a local rule
+with the exact head-side sensitivity (``PinnLoss.hidden_layer_gradient``) and
+RGE below it; ``--body frozen`` keeps the random features (the baseline).  A problem with boundary data (heat100d) adds the mean squared
 boundary error on a quarter as many boundary points.
 
 A forward pass is one parameter set evaluated on ``points`` collocation points
@@ -44,6 +46,7 @@ from .derivatives import METHODS
 from .loss import PinnLoss
 
 HEADS = ("gauss-newton", "zo")
+BODIES = ("zo", "local", "frozen")
 BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend")  # may change on resume
 
@@ -62,6 +65,8 @@ class PinnConfig:
     mu: float = 1e-2
     lr: float = 1e-3
     head: str = "gauss-newton"
+    body: str = "zo"  # zo: RGE on every body layer; local: the last hidden layer by the
+    # local rule (exact head side), RGE on the layers below; frozen: random features
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -80,6 +85,11 @@ class PinnConfig:
             raise ZotrainError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.head not in HEADS:
             raise ZotrainError(f"unknown head training {self.head!r}; known: {', '.join(HEADS)}")
+        if self.body not in BODIES:
+            raise ZotrainError(f"unknown body training {self.body!r}; known: {', '.join(BODIES)}")
+        if self.body == "local" and self.backend != "numba":
+            raise ZotrainError("body 'local' needs the numba backend (it reads the layer's "
+                               "input and pre-activations)")
         for name in ("iters", "points", "queries", "level", "samples", "width", "rank",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
@@ -158,10 +168,15 @@ class PinnTask:
         self.problem, self.model, self.loss, self.c = problem, model, loss, config
         self.run_config = run_config
         self.n_params = model.n_params
-        self.body = np.ones(model.n_params, bool)
+        self.local = model.linear_index()[-2] if config.body == "local" else None
+        self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
-            self.body[loss.head_slice()] = False
-        self.names = [s.name for s in model.layout if self.body[s.slice].all()]
+            self.by_rge[loss.head_slice()] = False
+        if config.body == "frozen":
+            self.by_rge[:loss.head_slice().start] = False
+        for s in model.layout.of_layer(self.local) if self.local is not None else ():
+            self.by_rge[s.slice] = False
+        self.names = [s.name for s in model.layout if self.by_rge[s.slice].all()]
         self.estimator = estimators.rge(config.queries, config.mu, per_group=False)
 
     def init(self, seed):
@@ -184,11 +199,20 @@ class PinnTask:
     def step(self, params, batch, *, seed, step):
         it, x, xb = batch
         before = self.loss.point_forwards
-        e = self.estimator.estimate(FunctionObjective(lambda P: self.loss(P, x, xb),
-                                                      self.model.layout),
-                                    params, self.names, seed=seed, step=it)
-        grad = np.where(self.body, e.grad, 0).astype(np.float32)
-        return StepResult(grad, e.loss, self._spent(before))
+        grad = np.zeros(self.n_params, np.float32)
+        loss = None
+        if self.names:
+            e = self.estimator.estimate(FunctionObjective(lambda P: self.loss(P, x, xb),
+                                                          self.model.layout),
+                                        params, self.names, seed=seed, step=it)
+            grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
+        if self.local is not None:
+            local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
+            grad += g
+            loss = local_loss if loss is None else loss
+        if loss is None:
+            loss = float(self.loss(np.asarray(params)[None], x, xb)[0])
+        return StepResult(grad, loss, self._spent(before))
 
     def _solve_head(self, params, it):
         c = self.c

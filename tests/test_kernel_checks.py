@@ -82,3 +82,21 @@ def test_the_table_runs_when_the_arguments_are_right():
                         z(1, i64), z(1, f64), random.GAUSSIAN)
     activity.activity_cge_link_relu(z((2, 4)), RELU, z((4, 3)), z((2, 3)), z((2, 4, 2)),
                                     z((3, 2)), z(2, f64), LABELS, 1e-3, 1.0)
+
+
+def test_kernels_taking_a_function_are_not_cached_on_disk():
+    """Numba keys such a signature by the function object: a disk cache never hits in a new
+    process and its stale index entries later fail to save (numba issue #9348)."""
+    import inspect
+
+    from numba.core.dispatcher import Dispatcher
+
+    takes_function = []
+    for module in (activity, elementwise, losses, random, tt):
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and (
+                    {"act", "act_n", "moved_loss"} & set(inspect.signature(obj.py_func).parameters)
+                    or name == "_linked_moved_loss"):  # its ctx tuple holds act_n
+                takes_function.append(name)
+                assert type(obj._cache).__name__ == "NullCache", name
+    assert {"_bias_act_many", "_activity_cge_head", "_central_row"} <= set(takes_function)

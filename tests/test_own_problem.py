@@ -133,3 +133,12 @@ def test_the_own_pde_example_runs(tmp_path):
     assert error == pytest.approx(json.loads((tmp_path / "metrics.json").read_text())["rel_l2"],
                                   rel=1e-2)
     assert error < 0.05 and (tmp_path / "model.onnx").stat().st_size > 0
+
+
+def test_a_sampler_draws_the_points_and_is_checked():
+    p = declare(sampler=lambda n, rng: 0.5 + 0.1 * rng.standard_normal((n, 2)))
+    x = p.sample(1000, 0)
+    assert abs(x.mean() - 0.5) < 0.01 and 0.09 < x.std() < 0.11
+    with pytest.raises(ProblemError, match="problem 'mine': sampler must return 8 finite points "
+                       "of dim 2, got \\(8, 3\\)"):
+        declare(sampler=lambda n, rng: np.zeros((n, 3))).check()

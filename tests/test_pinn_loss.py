@@ -76,3 +76,52 @@ def test_head_gradient_matches_finite_differences(name):
         P = np.stack([params + h * u, params - h * u]).astype(np.float32)
         fd = (loss(P, x)[0] - loss(P, x)[1]) / (2 * h)
         assert grad @ u == pytest.approx(fd, rel=2e-2, abs=1e-3 * abs(value))
+
+
+@pytest.mark.parametrize("name,method", [("hjb20d", "degree5"), ("poisson2d", "degree5"),
+                                         ("heat100d", "radial")])
+def test_hidden_layer_gradient_matches_finite_differences(name, method):
+    """The local rule's update of the last hidden layer is the loss's gradient in that layer
+    (residual and boundary terms), along random directions of the layer's parameters."""
+    p = problems.get(name)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
+    params = model.init(3)
+    loss = PinnLoss(model, p, sigma=0.1, method=method)
+    x = p.sample(6, seed=1)
+    xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None
+    params = loss.solve_head(params, p.sample(64, 4), 1e-6, xb)  # a loss not dominated by
+    value, grad = loss.hidden_layer_gradient(params, x, xb)     # the head's misfit
+    assert value == pytest.approx(loss(params[None], x, xb)[0], rel=1e-3)
+    layer = [s for s in model.layout if s.layer == 2]
+    idx = np.concatenate([np.arange(s.offset, s.offset + s.size) for s in layer])
+    assert np.all(grad[np.setdiff1d(np.arange(model.n_params), idx)] == 0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        u = np.zeros(model.n_params)
+        u[idx] = rng.standard_normal(len(idx))
+        u /= np.linalg.norm(u)
+        h = 1e-2
+        lp, lm = loss(np.stack([params + h * u, params - h * u]).astype(np.float32), x, xb)
+        assert grad @ u == pytest.approx((lp - lm) / (2 * h), rel=3e-2, abs=1e-3 * value)
+
+
+def test_head_solve_is_exact_for_affine_residuals_and_never_raises_a_nonlinear_loss():
+    affine = {n: PinnLoss(zotrain.pinn_mlp(in_features=problems.get(n).dim, width=8, rank=2),
+                          problems.get(n), method="degree5").residual_is_affine
+              for n in ("hjb20d", "poisson2d", "heat100d", "hjb100d")}
+    assert affine == {"hjb20d": False, "poisson2d": True, "heat100d": True, "hjb100d": False}
+    p = problems.get("hjb100d")  # u_t + Lap u - |grad u|^2: a full Gauss-Newton step overshoots
+    model = zotrain.pinn_mlp(in_features=p.dim, width=32, rank=2)
+    loss = PinnLoss(model, p, method="radial", samples=1)
+    params = model.init(0)
+    x = p.sample(64, 1)
+    before = loss.mean_loss(params, x)
+    loss.residual_is_affine = True  # the plain Gauss-Newton step raises the loss here
+    assert loss.mean_loss(loss.solve_head(params, x, 1e-6), x) > before
+    loss.residual_is_affine = False
+    for _ in range(3):
+        new = loss.solve_head(params, x, 1e-6)
+        assert loss.mean_loss(new, x) + 1e-6 * np.sum(new[loss.head_slice()].astype(float) ** 2) \
+            <= loss.mean_loss(params, x) + 1e-6 * np.sum(params[loss.head_slice()].astype(float) ** 2)
+        params = new
+    assert loss.mean_loss(params, x) < 0.8 * before

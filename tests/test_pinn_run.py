@@ -124,3 +124,34 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
         run(small(**{field: value}), tmp_path)
+
+
+@pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2})])
+def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
+    c = small(body=body, iters=2, eval_every=2, head_every=100)  # the head solved at start/end
+    model, _ = build(c, POISSON)
+    run(c, tmp_path)
+    with np.load(tmp_path / "checkpoint.npz") as z:
+        params = z["params"]
+    start = init_params(model, POISSON, 0)
+    changed = {s.layer for s in model.layout if not np.array_equal(params[s.slice], start[s.slice])}
+    assert changed - {4} == moved and 4 in changed
+
+
+def test_local_body_steps_lower_the_loss_at_fixed_head():
+    """One local-rule step (plain gradient step) on a fixed head lowers the loss."""
+    c = small(body="local")
+    model, loss = build(c, POISSON)
+    params = loss.solve_head(init_params(model, POISSON, 0), POISSON.sample(256, 1), 1e-6)
+    x = POISSON.sample(32, 2)
+    value, grad = loss.hidden_layer_gradient(params, x)
+    lr = 1e-2 * value / float(grad @ grad)  # a short step along -grad
+    assert loss((params - lr * grad)[None].astype(np.float32), x)[0] < value
+
+
+def test_bad_body_settings(tmp_path):
+    with pytest.raises(ValueError, match="unknown body training 'backprop'; known: zo, local, "
+                       "frozen"):
+        run(small(body="backprop"), tmp_path)
+    with pytest.raises(ValueError, match="body 'local' needs the numba backend"):
+        run(small(body="local", backend="onnxruntime"), tmp_path)

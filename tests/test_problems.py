@@ -25,7 +25,8 @@ def fd_derivatives(f, x, h=1e-4):
 def check(p, u, grad, second, x, tol):
     space = [i for i in range(p.dim) if i != p.time_index]
     u_t = grad[:, p.time_index] if p.time_index is not None else None
-    r = p.residual(x, u, grad, second[:, space].sum(1), u_t)
+    extra = () if p.hessian is None else (second,)
+    r = p.residual(x, u, grad, second[:, space].sum(1), u_t, *extra)
     assert np.abs(r).max() < tol
 
 
@@ -85,6 +86,42 @@ def test_black_scholes_exact_solution():
     np.testing.assert_allclose(p.exact(at_max), p.transform(at_max, nn), rtol=1e-5)  # put ~7e-4
 
 
+def test_bsb100d_exact_solution():
+    p = problems.get("bsb100d")
+    x = p.sample(20, seed=4)
+    d, a = 100, 0.05 + 0.4 ** 2
+    e = np.exp(a * (1 - x[:, d]))[:, None]
+    grad = np.concatenate([2 * e * x[:, :d], -a * p.exact(x)[:, None]], axis=1)
+    second = np.concatenate([2 * e * np.ones((20, d)), a * a * p.exact(x)[:, None]], axis=1)
+    check(p, p.exact(x), grad, second, x, 1e-9 * np.abs(p.exact(x)).max())
+    at_expiry = x.copy()
+    at_expiry[:, d] = 1.0
+    np.testing.assert_allclose(p.transform(at_expiry, np.ones(20)), p.exact(at_expiry))
+    # the points follow the process: X_0 = (1, 0.5, ...), a geometric Brownian motion
+    early = p.sample(4000, seed=5)
+    early = early[early[:, d] < 0.01]
+    np.testing.assert_allclose(early[:, :d].mean(0), np.tile([1.0, 0.5], 50), rtol=0.1)
+
+
+def test_hjb100d_reference():
+    p = problems.get("hjb100d")
+    origin = np.zeros((1, 101))
+    assert p.exact(origin)[0] == pytest.approx(4.5901, abs=1e-4)  # Han, Jentzen and E (2018)
+    x = p.sample(3, seed=6)
+    rng = np.random.default_rng(7)
+    for xi in x:  # Monte Carlo of the Cole-Hopf expectation, 200,000 draws
+        xs = xi[:100] + np.sqrt(2 * (1 - xi[100])) * rng.standard_normal((200000, 100))
+        mc = -np.log(np.mean(2 / (1 + np.sum(xs ** 2, 1))))
+        assert p.exact(xi[None])[0] == pytest.approx(mc, abs=2e-3)
+    # the reference satisfies the PDE (central differences of the quadrature)
+    u, grad, second = fd_derivatives(p.exact, x, h=1e-3)
+    check(p, u, grad, second, x, 1e-4)
+    # u(T, x) is the terminal condition, and the transform meets it for any network output
+    x[:, 100] = 1.0
+    np.testing.assert_allclose(p.exact(x), np.log((1 + np.sum(x[:, :100] ** 2, 1)) / 2))
+    np.testing.assert_allclose(p.transform(x, rng.standard_normal(3)), p.exact(x))
+
+
 @pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
 def test_transforms_are_affine_and_residuals_complex_differentiable(name):
     p = problems.get(name)
@@ -96,8 +133,10 @@ def test_transforms_are_affine_and_residuals_complex_differentiable(name):
     rng = np.random.default_rng(3)
     u, grad, lap = rng.standard_normal(7), rng.standard_normal((7, p.dim)), rng.standard_normal(7)
     u_t = grad[:, p.time_index] if p.time_index is not None else None
-    r = p.residual(x, u + 0j, grad + 0j, lap + 0j, None if u_t is None else u_t + 0j)
-    np.testing.assert_allclose(r.real, p.residual(x, u, grad, lap, u_t))
+    extra = () if p.hessian is None else (rng.standard_normal((7, p.dim)),)
+    r = p.residual(x, u + 0j, grad + 0j, lap + 0j, None if u_t is None else u_t + 0j,
+                   *(e + 0j for e in extra))
+    np.testing.assert_allclose(r.real, p.residual(x, u, grad, lap, u_t, *extra))
 
 
 def test_unknown_problem():

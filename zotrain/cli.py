@@ -240,7 +240,7 @@ def _cmd_pinn(args):
 def _add_pinn(sub):
     from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn.train import HEADS, PinnConfig
+    from zotrain.pinn.train import BODIES, HEADS, PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "
@@ -252,8 +252,8 @@ def _add_pinn(sub):
     p.add_argument("--iters", type=int, help=f"zeroth-order iterations (default {d.iters})")
     p.add_argument("--derivatives", help=f"{' | '.join(METHODS)} (default: the problem's)")
     p.add_argument("--level", type=int, help=f"Smolyak level for sparse-grid (default {d.level})")
-    p.add_argument("--samples", type=int, help=f"Monte-Carlo draws for stein-mc "
-                   f"(default {d.samples})")
+    p.add_argument("--samples", type=int, help=f"Monte-Carlo draws for stein-mc, pairs for "
+                   f"radial (default {d.samples})")
     p.add_argument("--sigma", type=float, help="smoothing radius in box widths "
                    "(default: the problem's)")
     p.add_argument("--points", type=int, help=f"collocation points per iteration "
@@ -262,6 +262,9 @@ def _add_pinn(sub):
     p.add_argument("--mu", type=float, help=f"RGE smoothing (default {d.mu})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate of the body (default {d.lr})")
     p.add_argument("--head", help=f"{' | '.join(HEADS)} (default {d.head})")
+    p.add_argument("--body", help=f"{' | '.join(BODIES)}: RGE on the body, the last hidden "
+                   "layer by the local rule (RGE below it), or untrained random features "
+                   f"(default {d.body})")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "

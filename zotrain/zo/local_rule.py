@@ -52,10 +52,15 @@ def tt_core_gradients(cores, M):
 def layer_gradient(model, i, params, X, D):
     """Gradient of the loss w.r.t. linear layer ``i``'s segments, from its input ``X``
     ``(B, in)`` and ``D = dL/dZ`` ``(B, out)``.  Returns ``{segment name: array}``."""
-    layer = model.layers[i]
     X = np.asarray(X, np.float32)
     D = np.asarray(D, np.float32)
-    M = X.T @ D
+    return gradient_from_products(model, i, params, X.T @ D, D.sum(axis=0, dtype=np.float64))
+
+
+def gradient_from_products(model, i, params, M, d_sum):
+    """``layer_gradient`` from ``M = X^T D`` and ``d_sum = sum_b D_b`` (summable over
+    minibatch chunks)."""
+    layer = model.layers[i]
     arrays = model.unflatten(params)
     out = {}
     if isinstance(layer, Dense):
@@ -67,5 +72,5 @@ def layer_gradient(model, i, params, X, D):
     else:
         raise ValueError(f"layer {i} ({layer!r}) has no parameters to update")
     if layer.bias:
-        out[f"{i}.bias"] = D.sum(axis=0, dtype=np.float64)
+        out[f"{i}.bias"] = d_sum
     return out
