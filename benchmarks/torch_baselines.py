@@ -67,11 +67,15 @@ def first_order(args):
     model = (zotrain.mnist_mlp if args.model == "mnist" else zotrain.mnist_deep)(rank=args.rank)
     arrays, forward = torch_model(model, model.init(0))
     opt = torch.optim.Adam(arrays.values(), lr=args.lr)
+    steps = args.epochs * (len(ytr) // args.batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(  # zotrain's default: cosine to 0 over the run
+        opt, lambda k: 0.5 * (1 + np.cos(np.pi * min(k, steps) / steps))
+        if args.schedule == "cosine" else 1.0)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
     print(f"# first-order (backprop) {args.model} on {args.dataset}, rank {args.rank}: "
           f"{model.n_params} params, "
-          f"Adam {args.lr} (constant), batch {args.batch}, trained on the first 55,000 images")
+          f"Adam {args.lr} ({args.schedule}), batch {args.batch}, trained on the first 55,000 images")
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(len(ytr), generator=gen)
         for s in range(0, len(ytr) - args.batch + 1, args.batch):
@@ -80,6 +84,7 @@ def first_order(args):
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
         with torch.no_grad():
             acc = (forward(xte).argmax(1) == yte).float().mean().item()
         print(f"epoch {epoch}: test accuracy {acc:.4f}, {time.perf_counter() - t0:.0f} s", flush=True)
@@ -234,6 +239,7 @@ def main():
     a.add_argument("--rank", type=int, default=16)
     a.add_argument("--batch", type=int, default=100)
     a.add_argument("--lr", type=float, default=1e-3)
+    a.add_argument("--schedule", default="constant", choices=["constant", "cosine"])
     b = sub.add_parser("step-time")
     b.add_argument("--queries", type=int, default=20)
     b.add_argument("--ranks", type=int, nargs="+", default=[2, 8, 16])
