@@ -161,7 +161,8 @@ def tt_to_dense_many(P, meta, W):
 def contraction_work(meta):
     """Largest intermediate of the core-by-core contraction, per batch row: the input,
     then ``left_out * r_k * in_rest`` after each core."""
-    work, left, rest = int(np.prod(meta[:, 2])), 1, int(np.prod(meta[:, 2]))
+    n_in = int(np.prod(meta[:, 2]))
+    work, left, rest = n_in, 1, n_in
     for _, _, ii, oo, r1 in meta:
         rest //= int(ii)
         left *= int(oo)

@@ -23,7 +23,6 @@ further down, to the last hidden layer's local rule.
 
 import numpy as np
 
-from zotrain.kernels import elementwise
 from zotrain.nn.layers import Dense
 
 from .derivatives import check_points, check_sigma, rule, shifted_inputs, split_fields, \
@@ -146,35 +145,24 @@ class PinnLoss:
         F[:, :H.shape[1]] = H
         a, c = self._affine(xs.reshape(-1, d))
         values = (a + c * (F @ np.asarray(params[head], np.float64))).reshape(B, M)
-        if boundary:
-            r = values @ self.op[0] - self.problem.boundary(x)
-            alpha = self.op[0][None] * c.reshape(B, M)
-        else:
-            fields = values @ self.op.T
-            r = self._residual(x, fields)
-            # the residual's partials in its fields by complex step (exact when it is analytic),
-            # every field's step in one call of the residual
-            n = fields.shape[1]
-            stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
-            dr = self._residual(np.tile(x, (n, 1)), stepped.reshape(n * B, n)).imag.reshape(n, B).T \
-                / 1e-30
-            alpha = (dr @ self.op) * c.reshape(B, M)  # d r_b / d (network output at node m)
+        r, dr = self._residuals_and_partials(x, values, boundary)
+        alpha = dr * c.reshape(B, M)  # d r_b / d (network output at node m)
         return r, np.matmul(alpha[:, None, :], F.reshape(B, M, -1))[:, 0]
 
-    def _output_sensitivity(self, x, values, c, boundary):
-        """``dL/dnn`` ``(B, M)`` of this chunk's part of the loss (its sum over points
-        before the mean) at the network outputs nn of the shifted inputs, and that part."""
-        B, M = values.shape
+    def _residuals_and_partials(self, x, values, boundary):
+        """Residuals ``(B,)`` (or boundary errors) of the smoothed values ``(B, M)`` and
+        their partials in those values ``(B, M)``: the Stein rows, and the residual's own
+        partials in its fields by complex step (exact when it is analytic), every field's
+        step in one call of the residual."""
         if boundary:
             r = values @ self.op[0] - self.problem.boundary(x)
-            return 2.0 * r[:, None] * self.op[0][None] * c, float(np.sum(r ** 2))
+            return r, np.broadcast_to(self.op[0], values.shape)
         fields = values @ self.op.T
-        r = self._residual(x, fields)
-        n = fields.shape[1]
-        stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]
+        B, n = fields.shape
+        stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
         dr = self._residual(np.tile(x, (n, 1)), stepped.reshape(n * B, n)).imag.reshape(n, B).T \
             / 1e-30
-        return 2.0 * r[:, None] * (dr @ self.op) * c, float(np.sum(r ** 2))
+        return self._residual(x, fields), dr @ self.op
 
     def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
         """``(loss, grad)``: the loss at ``x`` (and ``xb``) and its gradient with respect to
@@ -184,7 +172,7 @@ class PinnLoss:
         linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
         difference of the activation (step ``mu``), and the layer's update is
         ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
-        from zotrain.zo.local_rule import gradient_from_products
+        from zotrain.zo.local_rule import activation_slope, gradient_from_products
 
         model = self.model
         i = model.linear_index()[-2]
@@ -204,12 +192,10 @@ class PinnLoss:
                 X, Z = cache[i][0][0], cache[i][1][0]
                 a, c = self._affine(xs.reshape(-1, d))
                 values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
-                g, part = self._output_sensitivity(xc, values, c.reshape(B, M), boundary)
-                loss += part / len(pts)
-                zero = np.zeros((1, 1), np.float32)
-                Zp, Zm = (elementwise.bias_activation_many((Z + m)[None], zero, -1, act)[0]
-                          for m in (np.float32(mu), np.float32(-mu)))
-                slope = (Zp.astype(np.float64) - Zm) / (2 * mu)
+                r, dr = self._residuals_and_partials(xc, values, boundary)
+                loss += float(np.sum(r ** 2)) / len(pts)
+                g = 2.0 * r[:, None] * dr * c.reshape(B, M)  # d(sum_b r_b^2) / d nn
+                slope = activation_slope(Z, act, mu)
                 D = ((g.reshape(-1, 1) / len(pts)) * w[None] * slope).astype(np.float32)
                 XtD = (X.T @ D).astype(np.float64)
                 M_total = XtD if M_total is None else M_total + XtD

@@ -328,10 +328,13 @@ def _bsb100d():
                    whole_space=True, transform_onnx=_bsb100d_onnx)
 
 
+def _sum_squares(g, xs, stop):
+    cols = _columns(g, xs, stop)
+    return g.op("ReduceSum", [g.op("Mul", [cols, cols]), g.const([2])], keepdims=0)
+
+
 def _bsb100d_onnx(g, xs):
-    sq = g.op("Mul", [_columns(g, xs, 100), _columns(g, xs, 100)])
-    return g.op("ReduceSum", [sq, g.const([2])], keepdims=0), \
-        g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 100)])
+    return _sum_squares(g, xs, 100), g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 100)])
 
 
 def hjb100d_reference(x, nodes=48):
@@ -376,8 +379,7 @@ def _hjb100d():
 
 
 def _hjb100d_onnx(g, xs):
-    sq = g.op("ReduceSum", [g.op("Mul", [_columns(g, xs, 100), _columns(g, xs, 100)]),
-                            g.const([2])], keepdims=0)
+    sq = _sum_squares(g, xs, 100)
     a = g.op("Log", [g.op("Div", [g.op("Add", [_scalar(g, 1.0), sq]), _scalar(g, 2.0)])])
     return a, g.op("Sub", [_scalar(g, 1.0), _column(g, xs, 100)])
 

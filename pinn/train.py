@@ -141,12 +141,8 @@ def rel_l2(loss, params, n, seed):
 def residual_losses(loss, params, n, seed):
     """Without an exact solution: the mean squared residual of the smoothed predictor on
     ``n`` uniform points (and its mean squared boundary error on a quarter as many)."""
-    problem, params = loss.problem, np.asarray(params, np.float32)
-    x = problem.sample(n, seed)
-    step = max(1, (1 << 17) // loss.evaluations)
-    total = sum(len(x[i:i + step]) * loss(params[None], x[i:i + step])[0]
-                for i in range(0, n, step))
-    out = {"residual_loss": float(total / n)}
+    problem = loss.problem
+    out = {"residual_loss": loss.mean_loss(params, problem.sample(n, seed))}
     if problem.boundary is not None:
         xb = problem.sample_boundary(max(1, n // 4), seed)
         out["boundary_loss"] = float(np.mean((loss.predict(params, xb) - problem.boundary(xb)) ** 2))

@@ -10,7 +10,16 @@ cores.  Nothing is differentiated through the network.
 
 import numpy as np
 
+from zotrain.kernels import elementwise
 from zotrain.nn.layers import Dense, TTLinear
+
+
+def activation_slope(Z, act, mu):
+    """``act'(Z)`` by a central difference of step ``mu`` (float64; ``Z`` float32 (B, F))."""
+    zero = np.zeros((1, 1), np.float32)
+    Zp, Zm = (elementwise.bias_activation_many((Z + m)[None].astype(np.float32), zero, -1,
+                                               act)[0] for m in (mu, -mu))
+    return (Zp.astype(np.float64) - Zm) / (2 * mu)
 
 
 def _left(cores):

@@ -8,7 +8,7 @@ output for the last block).
 
 import numpy as np
 
-from zotrain.kernels import elementwise
+from zotrain.zo.local_rule import activation_slope
 
 
 def normalise(h):
@@ -52,11 +52,7 @@ class Prototypes:
         u = h / norm
         r = u - self.means[k][labels]
         gh = (r - u * np.sum(u * r, axis=1, keepdims=True)) / norm
-        zero = np.zeros((1, 1), np.float32)
-        Zp, Zm = (elementwise.bias_activation_many((Z + s)[None].astype(np.float32), zero, -1,
-                                                   act)[0] for s in (mu, -mu))
-        slope = (Zp.astype(np.float64) - Zm) / (2 * mu)
-        return (self.weight * gh * slope / Z.shape[0]).astype(np.float32)
+        return (self.weight * gh * activation_slope(Z, act, mu) / Z.shape[0]).astype(np.float32)
 
     def state(self):
         return [p.tolist() for p in self.means] if self.means else []
