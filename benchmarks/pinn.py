@@ -4,7 +4,7 @@ and a first-order (autodiff) reference.
 Usage:
   python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
   python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
-  python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR]
+  python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR] [--depth D]
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
 
@@ -170,6 +170,15 @@ def _torch_problem(name):
         d = 100
         return (lambda x, nn: torch.sin(x[:, :d]).mean(1) + x[:, d] * nn,
                 lambda x, u, g, lap, ut: ut - lap)
+    if name == "bsb100d":
+        d, r, s, T = 100, 0.05, 0.4, 1.0
+        return (lambda x, nn: (x[:, :d] ** 2).sum(1) + (T - x[:, d]) * nn,
+                lambda x, u, g, lap, ut, hess: ut + 0.5 * s ** 2 * (x[:, :d] ** 2 * hess).sum(1)
+                - r * (u - (x[:, :d] * g[:, :d]).sum(1)))
+    if name == "hjb100d":
+        d, T = 100, 1.0
+        return (lambda x, nn: torch.log((1 + (x[:, :d] ** 2).sum(1)) / 2) + (T - x[:, d]) * nn,
+                lambda x, u, g, lap, ut: ut + lap - (g[:, :d] ** 2).sum(1))
     if name == "black-scholes":
         K, r, s, smax = 100.0, 0.05, 0.2, 200.0
 
@@ -192,7 +201,7 @@ def first_order(args):
     from torch_baselines import torch_model
 
     torch.manual_seed(0)
-    c = PinnConfig()
+    c = PinnConfig(depth=args.depth)
     problem = problems.get(args.problem)
     model, loss = build(c, problem)
     arrays, forward = torch_model(model, init_params(model, problem, 0))
@@ -210,9 +219,12 @@ def first_order(args):
         x = x.requires_grad_(True)
         u = u_of(x)
         g, = torch.autograd.grad(u.sum(), x, create_graph=True)
-        lap = sum(torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i]
-                  for i in space)
-        out = (residual(x, u, g, lap, g[:, ti] if ti is not None else None) ** 2).mean()
+        diag = torch.stack([torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i]
+                            for i in space], 1)
+        fields = (x, u, g, diag.sum(1), g[:, ti] if ti is not None else None)
+        if problem.hessian == "diagonal":
+            fields += (diag,)
+        out = (residual(*fields) ** 2).mean()
         if problem.boundary is not None:
             xb = torch.tensor(problem.sample_boundary(max(1, len(x) // 4), seed=[7, step]),
                               dtype=torch.float32)
@@ -246,6 +258,10 @@ def first_order(args):
             next_report *= 2
     print(f"\nfinal after {step} steps, {time.perf_counter() - t0:.0f} s: rel. L2 "
           f"**{rel(10000, 12345):.2e}** on 10,000 points (unsmoothed network)")
+    if args.problem == "hjb100d":
+        with torch.no_grad():
+            u00 = float(u_of(torch.zeros((1, dim)))[0])
+        print(f"u(0, 0) = {u00:.4f} (reference 4.5901)")
 
 
 def main(argv=None):
@@ -272,6 +288,7 @@ def main(argv=None):
     p.add_argument("--max-time", type=float, default=300.0)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--depth", type=int, default=2, help="TT hidden layers (as zotrain pinn)")
     args = ap.parse_args(argv)
     if hasattr(args, "flags"):
         args.flags = [f for f in args.flags if f != "--"]

@@ -6,7 +6,7 @@ zotrain itself never imports torch; this script does, when it is installed
 
 Usage:
   python benchmarks/torch_baselines.py first-order [--dataset mnist|fashion-mnist]
-      [--model mnist|deep] [--epochs E]
+      [--model mnist|deep] [--hidden H --rank R] [--epochs E] [--schedule cosine]
   python benchmarks/torch_baselines.py step-time [--queries N] [--ranks R ...] [--batches B ...]
   python benchmarks/torch_baselines.py activity-step-time [--batches B ...]
 """
@@ -64,7 +64,13 @@ def first_order(args):
     d = load_dataset(args.dataset, args.data)
     xtr, ytr = torch.tensor(d.x_train[:55000]), torch.tensor(d.y_train[:55000])
     xte, yte = torch.tensor(d.x_test), torch.tensor(d.y_test)
-    model = (zotrain.mnist_mlp if args.model == "mnist" else zotrain.mnist_deep)(rank=args.rank)
+    if args.hidden is not None:  # the one-hidden-layer model at another width (--preset tiny)
+        from zotrain.nn.architectures import classifier
+
+        model = classifier(784, 10, rank=args.rank, depth=1, hidden=args.hidden)
+    else:
+        model = (zotrain.mnist_mlp if args.model == "mnist" else zotrain.mnist_deep)(
+            rank=args.rank)
     arrays, forward = torch_model(model, model.init(0))
     opt = torch.optim.Adam(arrays.values(), lr=args.lr)
     steps = args.epochs * (len(ytr) // args.batch)
@@ -237,6 +243,8 @@ def main():
     a.add_argument("--model", default="mnist", choices=["mnist", "deep"])
     a.add_argument("--epochs", type=int, default=5)
     a.add_argument("--rank", type=int, default=16)
+    a.add_argument("--hidden", type=int, default=None, help="hidden width of a one-layer model "
+                   "(e.g. 256 with --rank 10: the tiny preset)")
     a.add_argument("--batch", type=int, default=100)
     a.add_argument("--lr", type=float, default=1e-3)
     a.add_argument("--schedule", default="constant", choices=["constant", "cosine"])

@@ -13,7 +13,9 @@ exact head Jacobian, built from the features entering the head at
 ``PinnLoss.head_jacobian``).  ``--head zo`` trains the head with the body by
 RGE instead.  ``--body local`` updates the last hidden layer by a local rule
 with the exact head-side sensitivity (``PinnLoss.hidden_layer_gradient``) and
-RGE below it; ``--body frozen`` keeps the random features (the baseline).  A problem with boundary data (heat100d) adds the mean squared
+RGE below it (with ``--depth 1``, one TT hidden layer, that is the whole body,
+trained by its exact gradient); ``--body frozen`` keeps the random features
+(the baseline).  A problem with boundary data (heat100d) adds the mean squared
 boundary error on a quarter as many boundary points.
 
 A forward pass is one parameter set evaluated on ``points`` collocation points
@@ -60,6 +62,7 @@ class PinnConfig:
     sigma: Optional[float] = None  # smoothing, in box widths; the problem's default
     width: int = 512
     rank: int = 2
+    depth: int = 2  # TT hidden layers
     points: int = 64  # collocation points per iteration
     queries: int = 4  # RGE queries (antithetic: 2 forward passes each)
     mu: float = 1e-2
@@ -90,7 +93,7 @@ class PinnConfig:
         if self.body == "local" and self.backend != "numba":
             raise ZotrainError("body 'local' needs the numba backend (it reads the layer's "
                                "input and pre-activations)")
-        for name in ("iters", "points", "queries", "level", "samples", "width", "rank",
+        for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -105,7 +108,8 @@ class PinnConfig:
 
 def build(c, problem):
     """``(model, loss)`` of a configuration for ``problem``."""
-    model = architectures.pinn_mlp(in_features=problem.dim, width=c.width, rank=c.rank)
+    model = architectures.pinn_mlp(in_features=problem.dim, width=c.width, rank=c.rank,
+                                   depth=c.depth)
     network = None
     if c.backend == "onnxruntime":
         from zotrain.export.runtime import OrtNetwork

@@ -25,6 +25,20 @@ def tt_dense(cores):
     return full.reshape(n_in, -1)
 
 
+def tt_core_gradients_dense(cores, M):
+    """``d <M, W(cores)> / d core_k`` for every k by brute force: ``W`` is linear in each
+    core, so each entry is ``<M, W>`` with that core replaced by a unit tensor."""
+    grads = []
+    for k, core in enumerate(cores):
+        g = np.zeros(core.shape)
+        for idx in np.ndindex(core.shape):
+            unit = np.zeros(core.shape)
+            unit[idx] = 1.0
+            g[idx] = np.sum(M * tt_dense(cores[:k] + [unit] + cores[k + 1:]))
+        grads.append(g)
+    return grads
+
+
 def tt_contract_steps(H, cores):
     """``H @ W`` contracted core by core in float64, each intermediate laid out per row as
     ``(outputs so far, rank, inputs left)``; also returns the largest intermediate per row."""

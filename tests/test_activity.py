@@ -5,7 +5,7 @@ import pytest
 
 from zotrain.kernels import elementwise as E
 from zotrain.kernels.activity import activity_cge_head, activity_cge_link, activity_cge_link_relu
-from zotrain.zo.local_rule import tt_core_gradients
+from zotrain.zo.local_rule import layer_gradient, tt_core_gradients, tt_core_gradients_from
 from zotrain.nn.tt import random_tt_matrix, tt_matrix_to_dense
 from tests import reference
 
@@ -107,16 +107,19 @@ def test_activity_estimate_is_the_exact_derivative(rng):
     np.testing.assert_allclose(D, exact, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("case", range(5))
-def test_tt_core_gradients_match_finite_differences(case):
-    rng = np.random.default_rng(case)
+def _random_cores(rng, seed, max_mode=4, max_rank=4):
     d = int(rng.integers(1, 5))
-    in_modes = tuple(int(m) for m in rng.integers(1, 4, d))
-    out_modes = tuple(int(m) for m in rng.integers(1, 4, d))
-    ranks = (1,) + tuple(int(r) for r in rng.integers(1, 4, d - 1)) + (1,)
-    cores = random_tt_matrix(in_modes, out_modes, ranks, seed=case, dtype=np.float64)
+    in_modes = tuple(int(m) for m in rng.integers(1, max_mode + 1, d))
+    out_modes = tuple(int(m) for m in rng.integers(1, max_mode + 1, d))
+    ranks = (1,) + tuple(int(r) for r in rng.integers(1, max_rank + 1, d - 1)) + (1,)
+    return random_tt_matrix(in_modes, out_modes, ranks, seed=seed, dtype=np.float64)
+
+
+def test_dense_projection_reference_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    cores = _random_cores(rng, 0, max_mode=3, max_rank=3)
     M = rng.standard_normal(tt_matrix_to_dense(cores).shape)
-    grads = tt_core_gradients(cores, M)
+    grads = reference.tt_core_gradients_dense(cores, M)
     for k, core in enumerate(cores):
         num = np.zeros_like(core)
         for idx in np.ndindex(core.shape):
@@ -126,3 +129,71 @@ def test_tt_core_gradients_match_finite_differences(case):
             cp[k][idx] -= 2e-6
             num[idx] = (fp - np.sum(M * reference.tt_dense(cp))) / 2e-6
         np.testing.assert_allclose(grads[k], num, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_tt_core_gradients_from_inputs_equal_the_dense_projection(case):
+    """From (X, D) directly (any chunking) = X^T D projected onto the cores (float64)."""
+    rng = np.random.default_rng(case)
+    cores = _random_cores(rng, case)
+    n_in, n_out = tt_matrix_to_dense(cores).shape
+    B = int(rng.integers(1, 9))
+    X, D = rng.standard_normal((B, n_in)), rng.standard_normal((B, n_out))
+    expected = reference.tt_core_gradients_dense(cores, X.T @ D)
+    for chunk in (None, 1, 3):
+        for g, e in zip(tt_core_gradients_from(cores, X, D, chunk=chunk), expected):
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    for g, e in zip(tt_core_gradients(cores, X.T @ D), expected):  # the projection itself
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+def test_lean_tt_layer_gradient_allocates_nothing_of_the_dense_size():
+    """A lean 4096 x 4096 TT layer (dense: 64 MiB in float32): its local-rule gradient from a
+    batch of 64 allocates under a fifth of the dense matrix (the dense X^T D alone is
+    all of it)."""
+    import tracemalloc
+
+    from zotrain.nn.layers import TTLinear
+    from zotrain.nn.sequential import Sequential
+
+    model = Sequential([TTLinear(4096, 4096, rank=8, in_modes=(8, 8, 8, 8),
+                                 out_modes=(8, 8, 8, 8), method="lean")])
+    params = model.init(0)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 4096)).astype(np.float32)
+    D = rng.standard_normal((64, 4096)).astype(np.float32)
+    dense_bytes = 4096 * 4096 * 4
+    tracemalloc.start()
+    try:
+        grads = layer_gradient(model, 0, params, X, D)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < dense_bytes / 5, (peak, dense_bytes)
+    cores = [model.unflatten(params)[f"0.core{k}"].astype(np.float64) for k in range(4)]
+    expected = tt_core_gradients_from(cores, X.astype(np.float64), D.astype(np.float64))
+    for k in range(4):
+        np.testing.assert_allclose(grads[f"0.core{k}"], expected[k], rtol=2e-3,
+                                   atol=2e-3 * np.abs(expected[k]).max())
+
+
+@pytest.mark.parametrize("rows,method", [(3, "lean"), (40, "lean"), (3, "auto")])
+def test_layer_gradient_of_a_tt_layer_by_either_path(rows, method):
+    """Streamed from (X, D) (lean, fewer rows than inputs) or projected from X^T D, the
+    cores get the projection of X^T D and the bias the sum of D."""
+    from zotrain.nn.layers import TTLinear
+    from zotrain.nn.sequential import Sequential
+
+    model = Sequential([TTLinear(12, 8, rank=3, in_modes=(3, 4), out_modes=(2, 4),
+                                 method=method)])
+    params = model.init(1)
+    rng = np.random.default_rng(rows)
+    X = rng.standard_normal((rows, 12)).astype(np.float32)
+    D = rng.standard_normal((rows, 8)).astype(np.float32)
+    g = layer_gradient(model, 0, params, X, D)
+    arrays = model.unflatten(params)
+    cores = [arrays[f"0.core{k}"].astype(np.float64) for k in range(2)]
+    expected = reference.tt_core_gradients_dense(cores, X.T.astype(np.float64) @ D)
+    for k in range(2):
+        np.testing.assert_allclose(g[f"0.core{k}"], expected[k], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g["0.bias"], D.sum(0), rtol=1e-5, atol=1e-5)

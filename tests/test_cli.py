@@ -13,7 +13,8 @@ def test_help_lists_every_subcommand_with_its_help(capsys):
     out = capsys.readouterr().out
     listed = dict(re.findall(r"^    (\S+) +(\S.*)$", out, re.M))
     sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(listed) == set(sub.choices) == {"data", "models", "train", "export", "pinn"}
+    assert set(listed) == set(sub.choices) == {"data", "models", "train", "export", "device",
+                                                "pinn"}
     for name, parser in sub.choices.items():
         assert parser.prog == f"zotrain {name}" and listed[name]
         with pytest.raises(SystemExit) as e:

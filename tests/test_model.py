@@ -84,6 +84,9 @@ def test_reference_models():
     m = zotrain.mnist_mlp()
     assert (m.in_features, m.out_features) == (784, 10)
     assert m.layers[0].uses_dense(500)  # rank 8, width 1024: BLAS wins
+    lean = TTLinear(784, 1024, rank=8, in_modes=(4, 7, 7, 4), out_modes=(4, 8, 8, 4),
+                    method="lean")
+    assert not lean.uses_dense(500) and lean.uses_dense(1000)  # never W bigger than X
     p = zotrain.pinn_mlp()
     assert (p.in_features, p.out_features) == (21, 1)
     assert not p.layers[2].uses_dense(500)  # rank 2: contraction wins
@@ -214,3 +217,13 @@ def test_bad_targets(small):
         model.loss_many(p[None], X, np.zeros((4, 2)), loss="mse")
     with pytest.raises(ValueError, match="loss must be one of"):
         model.loss_many(p[None], X, np.zeros(4, int), loss="hinge")
+
+
+def test_pinn_mlp_depth():
+    one = zotrain.pinn_mlp(in_features=5, width=8, depth=1)
+    three = zotrain.pinn_mlp(in_features=5, width=8, depth=3)
+    assert [type(l).__name__ for l in one.layers] == ["TTLinear", "Sin", "Dense"]
+    assert len(three.layers) == 7 and three.layers[4].in_features == 8
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="depth must be an integer >= 1"):
+            zotrain.pinn_mlp(depth=bad)

@@ -36,6 +36,30 @@ def test_segment_losses_equal_full_forwards(model, rng):
             assert fast[q] == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.parametrize("stream", [1, 2, 3, 4])
+def test_streamed_queries_equal_one_batch(stream, rng, monkeypatch):
+    """Queries evaluated in groups of ``STREAM`` sets (a step's working set near one
+    forward's) give bit for bit the losses of one batch of all of them."""
+    from zotrain.zo import objective
+
+    model = next(models())
+    p = model.init(0)
+    X = rng.standard_normal((13, model.in_features)).astype(np.float32)
+    y = rng.integers(0, model.out_features, 13)
+    queries = np.array([0, 0, 3, 3, 1, 1, 7, 7, 2])
+    scales = np.array([0.05, -0.05, 0.05, -0.05, 0.2, -0.2, 0.1, -0.1, 0.3])
+    P = R.perturb_into(np.empty((9, p.size), np.float32), p, np.array([0]),
+                       np.array([p.size]), 4, 9, queries, scales, R.GAUSSIAN)
+    results = []
+    for size in (10 ** 6, stream):
+        monkeypatch.setattr(objective, "STREAM", size)
+        obj = ModelObjective(model, X, y)
+        results.append([obj(P)] + [obj.segment_losses(p, s.name, 4, 9, queries, scales,
+                                                       R.GAUSSIAN) for s in model.layout])
+    for batched, streamed in zip(*results):
+        assert np.array_equal(batched, streamed)
+
+
 def test_forward_passes_are_counted(rng):
     model = next(models())
     p = model.init(0)

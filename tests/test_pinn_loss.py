@@ -78,13 +78,16 @@ def test_head_gradient_matches_finite_differences(name):
         assert grad @ u == pytest.approx(fd, rel=2e-2, abs=1e-3 * abs(value))
 
 
-@pytest.mark.parametrize("name,method", [("hjb20d", "degree5"), ("poisson2d", "degree5"),
-                                         ("heat100d", "radial")])
-def test_hidden_layer_gradient_matches_finite_differences(name, method):
+@pytest.mark.parametrize("name,method,depth", [("hjb20d", "degree5", 2),
+                                               ("poisson2d", "degree5", 2),
+                                               ("heat100d", "radial", 2),
+                                               ("heat100d", "radial", 1)])
+def test_hidden_layer_gradient_matches_finite_differences(name, method, depth):
     """The local rule's update of the last hidden layer is the loss's gradient in that layer
-    (residual and boundary terms), along random directions of the layer's parameters."""
+    (residual and boundary terms), along random directions of the layer's parameters;
+    with one hidden layer, the whole body's gradient."""
     p = problems.get(name)
-    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=depth)
     params = model.init(3)
     loss = PinnLoss(model, p, sigma=0.1, method=method)
     x = p.sample(6, seed=1)
@@ -92,7 +95,7 @@ def test_hidden_layer_gradient_matches_finite_differences(name, method):
     params = loss.solve_head(params, p.sample(64, 4), 1e-6, xb)  # a loss not dominated by
     value, grad = loss.hidden_layer_gradient(params, x, xb)     # the head's misfit
     assert value == pytest.approx(loss(params[None], x, xb)[0], rel=1e-3)
-    layer = [s for s in model.layout if s.layer == 2]
+    layer = [s for s in model.layout if s.layer == 2 * (depth - 1)]
     idx = np.concatenate([np.arange(s.offset, s.offset + s.size) for s in layer])
     assert np.all(grad[np.setdiff1d(np.arange(model.n_params), idx)] == 0)
     rng = np.random.default_rng(0)

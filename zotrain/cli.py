@@ -5,7 +5,11 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from zotrain.nn import architectures
+from zotrain.nn.layers import TTLinear
+from zotrain.recipes.presets import PRESETS
 
 
 def _cmd_data(args):
@@ -26,6 +30,10 @@ def _cmd_models(args):
         m = factory()
         print(f"{name}: {m.n_params} trainable parameters, {m.dense_params} dense "
               f"({m.dense_params / m.n_params:.0f}x compression)\n{m}\n")
+    for name, p in PRESETS.items():
+        m = _budgeted_model(784, 10, p, name)
+        print(f"--preset {name} (MNIST): {m.n_params} trainable parameters "
+              f"({4 * m.n_params:,} bytes in float32), {m.dense_params} dense\n{m}\n")
     return 0
 
 
@@ -48,17 +56,21 @@ def _cmd_train(args):
         if (args.task == "npz") != (args.file is not None):
             return _fail("train", "npz takes a FILE (zotrain train npz data.npz); mnist and "
                          "fashion-mnist take none (use --data DIR)")
-        given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-        run = dict(dataclasses.asdict(ClassifierConfig(**given)), dataset=args.task,
-                   data=args.file or args.data, model=args.model or "mlp", rank=args.rank or 16)
+        given = {k: v for k, v in vars(args).items() if v is not None}
+        if args.preset is not None and args.preset not in PRESETS:
+            return _fail("train", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+        preset = PRESETS.get(args.preset, {})
+        given = dict(preset, **given)  # what the command line gives wins over the preset
+        run = dict(dataclasses.asdict(ClassifierConfig(**{k: v for k, v in given.items()
+                                                          if k in fields})),
+                   dataset=args.task, data=args.file or args.data,
+                   model=given.get("model", "mlp"), rank=given.get("rank", 16),
+                   hidden=given.get("hidden", 1024), max_params=given.get("max_params"),
+                   lean=given.get("lean", False), preset=args.preset)
         out = Path(args.out or f"runs/{_run_name(run)}-{run['evaluator']}-seed{run['seed']}")
     try:
-        if run["model"] not in architectures.DEPTHS:
-            raise ValueError(f"unknown model {run['model']!r}; known: "
-                             f"{', '.join(architectures.DEPTHS)}")
         data = load_dataset(run["dataset"], run["data"])
-        model = architectures.classifier(data.n_features, data.n_classes, rank=run["rank"],
-                                         depth=architectures.DEPTHS[run["model"]])
+        model = _budgeted_model(data.n_features, data.n_classes, run, run.get("preset"))
         config = ClassifierConfig(**{k: v for k, v in run.items() if k in fields})
         config.validate()
         try:
@@ -66,13 +78,36 @@ def _cmd_train(args):
         except OSError as e:
             raise ValueError(f"output directory {out} is not writable ({e.strerror})") from None
         write_json(out / "config.json", run)
-        extra = {k: run[k] for k in ("dataset", "data", "model", "rank")}
+        extra = {k: run.get(k) for k in ("dataset", "data", "model", "rank", "hidden", "lean",
+                                          "preset")}
         metrics = train_classifier(model, data, config, out, resume=bool(args.resume),
                                    progress=not args.quiet, run_config=extra)
     except Exception as e:  # noqa: BLE001 - every known failure becomes a one-line message
         return _report("train", e)
     return _finished(metrics, out, f"test accuracy {metrics['test_accuracy']:.4f} (best "
                      f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs")
+
+
+def _budgeted_model(n_features, n_classes, settings, preset):
+    """The classifier ``settings`` name (model, rank, hidden, lean), refused when over its
+    parameter budget (``max_params``: a preset's or ``--max-params``)."""
+    name, rank, hidden = (settings.get("model") or "mlp", settings.get("rank") or 16,
+                          settings.get("hidden") or 1024)
+    if name not in architectures.DEPTHS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(architectures.DEPTHS)}")
+    model = architectures.classifier(n_features, n_classes, rank=rank,
+                                     depth=architectures.DEPTHS[name], hidden=hidden)
+    if settings.get("lean"):
+        for layer in model.layers:
+            if isinstance(layer, TTLinear):
+                layer.method = "lean"  # no dense matrix bigger than the batch's input
+    budget = settings.get("max_params")
+    if budget is not None and model.n_params > budget:
+        what = f"preset {preset!r}" if preset else "--max-params"
+        raise ValueError(f"{what} allows at most {budget:,} parameters, but --rank {rank} "
+                         f"--hidden {hidden} gives {model.n_params:,}; lower the rank or the "
+                         "hidden width")
+    return model
 
 
 def _finished(metrics, out, result):
@@ -145,6 +180,14 @@ def _add_train(sub):
                    f"{d.schedule})")
     p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
     p.add_argument("--rank", type=int, help="TT rank (default 16)")
+    p.add_argument("--hidden", type=int, help="hidden width (default 1024)")
+    p.add_argument("--preset", help="a named recipe whose settings the other options override: "
+                   + "; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
+    p.add_argument("--max-params", type=int, metavar="N", help="refuse a model with more than "
+                   "N parameters (a preset sets its own budget)")
+    p.add_argument("--lean", action=argparse.BooleanOptionalAction, help="never build a TT "
+                   "layer's dense matrix when it is larger than the batch's input (less "
+                   "memory, slower at high rank; --preset tiny sets it)")
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
@@ -174,7 +217,15 @@ def _cmd_export(args):
         out = Path(args.out) if args.out else run_dir / (
             "model.trainable.onnx" if args.trainable else "model.onnx")
         pinn = None if args.trainable else _pinn_loss_of_run(run_dir)
-        if pinn is not None:
+        if args.int8:
+            from zotrain.export.int8 import to_onnx_int8
+
+            if args.trainable or pinn is not None:
+                raise ExportError("--int8 exports a classifier's inference graph (not "
+                                  "--trainable, not a PINN run)")
+            out = Path(args.out) if args.out else run_dir / "model.int8.onnx"
+            to_onnx_int8(model, params, out, _calibration(run_dir, args))
+        elif pinn is not None:
             from zotrain.export.pinn import to_onnx_pinn
 
             to_onnx_pinn(pinn, params, out)
@@ -182,11 +233,34 @@ def _cmd_export(args):
             to_onnx(model, params, out, trainable=args.trainable)
     except Exception as e:  # noqa: BLE001
         return _report("export", e)
-    kind = "trainable" if args.trainable else \
+    kind = "int8 inference" if args.int8 else "trainable" if args.trainable else \
         "smoothed PINN predictor" if pinn is not None else "inference"
     print(f"wrote {out} ({out.stat().st_size:,} bytes; {model.n_params:,} parameters, "
           f"{kind} graph)")
     return 0
+
+
+def _calibration(run_dir, args):
+    """The first ``args.calibration`` training inputs of the run's data set (``--data``
+    overrides where the run found it)."""
+    from zotrain.data import load_dataset
+    from zotrain.export.onnx import ExportError
+
+    if args.calibration < 1:
+        raise ExportError(f"--calibration must be >= 1, got {args.calibration}")
+    with np.load(run_dir / "model.npz") as z:
+        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    dataset, source = config.get("dataset"), args.data or config.get("data")
+    if dataset is None:
+        raise ExportError(f"{run_dir} does not name its training data, so --int8 has no "
+                          "calibration inputs; quantize from Python with "
+                          "zotrain.export.int8.to_onnx_int8(model, params, path, calibration)")
+    try:
+        x = load_dataset(dataset, source).x_train
+    except ValueError as e:
+        raise ExportError(f"--int8 needs calibration inputs from the run's {dataset} training "
+                          f"data, which cannot be loaded ({e}); give --data DIR") from None
+    return x[:args.calibration]
 
 
 def _pinn_loss_of_run(run_dir):
@@ -205,6 +279,56 @@ def _pinn_loss_of_run(run_dir):
     return load_run(problems.get(name), run_dir)[0]  # a name resolves to an object here
 
 
+def _cmd_device(args):
+    import dataclasses
+
+    from zotrain.data import MEAN, STD
+    from zotrain.export.device import write_device_bundle
+    from zotrain.recipes.classification import ClassifierConfig
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    if args.preset is not None and args.preset not in PRESETS:
+        return _fail("device", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
+    given = dict(PRESETS.get(args.preset, {}), **given)
+    fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
+    try:
+        config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields},
+                                  evaluator="none", estimator="rge")
+        config.validate()
+        model = _budgeted_model(784, 10, given, args.preset)
+        out = write_device_bundle(model, model.init(config.seed), config, args.out_dir,
+                                  mean=MEAN, std=STD)
+    except Exception as e:  # noqa: BLE001
+        return _report("device", e)
+    print(f"wrote {out}: features.onnx, losses.onnx, init.npy, recipe.json ({model.n_params:,} "
+          f"parameters); train with python examples/on_device_training.py {out} MNIST_DIR")
+    return 0
+
+
+def _add_device(sub):
+    from zotrain.recipes.classification import ClassifierConfig
+
+    d = ClassifierConfig()
+    p = sub.add_parser("device", help="write what a device with only an inference runtime "
+                       "needs to train an MNIST model itself",
+                       description="Writes DIR/features.onnx, losses.onnx, init.npy and "
+                       "recipe.json for examples/on_device_training.py (NumPy + onnxruntime): "
+                       "RGE on the body, the exact head gradient, Adam.")
+    p.add_argument("out_dir", metavar="DIR")
+    p.add_argument("--preset", help="; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
+    p.add_argument("--model", help="mlp or deep (default mlp)")
+    p.add_argument("--rank", type=int, help="TT rank (default 16)")
+    p.add_argument("--hidden", type=int, help="hidden width (default 1024)")
+    p.add_argument("--queries", type=int, help=f"RGE queries per step (default {d.queries})")
+    p.add_argument("--mu", type=float, help=f"RGE smoothing (default {d.mu})")
+    p.add_argument("--lr", type=float, help=f"body learning rate (default {d.lr})")
+    p.add_argument("--head-lr", type=float, help=f"head learning rate (default {d.head_lr})")
+    p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
+    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
+    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    p.set_defaults(func=_cmd_device)
+
+
 def _add_export(sub):
     p = sub.add_parser("export", help="write a trained model as ONNX",
                        description="Export RUN_DIR/model.npz (from zotrain train) as ONNX: TT "
@@ -214,6 +338,13 @@ def _add_export(sub):
     p.add_argument("--out", metavar="FILE", help="default RUN_DIR/model.onnx")
     p.add_argument("--trainable", action="store_true",
                    help="parameters as graph inputs (trained values as defaults)")
+    p.add_argument("--int8", action="store_true", help="quantize to int8 (QDQ, per-channel "
+                   "weights, activations calibrated on training inputs); default "
+                   "RUN_DIR/model.int8.onnx")
+    p.add_argument("--calibration", type=int, default=500, metavar="N",
+                   help="training inputs that calibrate --int8 (default 500)")
+    p.add_argument("--data", metavar="DIR", help="where the run's data set is, for --int8 "
+                   "(default: where the run found it)")
     p.set_defaults(func=_cmd_export)
 
 
@@ -272,6 +403,8 @@ def _add_pinn(sub):
     p.add_argument("--ridge", type=float, help=f"ridge of the head solve (default {d.ridge})")
     p.add_argument("--width", type=int, help=f"hidden width (default {d.width})")
     p.add_argument("--rank", type=int, help=f"TT rank of the hidden layers (default {d.rank})")
+    p.add_argument("--depth", type=int, help=f"TT hidden layers (default {d.depth}; with "
+                   "--body local and depth 1 the whole body gets the local rule)")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
@@ -303,6 +436,7 @@ def build_parser():
     p.set_defaults(func=_cmd_models)
     _add_train(sub)
     _add_export(sub)
+    _add_device(sub)
     _add_pinn(sub)
     return parser
 

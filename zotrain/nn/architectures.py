@@ -14,15 +14,16 @@ def mnist_mlp(rank=8):
     ])
 
 
-def pinn_mlp(in_features=21, width=512, rank=2):
-    """in -> width -> width -> 1 with Sin activations; the first two layers TT-matrix."""
-    return Sequential([
-        TTLinear(in_features, width, rank=rank),
-        Sin(),
-        TTLinear(width, width, rank=rank),
-        Sin(),
-        Dense(width, 1),
-    ])
+def pinn_mlp(in_features=21, width=512, rank=2, depth=2):
+    """in -> width (-> width ...) -> 1: ``depth`` TT-matrix layers with Sin activations and
+    a Dense head."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
+    layers, n = [], in_features
+    for _ in range(depth):
+        layers += [TTLinear(n, width, rank=rank), Sin()]
+        n = width
+    return Sequential(layers + [Dense(width, 1)])
 
 
 def mnist_deep(rank=8):

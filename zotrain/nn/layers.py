@@ -97,10 +97,12 @@ class TTLinear:
     ``in_modes``/``out_modes`` default to a balanced factorisation; ``rank`` is an
     int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward either builds
     the dense matrix per parameter set and multiplies with BLAS, or contracts
-    the cores with the input, whichever the FLOP cost model prefers (``method``).
+    the cores with the input, whichever the FLOP cost model prefers (``method``);
+    ``method="lean"`` builds the dense matrix only where it is no larger than the
+    input it multiplies, so training on small batches holds no array of its size.
     """
 
-    METHODS = ("auto", "dense", "contract")
+    METHODS = ("auto", "dense", "contract", "lean")
 
     def __init__(self, in_features, out_features, *, rank, in_modes=None, out_modes=None,
                  bias=True, method="auto"):
@@ -164,9 +166,13 @@ class TTLinear:
     def uses_dense(self, batch):
         """Cost model: build the dense matrix and use BLAS, or contract directly.
 
-        ``method="dense"`` or ``"contract"`` overrides the choice."""
-        if self.method != "auto":
+        ``method="dense"`` or ``"contract"`` overrides the choice; ``"lean"`` never
+        builds a dense matrix larger than the input it multiplies (``in_features >
+        batch``: contract)."""
+        if self.method in ("dense", "contract"):
             return self.method == "dense"
+        if self.method == "lean" and self.in_features > batch:
+            return False
         dense = self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
         return dense <= BLAS_ADVANTAGE * self.contraction_flops(batch)
 

@@ -22,6 +22,11 @@ from zotrain.nn import losses
 from zotrain.nn.layers import Dense
 from zotrain.nn.sequential import LOSSES, as_input
 
+#: parameter sets evaluated together (queries are streamed in groups this size, so a
+#: step's working set stays near one forward's: the antithetic pair of a direction
+#: shares its ``J u``, and two sets keep both of this machine's cores busy)
+STREAM = 4
+
 DIST = {"gaussian": krandom.GAUSSIAN, "rademacher": krandom.RADEMACHER,
         "sphere": krandom.SPHERE}
 
@@ -65,7 +70,8 @@ class ModelObjective(OfModel):
         P = self.model.check_many(P)
         self.forward_passes += P.shape[0]
         self.flops += P.shape[0] * self.model.flops()
-        return self._rest(P, self.X[None], 0)
+        return np.concatenate([self._rest(P[q:q + STREAM], self.X[None], 0)
+                               for q in range(0, P.shape[0], STREAM)])
 
     def _rest(self, P, H, start):
         """Losses of layers [start, end) from ``H``, then the loss or the tail."""
@@ -129,17 +135,28 @@ class ModelObjective(OfModel):
             for s in own:
                 if s.local == "bias":
                     base0[s.slice] = 0.0
-        PJ = np.tile(base0, (U.shape[0], 1))
-        PJ[:, seg.slice] = U
-        J = layer.forward_many(inputs[i], PJ, offs, None)
+        which = np.asarray(which)
         scales = np.asarray(scales, np.float32)
-        Z = pre[i] + scales[:, None, None] * J[np.asarray(which)]
-        elementwise.bias_activation_many(Z, PJ[:1], -1, model.activation_scalar(i))
         start = i + (2 if model.fused_activation(i) is not None else 1)
-        P_rest = np.tile(np.asarray(params, np.float32), (Z.shape[0], 1))
-        self.forward_passes += Z.shape[0]  # each costs its layer (J, per direction) and the rest
-        self.flops += U.shape[0] * model.flops(i, i + 1) + Z.shape[0] * model.flops(start)
-        return self._rest(P_rest, Z, start)
+        out, group = np.zeros(0), max(1, STREAM // 2)  # directions per group
+        for a in range(0, U.shape[0], group):
+            b = min(a + group, U.shape[0])
+            rows = np.flatnonzero((which >= a) & (which < b))
+            if not len(rows):
+                continue
+            PJ = np.tile(base0, (b - a, 1))
+            PJ[:, seg.slice] = U[a:b]
+            J = layer.forward_many(inputs[i], PJ, offs, None)
+            Z = pre[i] + scales[rows, None, None] * J[which[rows] - a]
+            elementwise.bias_activation_many(Z, PJ[:1], -1, model.activation_scalar(i))
+            P_rest = np.tile(np.asarray(params, np.float32), (len(rows), 1))
+            losses_ = self._rest(P_rest, Z, start)
+            if out.shape != which.shape:
+                out = np.empty(len(which), losses_.dtype)
+            out[rows] = losses_
+        self.forward_passes += len(which)  # each costs its layer (J, per direction) and the rest
+        self.flops += U.shape[0] * model.flops(i, i + 1) + len(which) * model.flops(start)
+        return out
 
     # -- exact local gradient of the output layer --------------------------------
     def head_gradient(self, params):
