@@ -56,11 +56,9 @@ def _cmd_train(args):
         if (args.task == "npz") != (args.file is not None):
             return _fail("train", "npz takes a FILE (zotrain train npz data.npz); mnist and "
                          "fashion-mnist take none (use --data DIR)")
-        given = {k: v for k, v in vars(args).items() if v is not None}
-        if args.preset is not None and args.preset not in PRESETS:
+        given = _with_preset(args)
+        if given is None:
             return _fail("train", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-        preset = PRESETS.get(args.preset, {})
-        given = dict(preset, **given)  # what the command line gives wins over the preset
         run = dict(dataclasses.asdict(ClassifierConfig(**{k: v for k, v in given.items()
                                                           if k in fields})),
                    dataset=args.task, data=args.file or args.data,
@@ -86,6 +84,14 @@ def _cmd_train(args):
         return _report("train", e)
     return _finished(metrics, out, f"test accuracy {metrics['test_accuracy']:.4f} (best "
                      f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs")
+
+
+def _with_preset(args):
+    """The options given, over the named preset's settings; None for an unknown preset."""
+    if args.preset is not None and args.preset not in PRESETS:
+        return None
+    return dict(PRESETS.get(args.preset, {}),
+                **{k: v for k, v in vars(args).items() if v is not None})
 
 
 def _budgeted_model(n_features, n_classes, settings, preset):
@@ -286,10 +292,9 @@ def _cmd_device(args):
     from zotrain.export.device import write_device_bundle
     from zotrain.recipes.classification import ClassifierConfig
 
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    if args.preset is not None and args.preset not in PRESETS:
+    given = _with_preset(args)
+    if given is None:
         return _fail("device", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-    given = dict(PRESETS.get(args.preset, {}), **given)
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
     try:
         config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields},

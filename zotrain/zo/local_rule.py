@@ -133,17 +133,30 @@ def layer_gradient(model, i, params, X, D):
     layer = model.layers[i]
     X = np.asarray(X, np.float32)
     D = np.asarray(D, np.float32)
-    out = {f"{i}.bias": D.sum(axis=0, dtype=np.float64)} if layer.bias else {}
+    d_sum = D.sum(axis=0, dtype=np.float64)
+    if not (isinstance(layer, TTLinear) and layer.method == "lean" and X.shape[0] <= X.shape[1]):
+        # faster (BLAS), and X^T D is no larger than D when rows outnumber inputs
+        return gradient_from_products(model, i, params, X.T @ D, d_sum)
+    out = {f"{i}.bias": d_sum} if layer.bias else {}
+    for k, g in enumerate(tt_core_gradients_from(_cores(model, i, params), X, D)):
+        out[f"{i}.core{k}"] = g
+    return out
+
+
+def _cores(model, i, params):
+    arrays = model.unflatten(params)
+    return [arrays[f"{i}.core{k}"] for k in range(model.layers[i].shape.n_modes)]
+
+
+def gradient_from_products(model, i, params, M, d_sum):
+    """``layer_gradient`` from ``M = X^T D`` and ``d_sum = sum_b D_b`` (both summable over
+    chunks of rows, so a caller may accumulate them and project once)."""
+    layer = model.layers[i]
+    out = {f"{i}.bias": d_sum} if layer.bias else {}
     if isinstance(layer, Dense):
-        out[f"{i}.weight"] = X.T @ D
+        out[f"{i}.weight"] = M
     elif isinstance(layer, TTLinear):
-        arrays = model.unflatten(params)
-        cores = [np.asarray(arrays[f"{i}.core{k}"], np.float32) for k in range(layer.shape.n_modes)]
-        if layer.method == "lean" and X.shape[0] <= X.shape[1]:
-            grads = tt_core_gradients_from(cores, X, D)
-        else:  # faster (BLAS), and X^T D is no larger than D when rows outnumber inputs
-            grads = tt_core_gradients(cores, X.T @ D)
-        for k, g in enumerate(grads):
+        for k, g in enumerate(tt_core_gradients(_cores(model, i, params), M)):
             out[f"{i}.core{k}"] = g
     else:
         raise ValueError(f"layer {i} ({layer!r}) has no parameters to update")
