@@ -20,51 +20,6 @@ from .config import PARALLEL, SERIAL, WORK_ITEM_FLOATS, check_array, prepare_thr
 
 
 @njit(**SERIAL)
-def _tt_to_dense_one(p, meta, out):
-    """Contract the cores in ``p`` right to left into ``out`` (in*out, flat)."""
-    d = meta.shape[0]
-    off, r0, ii, oo, r1 = meta[d - 1]
-    rows = ii
-    cols = oo
-    if d == 1:
-        out[:] = p[off:off + ii * oo]
-        return
-    R = p[off:off + r0 * ii * oo].copy()  # (r_{d-1}, in_d, out_d)
-    for k in range(d - 2, -1, -1):
-        off, r0, ii, oo, r1 = meta[k]
-        new_rows = ii * rows
-        new_cols = oo * cols
-        if k == 0:
-            N = out
-        else:
-            N = np.empty(r0 * new_rows * new_cols, dtype=np.float32)
-        for r in range(r0):
-            for i in range(ii):
-                for rr in range(rows):
-                    row_base = (r * new_rows + i * rows + rr) * new_cols
-                    for o in range(oo):
-                        dst = N[row_base + o * cols:row_base + (o + 1) * cols]
-                        dst[:] = 0.0
-                        for s in range(r1):
-                            g = p[off + ((r * ii + i) * oo + o) * r1 + s]
-                            src = R[(s * rows + rr) * cols:(s * rows + rr + 1) * cols]
-                            for cc in range(cols):
-                                dst[cc] += g * src[cc]
-        R = N
-        rows = new_rows
-        cols = new_cols
-
-
-@njit(**PARALLEL)
-def _tt_to_dense_many(P, meta, W):
-    """Write the dense matrices of Q TT-matrices into ``W`` ``(Q, in * out)``."""
-    Q = P.shape[0]
-    for q in prange(Q):
-        _tt_to_dense_one(P[q], meta, W[q])
-    return W
-
-
-@njit(**SERIAL)
 def _contract_step(T, U, core, left, K, M, L):
     """``U[lo, m, :] = sum_k core[k, m] * T[lo, k, :]`` for every ``lo``.
 
@@ -146,16 +101,6 @@ def _check_meta(meta, P):
             raise ValueError(f"core {k} starts with rank {r0}, core {k - 1} ends with "
                              f"{meta[k - 1][4]}")
     return int(np.prod(meta[:, 2])), int(np.prod(meta[:, 3]))
-
-
-def tt_to_dense_many(P, meta, W):
-    """Write the dense matrices of Q TT-matrices into ``W`` ``(Q, in * out)`` float32."""
-    n_in, n_out = _check_meta(meta, P)
-    check_array("W", W, np.float32, 2, contiguous=True)
-    if W.shape != (P.shape[0], n_in * n_out):
-        raise ValueError(f"W must be ({P.shape[0]}, {n_in * n_out}), got {W.shape}")
-    prepare_threads()
-    return _tt_to_dense_many(P, meta, W)
 
 
 def contraction_work(meta):

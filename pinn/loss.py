@@ -172,7 +172,7 @@ class PinnLoss:
         linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
         difference of the activation (step ``mu``), and the layer's update is
         ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
-        from zotrain.zo.local_rule import activation_slope, gradient_from_products
+        from zotrain.zo.local_rule import LayerGradient, activation_slope
 
         model = self.model
         i = model.linear_index()[-2]
@@ -181,7 +181,7 @@ class PinnLoss:
         parts = [(check_points(x, self.problem.dim), False)]
         if xb is not None and self.problem.boundary is not None:
             parts.append((check_points(xb, self.problem.dim), True))
-        M_total, bias_total, loss = 0.0, 0.0, 0.0
+        acc, loss = LayerGradient(model, i, params), 0.0
         for pts, boundary in parts:
             for s in range(0, len(pts), chunk):
                 xc = pts[s:s + chunk]
@@ -197,10 +197,9 @@ class PinnLoss:
                 g = 2.0 * r[:, None] * dr * c.reshape(B, M)  # d(sum_b r_b^2) / d nn
                 slope = activation_slope(Z, act, mu)
                 D = ((g.reshape(-1, 1) / len(pts)) * w[None] * slope).astype(np.float32)
-                M_total = M_total + (X.T @ D).astype(np.float64)  # project once, below
-                bias_total = bias_total + D.sum(0, dtype=np.float64)
+                acc.add(X, D)
         grad = np.zeros(model.n_params, np.float32)
-        for name, value in gradient_from_products(model, i, params, M_total, bias_total).items():
+        for name, value in acc.result().items():
             grad[model.layout[name].slice] = np.asarray(value).ravel()
         return loss, grad
 

@@ -50,7 +50,7 @@ from .loss import PinnLoss
 HEADS = ("gauss-newton", "zo")
 BODIES = ("zo", "local", "frozen")
 BACKENDS = ("numba", "onnxruntime")
-RESUMABLE = ("iters", "max_time_s", "backend")  # may change on resume
+RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 
 
 @dataclass
@@ -79,6 +79,8 @@ class PinnConfig:
     test_points: int = 10000
     max_time_s: Optional[float] = None
     backend: str = "numba"  # or "onnxruntime": every forward pass in an inference session
+    ray: Optional[str] = None  # the body's RGE queries on Ray: "local" or an address
+    workers: int = 1  # Ray actors evaluating queries (with ray)
 
     def validate(self, problem):
         method = self.derivatives or problem.method
@@ -104,6 +106,11 @@ class PinnConfig:
                 raise ZotrainError(f"{name} must be > 0, got {v!r}")
         if not self.ridge >= 0:
             raise ZotrainError(f"ridge must be >= 0, got {self.ridge!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
+                self.workers < 1:
+            raise ZotrainError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.ray is not None and self.backend != "numba":
+            raise ZotrainError("--ray runs the queries with the numba backend")
 
 
 def build(c, problem):
@@ -118,6 +125,31 @@ def build(c, problem):
     loss = PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
                     samples=c.samples, seed=c.seed, network=network)
     return model, loss
+
+
+def pinn_objective(loss, layout, x, xb):
+    """The PINN loss at the points ``x`` (and boundary points ``xb``) as an objective."""
+    return FunctionObjective(lambda P: loss(P, x, xb), layout)
+
+
+class PinnObjectives:
+    """Factory of the PINN objective on one iteration's points, for a Ray actor: sent as
+    the problem and the configuration, the model and loss rebuilt there."""
+
+    def __init__(self, problem, config):
+        self.problem, self.config, self.built = problem, config, None
+
+    def __getstate__(self):
+        return {"problem": self.problem, "config": self.config}
+
+    def __setstate__(self, state):
+        self.__init__(state["problem"], state["config"])
+
+    def __call__(self, x, xb):
+        if self.built is None:
+            self.built = build(self.config, self.problem)
+        model, loss = self.built
+        return pinn_objective(loss, model.layout, x, xb), loss
 
 
 def init_params(model, problem, seed):
@@ -178,6 +210,12 @@ class PinnTask:
             self.by_rge[s.slice] = False
         self.names = [s.name for s in model.layout if self.by_rge[s.slice].all()]
         self.estimator = estimators.rge(config.queries, config.mu, per_group=False)
+        self.pool = None  # a zotrain.distributed.QueryPool of PinnObjectives, if any
+        if config.ray is not None and self.names:
+            from zotrain.distributed import QueryPool
+
+            self.pool = QueryPool(PinnObjectives(problem, config), config.workers,
+                                  None if config.ray == "local" else config.ray)
 
     def init(self, seed):
         return init_params(self.model, self.problem, seed)
@@ -202,9 +240,13 @@ class PinnTask:
         grad = np.zeros(self.n_params, np.float32)
         loss = None
         if self.names:
-            e = self.estimator.estimate(FunctionObjective(lambda P: self.loss(P, x, xb),
-                                                          self.model.layout),
-                                        params, self.names, seed=seed, step=it)
+            objective = pinn_objective(self.loss, self.model.layout, x, xb)
+            if self.pool is not None:
+                from zotrain.distributed import RemoteObjective
+
+                self.pool.step(x, xb)
+                objective = RemoteObjective(objective, self.pool, self.loss)
+            e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
             grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
         if self.local is not None:
             local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
@@ -330,3 +372,5 @@ def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=Tru
         return engine.run(resume=resume)
     finally:
         model.release_buffers()
+        if task.pool is not None:
+            task.pool.shutdown()

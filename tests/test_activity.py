@@ -5,7 +5,8 @@ import pytest
 
 from zotrain.kernels import elementwise as E
 from zotrain.kernels.activity import activity_cge_head, activity_cge_link, activity_cge_link_relu
-from zotrain.zo.local_rule import layer_gradient, tt_core_gradients, tt_core_gradients_from
+from zotrain.nn import tt_split
+from zotrain.zo.local_rule import LayerGradient, layer_gradient
 from zotrain.nn.tt import random_tt_matrix, tt_matrix_to_dense
 from tests import reference
 
@@ -133,31 +134,45 @@ def test_dense_projection_reference_matches_finite_differences():
 
 @pytest.mark.parametrize("case", range(12))
 def test_tt_core_gradients_from_inputs_equal_the_dense_projection(case):
-    """From (X, D) directly (any chunking) = X^T D projected onto the cores (float64)."""
+    """From (X, D) by column slabs (any split, any slab group) = X^T D projected onto the
+    cores (float64); the projection itself against the brute-force reference."""
     rng = np.random.default_rng(case)
     cores = _random_cores(rng, case)
     n_in, n_out = tt_matrix_to_dense(cores).shape
     B = int(rng.integers(1, 9))
     X, D = rng.standard_normal((B, n_in)), rng.standard_normal((B, n_out))
     expected = reference.tt_core_gradients_dense(cores, X.T @ D)
-    for chunk in (None, 1, 3):
-        for g, e in zip(tt_core_gradients_from(cores, X, D, chunk=chunk), expected):
+    for budget in (None, 1, 7, 10**9):  # narrowest slabs one at a time ... one slab
+        for g, e in zip(tt_split.core_gradients(cores, X, D, budget), expected):
             np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
-    for g, e in zip(tt_core_gradients(cores, X.T @ D), expected):  # the projection itself
+    for g, e in zip(tt_split.tt_core_gradients(cores, X.T @ D), expected):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
 
-def test_lean_tt_layer_gradient_allocates_nothing_of_the_dense_size():
-    """A lean 4096 x 4096 TT layer (dense: 64 MiB in float32): its local-rule gradient from a
-    batch of 64 allocates under a fifth of the dense matrix (the dense X^T D alone is
-    all of it)."""
+@pytest.mark.parametrize("case", range(12))
+def test_slab_forward_equals_the_dense_product(case):
+    rng = np.random.default_rng(100 + case)
+    cores = _random_cores(rng, case)
+    W = reference.tt_dense(cores)
+    X = rng.standard_normal((int(rng.integers(1, 9)), W.shape[0]))
+    for budget in (None, 1, 7, 10**9):
+        np.testing.assert_allclose(tt_split.forward(cores, X, budget), X @ W, rtol=1e-10,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["dense", "contract"])
+def test_tt_layer_training_allocates_nothing_of_the_dense_size(method):
+    """A 4096 x 4096 TT layer (dense: 64 MiB in float32): its forward on a batch of 64 (by
+    slabs or by the contraction kernel) and its local-rule gradient each allocate under a
+    fifth of the dense matrix (the dense X^T D or the dense weight alone would be all of
+    it)."""
     import tracemalloc
 
     from zotrain.nn.layers import TTLinear
     from zotrain.nn.sequential import Sequential
 
     model = Sequential([TTLinear(4096, 4096, rank=8, in_modes=(8, 8, 8, 8),
-                                 out_modes=(8, 8, 8, 8), method="lean")])
+                                 out_modes=(8, 8, 8, 8), method=method)])
     params = model.init(0)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 4096)).astype(np.float32)
@@ -165,22 +180,49 @@ def test_lean_tt_layer_gradient_allocates_nothing_of_the_dense_size():
     dense_bytes = 4096 * 4096 * 4
     tracemalloc.start()
     try:
+        Y = model.apply(params, X)
+        _, forward_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
         grads = layer_gradient(model, 0, params, X, D)
-        _, peak = tracemalloc.get_traced_memory()
+        _, gradient_peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < dense_bytes / 5, (peak, dense_bytes)
+    assert max(forward_peak, gradient_peak) < dense_bytes / 5, (forward_peak, gradient_peak)
     cores = [model.unflatten(params)[f"0.core{k}"].astype(np.float64) for k in range(4)]
-    expected = tt_core_gradients_from(cores, X.astype(np.float64), D.astype(np.float64))
+    Xd = X.astype(np.float64)
+    np.testing.assert_allclose(Y, tt_split.forward(cores, Xd), rtol=1e-3,
+                               atol=1e-3 * np.abs(Y).max())
+    expected = tt_split.core_gradients(cores, Xd, D.astype(np.float64))
     for k in range(4):
         np.testing.assert_allclose(grads[f"0.core{k}"], expected[k], rtol=2e-3,
                                    atol=2e-3 * np.abs(expected[k]).max())
 
 
-@pytest.mark.parametrize("rows,method", [(3, "lean"), (40, "lean"), (3, "auto")])
+def test_layer_gradient_accumulated_over_chunks_equals_one_batch():
+    from zotrain.nn.layers import Dense, TTLinear
+    from zotrain.nn.sequential import Sequential
+
+    model = Sequential([TTLinear(12, 8, rank=3, in_modes=(3, 4), out_modes=(2, 4)),
+                        Dense(8, 3)])
+    params = model.init(2)
+    rng = np.random.default_rng(2)
+    for i, (n_in, n_out) in enumerate([(12, 8), (8, 3)]):
+        X = rng.standard_normal((10, n_in)).astype(np.float32)
+        D = rng.standard_normal((10, n_out)).astype(np.float32)
+        whole = layer_gradient(model, i, params, X, D)
+        acc = LayerGradient(model, i, params)
+        for s in (0, 3, 7):
+            acc.add(X[s:s + {0: 3, 3: 4, 7: 3}[s]], D[s:s + {0: 3, 3: 4, 7: 3}[s]])
+        parts = acc.result()
+        assert parts.keys() == whole.keys()
+        for name in whole:
+            np.testing.assert_allclose(parts[name], whole[name], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows,method", [(3, "contract"), (40, "dense"), (3, "auto")])
 def test_layer_gradient_of_a_tt_layer_by_either_path(rows, method):
-    """Streamed from (X, D) (lean, fewer rows than inputs) or projected from X^T D, the
-    cores get the projection of X^T D and the bias the sum of D."""
+    """Whatever the layer's forward method and the rows, the cores get the projection of
+    X^T D and the bias the sum of D."""
     from zotrain.nn.layers import TTLinear
     from zotrain.nn.sequential import Sequential
 

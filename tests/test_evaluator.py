@@ -94,9 +94,10 @@ def test_forward_count_per_block_query(batch, link):
         linked = min(link, K - 1 - k)
         queries = 2 * 4  # antithetic, joint
         evaluations = queries + 1  # plus the clean loss
-        # each evaluation: this block, its head, and `linked` further blocks with their heads
+        # each evaluation: its head, and `linked` further blocks with their heads; each
+        # query also runs this block (the clean run is the evaluator's clean forward's)
         assert c["head_forwards"] == evaluations * (1 + linked)
-        assert c["block_forwards"] == evaluations * (1 + linked)
+        assert c["block_forwards"] == queries + evaluations * linked
 
 
 def test_global_plan_reproduces_the_plain_estimator(batch):
@@ -187,7 +188,9 @@ def test_prototype_term_matches_finite_differences(batch, mode):
     the term has no gradient where a ReLU block outputs a zero row."""
     X, y = batch
     model = deep(act=Tanh)
-    est = estimators.get("cge", estimators.Options(mu=1e-3, fraction=1.0))
+    # mu 3e-3: the float32 rounding of a central difference at 1e-3 is ~1.5e-5 here, above
+    # the 1e-5 tolerance on some entries (checked on every entry and three batches)
+    est = estimators.get("cge", estimators.Options(mu=3e-3, fraction=1.0))
     plan = Plan(blocks_of(model), mode=mode, estimator=est, proto=0.7, mu=1e-4)
     ev = Evaluator(model, plan, 4)
     p = ev.init(5)

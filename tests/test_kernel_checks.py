@@ -19,11 +19,11 @@ RELU = elementwise.RELU
 LABELS = np.array([0, 1], i64)
 
 BAD = [
-    ("meta", lambda: tt.tt_to_dense_many(P, META.astype(np.int32), z((3, 24)))),
-    ("core 1 at 12 of shape \\(2, 2, 2, 1\\)", lambda: tt.tt_to_dense_many(z((3, 19)), META, z((3, 24)))),
-    ("core 1 starts with rank 2", lambda: tt.tt_to_dense_many(
-        P, np.array([[0, 1, 2, 3, 1], [6, 2, 2, 2, 1]], i64), z((3, 24)))),
-    ("W must be", lambda: tt.tt_to_dense_many(P, META, z((3, 23)))),
+    ("meta", lambda: tt.tt_contract_many(z((1, 5, 4)), P, META.astype(np.int32), z((3, 5, 6)))),
+    ("core 1 at 12 of shape \\(2, 2, 2, 1\\)", lambda: tt.tt_contract_many(
+        z((1, 5, 4)), z((3, 19)), META, z((3, 5, 6)))),
+    ("core 1 starts with rank 2", lambda: tt.tt_contract_many(
+        z((1, 5, 4)), P, np.array([[0, 1, 2, 3, 1], [6, 2, 2, 2, 1]], i64), z((3, 5, 6)))),
     ("H", lambda: tt.tt_contract_many(z((1, 5, 4), f64), P, META, z((3, 5, 6)))),
     ("do not fit", lambda: tt.tt_contract_many(z((2, 5, 4)), P, META, z((3, 5, 6)))),
     ("do not fit", lambda: tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 7)))),
@@ -74,7 +74,6 @@ def test_bad_kernel_arguments_are_named(match, call):
 def test_the_table_runs_when_the_arguments_are_right():
     """The same calls with fitting arguments pass the checks (so each case above fails for
     the one thing it breaks)."""
-    tt.tt_to_dense_many(P, META, z((3, 24)))
     tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 6)))
     elementwise.bias_activation_many(z((2, 3, 4)), P[:2], 16, RELU)
     losses.dense_loss_many(z((1, 5, 4)), P, 0, 12, 3, losses.XENT, z(5, i64), None, 8)

@@ -5,7 +5,7 @@ import pytest
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.kernels.tt import contraction_work, tt_contract_many, tt_to_dense_many
+from zotrain.kernels.tt import contraction_work, tt_contract_many
 from zotrain.nn.tt import random_tt_matrix
 from tests import reference
 from tests.test_tt import random_shape
@@ -30,16 +30,6 @@ def random_cores(rng, Q):
     seed = int(rng.integers(1 << 30))
     sets = [random_tt_matrix(in_modes, out_modes, ranks, seed=seed + q) for q in range(Q)]
     return sets, int(np.prod(in_modes)), int(np.prod(out_modes))
-
-
-@pytest.mark.parametrize("case", range(10))
-def test_tt_to_dense_many(case):
-    rng = np.random.default_rng(case)
-    sets, n_in, n_out = random_cores(rng, Q=3)
-    P, meta = pack(sets)
-    W = tt_to_dense_many(P, meta, np.empty((3, n_in * n_out), np.float32))
-    for q in range(3):
-        assert rel_err(W[q].reshape(n_in, n_out), reference.tt_dense(sets[q])) < 1e-5
 
 
 @pytest.mark.parametrize("case", range(10))

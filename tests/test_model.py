@@ -84,9 +84,9 @@ def test_reference_models():
     m = zotrain.mnist_mlp()
     assert (m.in_features, m.out_features) == (784, 10)
     assert m.layers[0].uses_dense(500)  # rank 8, width 1024: BLAS wins
-    lean = TTLinear(784, 1024, rank=8, in_modes=(4, 7, 7, 4), out_modes=(4, 8, 8, 4),
-                    method="lean")
-    assert not lean.uses_dense(500) and lean.uses_dense(1000)  # never W bigger than X
+    old = TTLinear(784, 1024, rank=8, in_modes=(4, 7, 7, 4), out_modes=(4, 8, 8, 4),
+                   method="lean")  # an earlier release's name: every method is lean now
+    assert old.method == "auto" and old.uses_dense(500)
     p = zotrain.pinn_mlp()
     assert (p.in_features, p.out_features) == (21, 1)
     assert not p.layers[2].uses_dense(500)  # rank 2: contraction wins

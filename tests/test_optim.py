@@ -89,3 +89,30 @@ def test_bad_learning_rate(factory, lr):
 def test_unknown_optimizer():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'; known optimizers: sgd"):
         optim.get("rmsprop", 0.1)
+
+
+def test_partition_keeps_each_optimizers_own_coordinates_and_reads_full_size_states(rng):
+    """Adam on a partition: the same steps as one Adam on each part alone; its state holds
+    only the part's coordinates; a full-size state (an older checkpoint's) is read too."""
+    n = 9
+    mask = np.zeros(n, bool)
+    mask[[1, 4, 5]] = True
+    opt = optim.partition({"a": optim.adam(0.1), "b": optim.adam(0.01)}, {"a": mask, "b": ~mask})
+    alone = {"a": optim.adam(0.1), "b": optim.adam(0.01)}
+    params = rng.standard_normal(n).astype(np.float32)
+    state = opt.init(params)
+    assert [len(s.m) for s in state.states] == [3, 6]
+    old = optim.PartitionState(tuple(optim.AdamState(0, np.zeros(n, np.float32),
+                                                     np.zeros(n, np.float32)) for _ in "ab"))
+    p_old = params.copy()
+    parts = {"a": (params[mask], alone["a"].init(params[mask])),
+             "b": (params[~mask], alone["b"].init(params[~mask]))}
+    for _ in range(3):
+        g = rng.standard_normal(n).astype(np.float32)
+        params, state = opt.update(g, state, params)
+        p_old, old = opt.update(g, old, p_old)
+        for label, m in (("a", mask), ("b", ~mask)):
+            p, s = parts[label]
+            parts[label] = alone[label].update(g[m], s, p)
+            np.testing.assert_array_equal(params[m], parts[label][0])
+    np.testing.assert_array_equal(p_old, params)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from zotrain.nn import architectures
-from zotrain.nn.layers import TTLinear
 from zotrain.recipes.presets import PRESETS
 
 
@@ -64,7 +63,7 @@ def _cmd_train(args):
                    dataset=args.task, data=args.file or args.data,
                    model=given.get("model", "mlp"), rank=given.get("rank", 16),
                    hidden=given.get("hidden", 1024), max_params=given.get("max_params"),
-                   lean=given.get("lean", False), preset=args.preset)
+                   preset=args.preset)
         out = Path(args.out or f"runs/{_run_name(run)}-{run['evaluator']}-seed{run['seed']}")
     try:
         data = load_dataset(run["dataset"], run["data"])
@@ -76,8 +75,7 @@ def _cmd_train(args):
         except OSError as e:
             raise ValueError(f"output directory {out} is not writable ({e.strerror})") from None
         write_json(out / "config.json", run)
-        extra = {k: run.get(k) for k in ("dataset", "data", "model", "rank", "hidden", "lean",
-                                          "preset")}
+        extra = {k: run.get(k) for k in ("dataset", "data", "model", "rank", "hidden", "preset")}
         metrics = train_classifier(model, data, config, out, resume=bool(args.resume),
                                    progress=not args.quiet, run_config=extra)
     except Exception as e:  # noqa: BLE001 - every known failure becomes a one-line message
@@ -95,7 +93,7 @@ def _with_preset(args):
 
 
 def _budgeted_model(n_features, n_classes, settings, preset):
-    """The classifier ``settings`` name (model, rank, hidden, lean), refused when over its
+    """The classifier ``settings`` name (model, rank, hidden), refused when over its
     parameter budget (``max_params``: a preset's or ``--max-params``)."""
     name, rank, hidden = (settings.get("model") or "mlp", settings.get("rank") or 16,
                           settings.get("hidden") or 1024)
@@ -103,10 +101,6 @@ def _budgeted_model(n_features, n_classes, settings, preset):
         raise ValueError(f"unknown model {name!r}; known: {', '.join(architectures.DEPTHS)}")
     model = architectures.classifier(n_features, n_classes, rank=rank,
                                      depth=architectures.DEPTHS[name], hidden=hidden)
-    if settings.get("lean"):
-        for layer in model.layers:
-            if isinstance(layer, TTLinear):
-                layer.method = "lean"  # no dense matrix bigger than the batch's input
     budget = settings.get("max_params")
     if budget is not None and model.n_params > budget:
         what = f"preset {preset!r}" if preset else "--max-params"
@@ -191,9 +185,6 @@ def _add_train(sub):
                    + "; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
     p.add_argument("--max-params", type=int, metavar="N", help="refuse a model with more than "
                    "N parameters (a preset sets its own budget)")
-    p.add_argument("--lean", action=argparse.BooleanOptionalAction, help="never build a TT "
-                   "layer's dense matrix when it is larger than the batch's input (less "
-                   "memory, slower at high rank; --preset tiny sets it)")
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
@@ -210,8 +201,16 @@ def _add_train(sub):
                    "new total)")
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
                    "(with --evaluator none)")
+    _add_ray(p, "weight-perturbation queries (--evaluator none or global, or --perturb weight)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+
+def _add_ray(p, what):
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help=f"evaluate the {what} on Ray actors: a cluster's address, or none to "
+                   'start a local Ray instance (needs pip install "zotrain[distributed]")')
+    p.add_argument("--workers", type=int, metavar="N", help="Ray actors (default 1)")
 
 
 def _cmd_export(args):
@@ -415,6 +414,7 @@ def _add_pinn(sub):
                    help="stop after this much training time")
     p.add_argument("--backend", help="numba (default) or onnxruntime (every forward pass in "
                    "an onnxruntime session)")
+    _add_ray(p, "body's RGE queries")
     p.add_argument("--eval-every", type=int, help=f"iterations between error evaluations "
                    f"(default {d.eval_every})")
     p.add_argument("--eval-points", type=int, help=f"points of each evaluation "

@@ -101,15 +101,21 @@ def adam(lr, b1=0.9, b2=0.999, eps=1e-8):
     if not (0 <= b1 < 1 and 0 <= b2 < 1):
         raise ValueError(f"b1 and b2 must be in [0, 1), got {b1}, {b2}")
 
-    def update(grad, state, params):
+    def update(grad, state, params):  # in place on fresh arrays: few temporaries
         t = state.count + 1
-        m = b1 * state.m + (1 - b1) * grad
-        v = b2 * state.v + (1 - b2) * grad * grad
-        mhat = m / (1 - b1 ** t)
-        vhat = v / (1 - b2 ** t)
-        step = lr(state.count) * mhat / (np.sqrt(vhat) + eps)
-        return (params - step).astype(np.float32), AdamState(t, m.astype(np.float32),
-                                                             v.astype(np.float32))
+        m = state.m * np.float32(b1)
+        m += np.float32(1 - b1) * grad
+        v = state.v * np.float32(b2)
+        g2 = grad * np.float32(1 - b2)
+        g2 *= grad
+        v += g2
+        den = np.divide(v, np.float32(1 - b2 ** t), out=g2)
+        np.sqrt(den, out=den)
+        den += np.float32(eps)
+        step = m / np.float32(1 - b1 ** t)
+        step *= np.float32(lr(state.count))
+        step /= den
+        return np.subtract(params, step, out=step, dtype=np.float32), AdamState(t, m, v)
 
     zeros = lambda params: np.zeros_like(params, np.float32)  # noqa: E731
     return Optimizer(lambda params: AdamState(0, zeros(params), zeros(params)), update)
@@ -139,6 +145,17 @@ class PartitionState(NamedTuple):
     states: tuple
 
 
+def _own(state, index, n):
+    """A state's arrays restricted to ``index`` where they span all ``n`` coordinates (the
+    state of a checkpoint written before partitions kept their own coordinates only)."""
+    if isinstance(state, np.ndarray):
+        return state[index] if state.shape == (n,) and len(index) != n else state
+    if isinstance(state, tuple):
+        items = [_own(x, index, n) for x in state]
+        return type(state)(*items) if hasattr(state, "_fields") else tuple(items)
+    return state
+
+
 def partition(optimizers, masks):
     """Apply ``optimizers[label]`` to the coordinates where ``masks[label]`` is true.
 
@@ -152,15 +169,17 @@ def partition(optimizers, masks):
     if not np.all(cover == 1):
         raise ValueError("masks must cover every parameter exactly once")
 
-    def init(params):
-        return PartitionState(tuple(optimizers[l].init(params) for l in labels))
+    index = {l: np.flatnonzero(np.asarray(masks[l], bool)) for l in labels}
+
+    def init(params):  # each optimizer sees only its own coordinates
+        return PartitionState(tuple(optimizers[l].init(params[index[l]]) for l in labels))
 
     def update(grad, state, params):
         new, states = np.array(params, np.float32, copy=True), []
         for label, st in zip(labels, state.states):
-            m = masks[label]
-            p, st = optimizers[label].update(np.where(m, grad, 0).astype(np.float32), st, params)
-            new[m] = p[m]
+            i = index[label]
+            p, st = optimizers[label].update(grad[i], _own(st, i, len(params)), params[i])
+            new[i] = p
             states.append(st)
         return new, PartitionState(tuple(states))
 

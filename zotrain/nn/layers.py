@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from zotrain.kernels import elementwise
-from zotrain.kernels.tt import tt_contract_many, tt_to_dense_many
+from zotrain.kernels.tt import tt_contract_many
+from zotrain.nn import tt_split
 from zotrain.nn.tt import TTMatrixShape, balanced_modes, factor_modes, random_tt_matrix
 
 #: BLAS reaches about this many times the FLOP rate of the contraction
@@ -96,13 +97,14 @@ class TTLinear:
 
     ``in_modes``/``out_modes`` default to a balanced factorisation; ``rank`` is an
     int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward either builds
-    the dense matrix per parameter set and multiplies with BLAS, or contracts
-    the cores with the input, whichever the FLOP cost model prefers (``method``);
-    ``method="lean"`` builds the dense matrix only where it is no larger than the
-    input it multiplies, so training on small batches holds no array of its size.
+    the dense matrix a column slab at a time and multiplies each slab with BLAS
+    (``zotrain.nn.tt_split``: the dense FLOPs, never an array of the dense size),
+    or contracts the cores with the input, whichever the FLOP cost model prefers
+    (``method="auto"``; ``"dense"`` or ``"contract"`` forces one).  ``"lean"``, from
+    an earlier release, is read as ``"auto"``: every method is lean now.
     """
 
-    METHODS = ("auto", "dense", "contract", "lean")
+    METHODS = ("auto", "dense", "contract")
 
     def __init__(self, in_features, out_features, *, rank, in_modes=None, out_modes=None,
                  bias=True, method="auto"):
@@ -122,6 +124,7 @@ class TTLinear:
             raise ValueError(f"out_modes {self.shape.out_modes} multiply to "
                              f"{self.shape.out_features}, expected out_features = {self.out_features}")
         self.bias = bool(bias)
+        method = "auto" if method == "lean" else method
         if method not in self.METHODS:
             raise ValueError(f"method must be one of {self.METHODS}, got {method!r}")
         self.method = method
@@ -154,43 +157,46 @@ class TTLinear:
             left *= o
         return flops
 
-    def dense_build_flops(self):
-        _, rows, cols, _ = self.shape.core_shapes[-1]
-        flops = 0
-        for k in range(self.shape.n_modes - 2, -1, -1):
-            r0, i, o, r1 = self.shape.core_shapes[k]
-            flops += 2 * r0 * i * o * r1 * rows * cols
+    def dense_build_flops(self, batch):
+        """FLOPs of building the dense matrix by slabs for ``batch`` rows (the two
+        halves, then ``L[:, e] @ R`` for every left output index ``e``)."""
+        shapes = self.shape.core_shapes
+        m = tt_split.split_point(shapes, tt_split.budget_for(self.in_features, batch))
+        flops, (rows, cols) = 0, (1, 1)
+        for r0, i, o, r1 in shapes[:m]:  # the left half, then the right one
+            flops += 2 * rows * cols * r0 * i * o * r1
             rows, cols = rows * i, cols * o
-        return flops
+        rows, cols = 1, 1
+        for r0, i, o, r1 in reversed(shapes[m:]):
+            flops += 2 * rows * cols * r0 * i * o * r1
+            rows, cols = rows * i, cols * o
+        return flops + 2 * self.in_features * self.out_features * self.shape.ranks[m]
 
     def uses_dense(self, batch):
-        """Cost model: build the dense matrix and use BLAS, or contract directly.
-
-        ``method="dense"`` or ``"contract"`` overrides the choice; ``"lean"`` never
-        builds a dense matrix larger than the input it multiplies (``in_features >
-        batch``: contract)."""
+        """Cost model: build the dense matrix by slabs and use BLAS, or contract directly
+        (``method="dense"`` or ``"contract"`` overrides the choice)."""
         if self.method in ("dense", "contract"):
             return self.method == "dense"
-        if self.method == "lean" and self.in_features > batch:
-            return False
-        dense = self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
-        return dense <= BLAS_ADVANTAGE * self.contraction_flops(batch)
+        return self.flops_dense(batch) <= BLAS_ADVANTAGE * self.contraction_flops(batch)
+
+    def flops_dense(self, batch):
+        return self.dense_build_flops(batch) + 2 * batch * self.in_features * self.out_features
 
     def flops(self, batch):
-        if self.uses_dense(batch):
-            return self.dense_build_flops() + 2 * batch * self.in_features * self.out_features
-        return self.contraction_flops(batch)
+        return self.flops_dense(batch) if self.uses_dense(batch) else self.contraction_flops(batch)
 
     def forward_many(self, H, P, offsets, act=None, scratch=None):
         Q, B = P.shape[0], H.shape[1]
-        meta = self.meta(offsets)
         Y = _buffer(scratch, "Y", (Q, B, self.out_features))
         if self.uses_dense(B):
-            W = _buffer(scratch, "W", (Q, self.in_features * self.out_features))
-            tt_to_dense_many(P, meta, W)
-            np.matmul(H, W.reshape(Q, self.in_features, self.out_features), out=Y)
+            budget = tt_split.budget_for(self.in_features, B)
+            for q in range(Q):
+                cores = [P[q, offsets[f"core{k}"]:offsets[f"core{k}"] + math.prod(s)].reshape(s)
+                         for k, s in enumerate(self.shape.core_shapes)]
+                _, L, R = tt_split.halves(cores, budget)
+                tt_split.slab_forward(L, R, H[q if H.shape[0] > 1 else 0], Y[q], budget)
         else:
-            tt_contract_many(H, P, meta, Y)
+            tt_contract_many(H, P, self.meta(offsets), Y)
         return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
 
     def spec(self):

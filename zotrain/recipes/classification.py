@@ -30,7 +30,7 @@ from zotrain.zo.steps import EvaluatorStep, ZOStep
 EVALUATORS = ("none", "global", "local")
 #: settings that may change when a run is resumed
 RESUMABLE = ("epochs", "time_limit_s", "max_forward_passes", "max_forward_equivalents",
-             "patience", "data")
+             "patience", "data", "ray", "workers")
 
 
 @dataclass
@@ -62,6 +62,8 @@ class ClassifierConfig:
     max_forward_passes: Optional[int] = None  # stop once this many forward passes are spent
     max_forward_equivalents: Optional[float] = None  # or this many full-forward equivalents
     train_limit: Optional[int] = None  # use only the first N training examples
+    ray: Optional[str] = None  # weight-perturbation queries on Ray: "local" or an address
+    workers: int = 1  # Ray actors evaluating queries (with ray)
 
     def validate(self):
         for name in ("queries", "epochs", "batch_size"):
@@ -78,6 +80,15 @@ class ClassifierConfig:
             if getattr(self, name) not in known:
                 raise ZotrainError(f"unknown {name} {getattr(self, name)!r}; known: "
                                    f"{', '.join(known)}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
+                self.workers < 1:
+            raise ZotrainError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.ray is not None and (self.backend != "numba" or (
+                self.evaluator == "local" and self.perturb == "activity")):
+            raise ZotrainError("--ray distributes weight-perturbation queries (--evaluator none "
+                               "or global, or --perturb weight) on the numba backend; activity "
+                               "perturbation evaluates its per-unit queries incrementally in "
+                               "one kernel")
         if self.backend == "onnxruntime" and self.evaluator != "none":
             raise ZotrainError("the onnxruntime backend runs weight-perturbation estimators on "
                                "whole-model forwards: use it with --evaluator none")
@@ -110,6 +121,7 @@ class StepPlan(NamedTuple):
     head_names: list
     init: object
     estimator: object
+    pool: object = None  # the zotrain.distributed.QueryPool evaluating its queries, if any
 
 
 def build_step(c, model):
@@ -119,20 +131,35 @@ def build_step(c, model):
     if c.evaluator == "none":
         head = [s.name for s in model.layout.of_layer(out)] if c.exact_head else []
         zo_names = [n for n in model.layout.names if n not in head]
-        make = None
+        make, pool = None, None
         if c.backend == "onnxruntime":
             from zotrain.export.runtime import OrtBackend
 
             make = OrtBackend(model).objective
+        if c.ray is not None:
+            from zotrain.distributed import ModelObjectives, pool_objectives
+
+            pool = _pool(c, ModelObjectives(model))
+            make = pool_objectives(pool, model)
         return StepPlan(ZOStep(model, est, zo_names, c.exact_head, make_objective=make),
-                        model.layout, head, model.init, est)
+                        model.layout, head, model.init, est, pool)
     blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
     mode = "weight" if c.evaluator == "global" else c.perturb
     plan = Plan(blocks, mode=mode, estimator=est, link=c.link, lam=c.lam, mu=c.mu, proto=c.proto)
     ev = Evaluator(model, plan, model.out_features)
+    if c.ray is not None:
+        from zotrain.distributed import BlockObjectives
+
+        ev.strategy.pool = _pool(c, BlockObjectives(model, plan, model.out_features))
     heads = [s.name for s in ev.layout if s.layer is None or s.layer == out]
     return StepPlan(EvaluatorStep(ev), ev.layout, heads, ev.init,
-                    est if mode == "weight" else None)
+                    est if mode == "weight" else None, getattr(ev.strategy, "pool", None))
+
+
+def _pool(c, factory):
+    from zotrain.distributed import QueryPool
+
+    return QueryPool(factory, c.workers, None if c.ray == "local" else c.ray)
 
 
 def build_optimizer(c, plan, total_steps):
@@ -273,3 +300,5 @@ def train_classifier(model, data, config=None, out_dir=None, *, resume=False, pr
         return engine.run(resume=resume)
     finally:
         model.release_buffers()
+        if plan.pool is not None:
+            plan.pool.shutdown()

@@ -4,5 +4,5 @@ command line override a preset's; a model over the budget is refused."""
 
 PRESETS = {
     "tiny": dict(about="a <= 8,192-parameter (32 KB) model for an edge device",
-                 model="mlp", hidden=256, rank=10, max_params=8192, lean=True, epochs=20),
+                 model="mlp", hidden=256, rank=10, max_params=8192, epochs=20),
 }

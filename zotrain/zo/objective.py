@@ -99,6 +99,13 @@ class ModelObjective(OfModel):
         self._base_params, self._base = params.copy(), (inputs, pre, loss)
         return self._base
 
+    def prime(self, params, inputs, pre, H):
+        """Take the clean forward of ``params`` from a caller that already ran it: each
+        linear layer's input and pre-activation ``(1, B, F)``, and the output ``H``."""
+        params = np.ascontiguousarray(params, dtype=np.float32)
+        loss = float(self._rest(params[None], H, len(self.model.layers))[0])
+        self._base_params, self._base = params.copy(), (inputs, pre, loss)
+
     def loss(self, params):
         """The loss at ``params`` (one forward pass unless cached)."""
         return self.base(params)[2]
@@ -108,16 +115,24 @@ class ModelObjective(OfModel):
         """Losses of ``params + scales[i] * u_i`` perturbed on segment ``name`` only.
 
         ``u_i`` is the counter-based direction of query ``queries[i]``
-        (``zotrain.kernels.random``); queries that share an index share ``J u``.
+        (``zotrain.kernels.random``), generated a group at a time; queries that share an
+        index share ``J u``.
         """
         unique = np.unique(queries)
-        directions = krandom.directions(seed, step, unique, self.layout[name].size,
-                                        DIST[dist] if isinstance(dist, str) else dist)
-        return self.segment_losses_explicit(params, name, directions,
-                                            np.searchsorted(unique, queries), scales)
+        size, dist = self.layout[name].size, DIST[dist] if isinstance(dist, str) else dist
+        return self._segment_losses(
+            params, name, len(unique),
+            lambda a, b: krandom.directions(seed, step, unique[a:b], size, dist),
+            np.searchsorted(unique, queries), scales)
 
     def segment_losses_explicit(self, params, name, U, which, scales):
         """Losses of ``params + scales[i] * U[which[i]]`` on segment ``name``."""
+        return self._segment_losses(params, name, U.shape[0], lambda a, b: U[a:b], which, scales)
+
+    def _segment_losses(self, params, name, n_dir, directions, which, scales):
+        """Losses of ``params + scales[i] * u[which[i]]``, ``directions(a, b)`` giving the
+        rows ``a..b`` of the ``n_dir`` directions ``u``; evaluated ``STREAM`` parameter
+        sets at a time (the two signs of a direction share its ``J u``)."""
         model = self.model
         seg = self.layout[name]
         i = seg.layer
@@ -139,13 +154,13 @@ class ModelObjective(OfModel):
         scales = np.asarray(scales, np.float32)
         start = i + (2 if model.fused_activation(i) is not None else 1)
         out, group = np.zeros(0), max(1, STREAM // 2)  # directions per group
-        for a in range(0, U.shape[0], group):
-            b = min(a + group, U.shape[0])
+        for a in range(0, n_dir, group):
+            b = min(a + group, n_dir)
             rows = np.flatnonzero((which >= a) & (which < b))
             if not len(rows):
                 continue
             PJ = np.tile(base0, (b - a, 1))
-            PJ[:, seg.slice] = U[a:b]
+            PJ[:, seg.slice] = directions(a, b)
             J = layer.forward_many(inputs[i], PJ, offs, None)
             Z = pre[i] + scales[rows, None, None] * J[which[rows] - a]
             elementwise.bias_activation_many(Z, PJ[:1], -1, model.activation_scalar(i))
@@ -155,7 +170,7 @@ class ModelObjective(OfModel):
                 out = np.empty(len(which), losses_.dtype)
             out[rows] = losses_
         self.forward_passes += len(which)  # each costs its layer (J, per direction) and the rest
-        self.flops += U.shape[0] * model.flops(i, i + 1) + len(which) * model.flops(start)
+        self.flops += n_dir * model.flops(i, i + 1) + len(which) * model.flops(start)
         return out
 
     # -- exact local gradient of the output layer --------------------------------
@@ -183,13 +198,14 @@ def exact_head_gradient(model, H, Z, labels, targets, kind):
     ``dL/dZ`` is ``(softmax(Z) - onehot) / B`` (or ``2 (Z - T) / (B C)``), then
     ``dL/dW = H^T dL/dZ``.  Returns ``(grad, names)``, ``grad`` full-size."""
     i = len(model.layers) - 1
-    H, Z = np.asarray(H, np.float64), np.asarray(Z, np.float64)
+    Z = np.asarray(Z, np.float64)  # (B, classes): small; H stays in its own precision
     B = Z.shape[0]
     G = losses.xent_grad(Z, labels) / B if kind == XENT else 2.0 * (Z - targets) / (B * Z.shape[1])
     grad = np.zeros(model.n_params, np.float32)
     segs = model.layout.of_layer(i)
     for s in segs:
-        grad[s.slice] = ((H.T @ G) if s.local == "weight" else G.sum(axis=0)).ravel()
+        grad[s.slice] = ((H.T @ G.astype(H.dtype)) if s.local == "weight" else
+                         G.sum(axis=0)).ravel()
     return grad, [s.name for s in segs]
 
 

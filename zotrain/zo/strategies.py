@@ -29,18 +29,33 @@ class WeightStrategy:
     def __init__(self, blocks, plan, prototypes):
         self.blocks, self.plan, self.prototypes = blocks, plan, prototypes
         self.tag = f"zo:{type(plan.estimator).__name__.lower()}"
+        self.pool = None  # a zotrain.distributed.QueryPool of BlockObjectives, if any
 
     @staticmethod
     def check(model, plan):
         if plan.estimator is None:
             raise ValueError("weight mode needs an estimator")
 
+    def objective(self, params, k, X, labels, account):
+        """Block k's objective on its input ``X``: its local loss as the tail."""
+        return ModelObjective(self.blocks.bodies[k], X, labels,
+                              tail=self._tail(params, k, labels, account))
+
     def __call__(self, params, k, outs, cache, labels, *, seed, step):
         account = CostAccount()
         body = self.blocks.bodies[k]
-        obj = ModelObjective(body, outs[k], labels, tail=self._tail(params, k, labels, account))
-        est = self.plan.estimator.estimate(obj, self.blocks.body_params(params, k),
-                                           body.layout.names, seed=seed, step=step)
+        obj = self.objective(params, k, outs[k], labels, account)
+        bp = self.blocks.body_params(params, k)
+        lin = body.linear_index()  # the evaluator's clean forward is the objective's own
+        obj.prime(bp, {i: cache[(k, i)][0][None] for i in lin},
+                  {i: cache[(k, i)][1][None] for i in lin}, outs[k + 1][None])
+        if self.pool is not None:
+            from zotrain.distributed import RemoteObjective
+
+            self.pool.step(params, k, outs[k], labels,
+                           list(self.prototypes.means) if self.prototypes else None)
+            obj = RemoteObjective(obj, self.pool, account)
+        est = self.plan.estimator.estimate(obj, bp, body.layout.names, seed=seed, step=step)
         account.block_forwards += obj.forward_passes
         account.flops += obj.flops
         return {s.name: est.grad[s.slice] for s in body.layout}, est.forward_passes, account

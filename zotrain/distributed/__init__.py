@@ -1,0 +1,81 @@
+"""Zeroth-order queries on a Ray cluster (``pip install "zotrain[distributed]"``).
+
+A step's queries are independent forward passes: ``QueryPool`` keeps Ray actors
+that hold the model, receive each step's minibatch once through Ray's object
+store, and evaluate ranges of queries from the parameters and the query
+counters (directions are regenerated from (seed, step, query) on the actor).
+``RemoteObjective`` presents them to any registered estimator as an ordinary
+objective, so a distributed step is bit-identical to the single-process one.
+
+    pool = model_pool(model, workers=2)            # a local Ray instance, 2 actors
+    step = ZOStep(model, est, names, make_objective=pool_objectives(pool, model))
+
+The package imports Ray only when a pool starts; without Ray,
+``QueryPool`` raises an error telling how to install it.
+"""
+
+from zotrain.distributed.objective import RemoteObjective
+from zotrain.distributed.pool import QueryPool, import_ray
+from zotrain.zo.cost import CostAccount
+from zotrain.zo.objective import ModelObjective
+
+
+class _ShipsModel:
+    """Sent to an actor as the model's spec (``Sequential.spec``), rebuilt there."""
+
+    def __getstate__(self):
+        state = dict(self.__dict__, model=self.model.spec())
+        state.pop("evaluator", None)
+        return state
+
+    def __setstate__(self, state):
+        from zotrain.nn.sequential import Sequential
+
+        self.__dict__.update(state, model=Sequential.from_spec(state["model"]))
+        if "plan" in state:
+            self.evaluator = None
+
+
+class ModelObjectives(_ShipsModel):
+    """Factory of a model's objective on one minibatch (what a ``ZOStep`` queries)."""
+
+    def __init__(self, model, loss="xent"):
+        self.model, self.loss = model, loss
+
+    def __call__(self, X, y):
+        return ModelObjective(self.model, X, y, self.loss), None
+
+
+class BlockObjectives(_ShipsModel):
+    """Factory of block k's local objective in the evaluator's weight mode: the actor
+    builds the same evaluator once and, per block query, the block's objective with its
+    local loss (head, linked blocks, prototypes as of this step)."""
+
+    def __init__(self, model, plan, n_classes):
+        self.model, self.plan, self.n_classes, self.evaluator = model, plan, n_classes, None
+
+    def __call__(self, params, k, X, labels, prototypes):
+        if self.evaluator is None:
+            from zotrain.zo.evaluator import Evaluator
+
+            self.evaluator = Evaluator(self.model, self.plan, self.n_classes)
+        ev = self.evaluator
+        if ev.prototypes is not None:
+            ev.prototypes.means = prototypes
+        account = CostAccount()
+        return ev.strategy.objective(params, k, X, labels, account), account
+
+
+def pool_objectives(pool, model, loss="xent"):
+    """``make_objective(X, y)`` for ``ZOStep``: the driver's objective with its queries on
+    ``pool`` (started with ``ModelObjectives(model, loss)``)."""
+
+    def make(X, y):
+        pool.step(X, y)
+        return RemoteObjective(ModelObjective(model, X, y, loss), pool)
+
+    return make
+
+
+__all__ = ["BlockObjectives", "ModelObjectives", "QueryPool", "RemoteObjective", "import_ray",
+           "pool_objectives"]

@@ -1,0 +1,163 @@
+"""A TT-matrix as two halves, multiplied a column slab at a time with BLAS.
+
+Split the cores at ``m``: the left half contracts to ``L`` ``(in_L, out_L, r)``,
+the right half to ``R`` ``(r, in_R, out_R)`` (both small: a TT-matrix's halves
+hold about the square root of its dense size), and
+
+    W[(a, c), (e, g)] = sum_r L[a, e, r] R[r, c, g],
+
+so the column slab of one left output index ``e`` is ``L[:, e] @ R``, an
+``(in, out_R)`` matrix.  The forward ``X @ W`` runs slab group by slab group,
+each group no larger than ``budget`` floats, and the core gradients (the
+projection of ``X^T D`` onto each core) slab by slab: the FLOPs of the dense
+build and product, in BLAS calls, with no array of the dense matrix's size.  The
+gradient comes in two steps: ``slab_gradients`` (``dL/dL`` and ``dL/dR``, sums
+over rows, so a caller may accumulate them over chunks) and ``project`` (onto
+the cores of each half, by ``tt_core_gradients``).
+"""
+
+import math
+
+import numpy as np
+
+#: slab-group size floor, in floats (128 KB of float32)
+MIN_BUDGET = 1 << 15
+
+
+def left_product(cores):
+    """The first cores contracted: ``(in_left, out_left, r)``."""
+    L = np.ones((1, 1, 1), cores[0].dtype if cores else np.float64)
+    for c in cores:
+        (a, e, _), (r, i, o, s) = L.shape, c.shape
+        L = (L.reshape(a * e, r) @ c.reshape(r, -1)).reshape(a, e, i, o, s)
+        L = L.transpose(0, 2, 1, 3, 4).reshape(a * i, e * o, s)
+    return L
+
+
+def right_product(cores):
+    """The last cores contracted: ``(r, in_right, out_right)``."""
+    R = np.ones((1, 1, 1), cores[-1].dtype if cores else np.float64)
+    for c in reversed(cores):
+        (s, c_, g), (r, i, o, _) = R.shape, c.shape
+        R = (c.reshape(-1, s) @ R.reshape(s, -1)).reshape(r, i, o, c_, g)
+        R = R.transpose(0, 1, 3, 2, 4).reshape(r, i * c_, o * g)
+    return R
+
+
+def budget_for(n_in, batch):
+    """Slab-group floats for ``batch`` rows: no more than the batch's input (or
+    ``MIN_BUDGET``)."""
+    return max(MIN_BUDGET, batch * n_in)
+
+
+def split_point(core_shapes, budget):
+    """The ``m`` in ``1..d-1`` with the smallest halves among those whose slab
+    ``(in, out_R)`` fits ``budget`` (else ``d - 1``, the narrowest slab); 0 for a
+    one-core matrix."""
+    d = len(core_shapes)
+    n_in = math.prod(s[1] for s in core_shapes)
+    best, m_best = None, max(0, d - 1)
+    for m in range(1, d):
+        if n_in * math.prod(s[2] for s in core_shapes[m:]) > budget:
+            continue
+        left = math.prod(s[1] * s[2] for s in core_shapes[:m])
+        right = math.prod(s[1] * s[2] for s in core_shapes[m:])
+        size = core_shapes[m][0] * (left + right)
+        if best is None or size < best:
+            best, m_best = size, m
+    return m_best
+
+
+def halves(cores, budget):
+    """``(m, L, R)``: the split point and the two halves' products."""
+    m = split_point([c.shape for c in cores], budget)
+    return m, left_product(cores[:m]), right_product(cores[m:])
+
+
+def _groups(L, R, budget):
+    """Slab groups ``(a, b)`` of left output indices, each within ``budget`` floats."""
+    n_in, slab = L.shape[0] * R.shape[1], R.shape[1] * R.shape[2]
+    g = max(1, budget // (L.shape[0] * slab))
+    return [(a, min(L.shape[1], a + g)) for a in range(0, L.shape[1], g)], n_in
+
+
+def slab_forward(L, R, X, out, budget):
+    """``X @ W`` into ``out`` ``(B, out)`` from the halves ``L`` and ``R``."""
+    B, (a_, e_, r), oR = X.shape[0], L.shape, R.shape[2]
+    Rm = R.reshape(r, -1).astype(X.dtype, copy=False)
+    Y3 = out.reshape(B, e_, oR)
+    groups, n_in = _groups(L, R, budget)
+    for a, b in groups:
+        S = np.matmul(L[:, a:b].transpose(1, 0, 2).astype(X.dtype, copy=False), Rm)
+        Y3[:, a:b] = np.matmul(X, S.reshape(b - a, n_in, oR)).transpose(1, 0, 2)
+    return out
+
+
+def slab_gradients(L, R, X, D):
+    """``(GL, GR)`` float64: the gradients of ``sum_b D_b . (X_b W)`` with respect to
+    the halves ``L`` and ``R`` (``X`` ``(B, in)``, ``D`` ``(B, out)``); sums over rows.
+    One slab of ``X^T D`` at a time, each an ``(in, out_R)`` product of strided views."""
+    (a_, e_, r), oR = L.shape, R.shape[2]
+    Rm = R.reshape(r, -1).astype(X.dtype, copy=False)
+    Lx = L.astype(X.dtype, copy=False)
+    GL = np.empty(L.shape, np.float64)
+    GR = np.zeros(Rm.shape, np.float64)
+    for e in range(e_):
+        M = (X.T @ D[:, e * oR:(e + 1) * oR]).reshape(a_, -1)  # (in_L, in_R out_R)
+        GL[:, e] = M @ Rm.T
+        GR += Lx[:, e].T @ M
+    return GL, GR.reshape(R.shape)
+
+
+def project(cores, m, GL, GR):
+    """Core gradients from the halves' gradients: each half is a TT-matrix whose open
+    rank is folded into its outer mode (the left half's last output mode, the right
+    half's first input mode), so ``tt_core_gradients`` projects it like any other."""
+    grads = []
+    if m:
+        left = [*cores[:m - 1], _fold_right_rank(cores[m - 1])]
+        g = tt_core_gradients(left, GL.reshape(GL.shape[0], -1))
+        grads += g[:-1] + [g[-1].reshape(cores[m - 1].shape)]
+    right = [_fold_left_rank(cores[m]), *cores[m + 1:]]
+    g = tt_core_gradients(right, GR.reshape(-1, GR.shape[2]))
+    return grads + [g[0].reshape(cores[m].shape)] + g[1:]
+
+
+def _fold_right_rank(core):
+    r, i, o, s = core.shape
+    return core.reshape(r, i, o * s, 1)
+
+
+def _fold_left_rank(core):
+    r, i, o, s = core.shape
+    return core.reshape(1, r * i, o, s)
+
+
+def forward(cores, X, budget=None):
+    """``X @ W(cores)`` for ``X`` ``(B, in)``."""
+    budget = budget or budget_for(X.shape[1], X.shape[0])
+    _, L, R = halves(cores, budget)
+    return slab_forward(L, R, X, np.empty((X.shape[0], L.shape[1] * R.shape[2]), X.dtype),
+                        budget)
+
+
+def core_gradients(cores, X, D, budget=None):
+    """The projection of ``X^T D`` onto every core, from ``X`` and ``D`` directly."""
+    budget = budget or budget_for(X.shape[1], X.shape[0])
+    m, L, R = halves(cores, budget)
+    return project(cores, m, *slab_gradients(L, R, X, D))
+
+
+def tt_core_gradients(cores, M):
+    """``d <M, W(cores)> / d core_k`` for every k, ``M`` of the dense matrix's shape."""
+    grads = []
+    for k in range(len(cores)):
+        L, R = left_product(cores[:k]), right_product(cores[k + 1:])
+        r0, i, o, r1 = cores[k].shape
+        a, E, c, G = L.shape[0], L.shape[1], R.shape[1], R.shape[2]
+        M6 = M.reshape(a, i, c, E, o, G)
+        # contract (a, E) with L, then (c, G) with R, as two matrix products
+        T = np.tensordot(M6, L.astype(M.dtype), axes=([0, 3], [0, 1]))  # (i, c, o, G, r)
+        g = np.tensordot(T, R.astype(M.dtype), axes=([1, 3], [1, 2]))  # (i, o, r, s)
+        grads.append(g.transpose(2, 0, 1, 3))
+    return grads
