@@ -133,3 +133,34 @@ def test_workers_must_be_a_positive_integer(workers):
 def test_activity_perturbation_is_refused_with_the_reason():
     with pytest.raises(ZotrainError, match="activity perturbation evaluates"):
         ClassifierConfig(ray="local").validate()
+
+
+class _StopAfterEpoch:
+    def on_step(self, trainer, loss):
+        pass
+
+    def on_epoch(self, trainer, record):
+        trainer.stop = "stopped by the test"
+
+
+def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path):
+    """One process for 2 epochs = Ray for 1 epoch, stop, resume on Ray (new actors) for 1."""
+    from zotrain.data import load_dataset
+    from zotrain.nn import architectures
+    from zotrain.recipes.classification import train_classifier
+
+    data = load_dataset("mnist", mnist_dir)
+
+    def run(out, resume=False, callbacks=(), **kw):
+        c = ClassifierConfig(evaluator="none", batch_size=200, epochs=2, val_size=400,
+                             queries=4, **kw)
+        model = architectures.classifier(784, 10, rank=4, depth=1, hidden=64)
+        return train_classifier(model, data, c, out, resume=resume, progress=False,
+                                callbacks=callbacks)
+
+    run(tmp_path / "one")
+    assert run(tmp_path / "ray", callbacks=[_StopAfterEpoch()], ray="local",
+               workers=2)["epochs"] == 1
+    assert run(tmp_path / "ray", resume=True, ray="local", workers=2)["epochs"] == 2
+    a, b = (np.load(tmp_path / d / "model.npz")["params"] for d in ("one", "ray"))
+    np.testing.assert_array_equal(a, b)
