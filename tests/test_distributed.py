@@ -164,3 +164,72 @@ def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path):
     assert run(tmp_path / "ray", resume=True, ray="local", workers=2)["epochs"] == 2
     a, b = (np.load(tmp_path / d / "model.npz")["params"] for d in ("one", "ray"))
     np.testing.assert_array_equal(a, b)
+
+
+def _block_run(steps, ray_on, perturb, link):
+    """Parameters and per-step gradients of ``steps`` block-parallel steps (on Ray or the
+    in-process reference schedule) on fixed minibatches."""
+    from zotrain.distributed.blocks import BlockParallelStep
+
+    rng = np.random.default_rng(1)
+    batches = [(rng.standard_normal((40, 16)).astype(np.float32), rng.integers(0, 4, 40))
+               for _ in range(steps)]
+    kw = dict(evaluator="local", perturb=perturb, link=link, estimator="rge", queries=4)
+    c = ClassifierConfig(**kw, ray="local" if ray_on else None, workers=2,
+                         block_parallel=ray_on)
+    c.validate()
+    model = deep()
+    plan = build_step(c, model)
+    if not ray_on:  # the same schedule in this process
+        plan = plan._replace(rule=BlockParallelStep(plan.rule.evaluator))
+    opt = build_optimizer(c, plan, steps)
+    p = plan.init(0)
+    state, grads = opt.init(p), []
+    try:
+        for s, (X, y) in enumerate(batches):
+            r = plan.rule(p, X, y, seed=2, step=s)
+            grads.append(r.grad)
+            p, state = opt.update(r.grad, state, p)
+        return p, grads, batches, plan
+    finally:
+        if plan.pool is not None:
+            plan.pool.shutdown()
+
+
+@pytest.mark.parametrize("perturb,link", [("activity", 1), ("weight", 0)])
+def test_block_parallel_on_ray_equals_its_schedule_in_one_process(perturb, link):
+    here, _, _, _ = _block_run(4, False, perturb, link)
+    there, _, _, plan = _block_run(4, True, perturb, link)
+    np.testing.assert_array_equal(here, there)
+    assert plan.pool.bytes_sent > 0
+
+
+def test_block_parallel_staleness_is_one_step_per_block():
+    """Step 0 updates block 0 only; at step 1 block 1 trains on what block 0 output at
+    step 0 (minibatch 0, step-0 parameters), with the step-1 parameters."""
+    from zotrain.distributed.blocks import BlockParallelStep
+
+    p_end, grads, batches, plan = _block_run(2, False, "activity", 0)
+    ev = plan.rule.evaluator
+    segs = {k: [s for s in ev.layout if s.layer is not None and
+                ev.blocks.ranges[k][0] <= s.layer < ev.blocks.ranges[k][1]]
+            for k in range(len(ev.blocks))}
+    assert any(grads[0][s.slice].any() for s in segs[0])
+    assert not any(grads[0][s.slice].any() for k in range(1, len(segs)) for s in segs[k])
+    # rebuild step 1's block-1 update by hand
+    c = ClassifierConfig(evaluator="local", perturb="activity", estimator="rge", queries=4)
+    opt = build_optimizer(c, plan, 2)
+    p0 = plan.init(0)
+    p1, _ = opt.update(grads[0], opt.init(p0), p0)
+    (X0, y0), _ = batches
+    h1 = ev.evaluate_block(p0, 0, X0, y0, seed=2, step=0)[4]
+    g1 = ev.evaluate_block(p1, 1, h1, y0, seed=2, step=1)[0]
+    for s in segs[1]:
+        np.testing.assert_array_equal(grads[1][s.slice], g1[s.slice])
+    assert isinstance(plan.rule, BlockParallelStep)
+
+
+def test_block_parallel_needs_ray_the_local_evaluator_and_no_prototypes():
+    for kw in (dict(), dict(ray="local", evaluator="none"), dict(ray="local", proto=0.5)):
+        with pytest.raises(ZotrainError, match="--block-parallel trains the local"):
+            ClassifierConfig(block_parallel=True, **kw).validate()

@@ -202,6 +202,9 @@ def _add_train(sub):
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
                    "(with --evaluator none)")
     _add_ray(p, "weight-perturbation queries (--evaluator none or global, or --perturb weight)")
+    p.add_argument("--block-parallel", action="store_true", default=None, help="with --ray and "
+                   "--evaluator local: each block trains on its own actor at the same time, on "
+                   "the features the block below produced one step earlier")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -84,6 +84,12 @@ class _Worker:
         self.objective, self.account = self.factory(*args)
         return key
 
+    def call(self, key, method, args):
+        """``method(*args)`` of the step's object, its result returned as it is."""
+        if key != self.key:
+            raise RuntimeError(f"worker holds step {self.key}, asked for {key}")
+        return getattr(self.objective, method)(*args)
+
     def run(self, key, method, params, args):
         if key != self.key:
             raise RuntimeError(f"worker holds step {self.key}, asked for {key}")
@@ -188,6 +194,17 @@ class QueryPool:
             refs.append((w, args, self.actors[w].run.remote(self.step_key, method, params, args)))
         return self._wait(refs, lambda w, args: self.actors[w].run.remote(
             self.step_key, method, params, args))
+
+    def call_each(self, method, chunks):
+        """``method(*chunk)`` of the step's object, chunk ``i`` on actor ``i % n``; the
+        results in order."""
+        refs = []
+        for i, args in enumerate(chunks):
+            w = i % self.n
+            self.bytes_sent += _nbytes((method, args))
+            refs.append((w, args, self.actors[w].call.remote(self.step_key, method, args)))
+        return self._wait(refs, lambda w, args: self.actors[w].call.remote(
+            self.step_key, method, args))
 
     def kill(self, worker):
         """Kill one actor (for fault-injection tests)."""

@@ -28,10 +28,19 @@ class Activation:
     ``scalar`` is a Numba-jitted float64 -> float64 function, ``reference`` its
     NumPy twin, ``onnx_op`` the ONNX operator (or override ``onnx``)."""
 
-    scalar = elementwise.IDENTITY
+    scalar = staticmethod(elementwise.IDENTITY)
     reference = staticmethod(lambda x: x)
     onnx_op = "Identity"
     in_features = out_features = None
+
+    def __init_subclass__(cls, **kwargs):
+        # a jitted function is a descriptor: read through an instance it would become a
+        # bound method, which is not the kernel (``act.scalar is elementwise.RELU`` fails
+        # and the kernels are typed for a method); keep it a plain function
+        super().__init_subclass__(**kwargs)
+        scalar = cls.__dict__.get("scalar")
+        if scalar is not None and not isinstance(scalar, staticmethod):
+            cls.scalar = staticmethod(scalar)
 
     def param_shapes(self):
         return []

@@ -64,6 +64,7 @@ class ClassifierConfig:
     train_limit: Optional[int] = None  # use only the first N training examples
     ray: Optional[str] = None  # weight-perturbation queries on Ray: "local" or an address
     workers: int = 1  # Ray actors evaluating queries (with ray)
+    block_parallel: bool = False  # with ray and the local evaluator: blocks on actors
 
     def validate(self):
         for name in ("queries", "epochs", "batch_size"):
@@ -83,12 +84,17 @@ class ClassifierConfig:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
                 self.workers < 1:
             raise ZotrainError(f"workers must be an integer >= 1, got {self.workers!r}")
-        if self.ray is not None and (self.backend != "numba" or (
-                self.evaluator == "local" and self.perturb == "activity")):
+        if self.block_parallel and (self.ray is None or self.evaluator != "local" or
+                                    self.proto > 0):
+            raise ZotrainError("--block-parallel trains the local evaluator's blocks on Ray "
+                               "actors: it needs --ray and --evaluator local, without --proto")
+        if self.ray is not None and not self.block_parallel and (
+                self.backend != "numba" or (self.evaluator == "local" and
+                                            self.perturb == "activity")):
             raise ZotrainError("--ray distributes weight-perturbation queries (--evaluator none "
                                "or global, or --perturb weight) on the numba backend; activity "
                                "perturbation evaluates its per-unit queries incrementally in "
-                               "one kernel")
+                               "one kernel (--block-parallel distributes its blocks instead)")
         if self.backend == "onnxruntime" and self.evaluator != "none":
             raise ZotrainError("the onnxruntime backend runs weight-perturbation estimators on "
                                "whole-model forwards: use it with --evaluator none")
@@ -147,13 +153,18 @@ def build_step(c, model):
     mode = "weight" if c.evaluator == "global" else c.perturb
     plan = Plan(blocks, mode=mode, estimator=est, link=c.link, lam=c.lam, mu=c.mu, proto=c.proto)
     ev = Evaluator(model, plan, model.out_features)
-    if c.ray is not None:
+    heads = [s.name for s in ev.layout if s.layer is None or s.layer == out]
+    rule, pool = EvaluatorStep(ev), None
+    if c.block_parallel:
+        from zotrain.distributed.blocks import BlockEvaluators, BlockParallelStep
+
+        pool = _pool(c, BlockEvaluators(model, plan, model.out_features))
+        rule = BlockParallelStep(ev, pool)
+    elif c.ray is not None:
         from zotrain.distributed import BlockObjectives
 
-        ev.strategy.pool = _pool(c, BlockObjectives(model, plan, model.out_features))
-    heads = [s.name for s in ev.layout if s.layer is None or s.layer == out]
-    return StepPlan(EvaluatorStep(ev), ev.layout, heads, ev.init,
-                    est if mode == "weight" else None, getattr(ev.strategy, "pool", None))
+        pool = ev.strategy.pool = _pool(c, BlockObjectives(model, plan, model.out_features))
+    return StepPlan(rule, ev.layout, heads, ev.init, est if mode == "weight" else None, pool)
 
 
 def _pool(c, factory):

@@ -66,11 +66,12 @@ class Blocks:
             out[full] = (self.model.layout[full], value)
         return out
 
-    def clean_forward(self, params, X):
-        """Block inputs and outputs ``outs[k]`` ((B, F), ``outs[0] = X``) and, per block and
-        linear layer, that layer's input and pre-activation."""
-        outs, cache = [X], {}
-        for k, body in enumerate(self.bodies):
+    def clean_forward(self, params, X, start=0):
+        """Block inputs and outputs ``outs[k]`` ((B, F), ``outs[start] = X``, None before
+        it) and, per block from ``start`` and linear layer, that layer's input and
+        pre-activation."""
+        outs, cache = [None] * start + [X], {}
+        for k, body in enumerate(self.bodies[start:], start):
             layers, H = body.linear_cache(self.body_params(params, k), outs[-1][None])
             cache.update({(k, i): (Hin[0], Z[0]) for i, (Hin, Z) in layers.items()})
             outs.append(H[0])

@@ -89,9 +89,7 @@ class Evaluator:
         return self.blocks.init(seed)
 
     def evaluate(self, params, X, labels, *, seed, step):
-        params = np.asarray(params, np.float32)
-        X = np.ascontiguousarray(X, np.float32)
-        labels = np.asarray(labels, np.int64)
+        params, X, labels = _inputs(params, X, labels)
         blocks = self.blocks
         grad = np.zeros(self.n_params, np.float32)
         how, passes, counts = {}, 0, []
@@ -99,26 +97,53 @@ class Evaluator:
         flops = sum(b.flops() for b in blocks.bodies) + sum(h.flops() for h, _ in blocks.heads)
         block_losses = []
         for k in range(len(blocks)):  # each costs about one forward of its head
-            head, _ = blocks.heads[k]
-            flops += head.flops()
-            g, _, loss = ModelObjective(head, outs[k + 1], labels).head_gradient(
-                blocks.head_params(params, k))
+            loss, f = self._head(params, k, outs, labels, grad, how)
             block_losses.append(loss)
-            for name, s in blocks.head_segments(k).items():
-                grad[s.slice] = g[head.layout[f"0.{s.local}"].slice]
-                how[name] = "exact-head"
+            flops += f
         if self.prototypes is not None:
             self.prototypes.update(outs, labels)
         for k in range(len(blocks)):
-            g, n, account = self.strategy(params, k, outs, cache, labels, seed=seed, step=step)
-            for name, (s, value) in blocks.model_segments(k, g).items():
-                grad[s.slice] = np.asarray(value).ravel()
-                how[name] = self.strategy.tag
+            n, account = self._body(params, k, outs, cache, labels, seed, step, grad, how)
             passes += n
             counts.append(account.counts())
             flops += account.flops
         return Evaluation(grad, how, block_losses, passes, {"per_block": counts},
                           flops / self.model.flops())
+
+    def evaluate_block(self, params, k, X, labels, *, seed, step):
+        """Block k's update alone, from its own input ``X`` (what the block below output,
+        possibly for an earlier minibatch): ``(grad, loss, forward passes, forward
+        equivalents, output)`` with ``grad`` zero outside block k's body and head and
+        ``output`` the block's clean output (the next block's input).  What
+        block-parallel training runs on each worker; no prototypes."""
+        if self.prototypes is not None:
+            raise ValueError("evaluate_block does not support prototype targets")
+        params, X, labels = _inputs(params, X, labels)
+        grad, how = np.zeros(self.n_params, np.float32), {}
+        outs, cache = self.blocks.clean_forward(params, X, start=k)
+        flops = sum(b.flops() for b in self.blocks.bodies[k:]) + self.blocks.heads[k][0].flops()
+        loss, f = self._head(params, k, outs, labels, grad, how)
+        n, account = self._body(params, k, outs, cache, labels, seed, step, grad, how)
+        return grad, loss, n, (flops + f + account.flops) / self.model.flops(), outs[k + 1]
+
+    def _head(self, params, k, outs, labels, grad, how):
+        """Block k's head: its exact gradient into ``grad``; ``(loss, FLOPs)``."""
+        blocks = self.blocks
+        head, _ = blocks.heads[k]
+        g, _, loss = ModelObjective(head, outs[k + 1], labels).head_gradient(
+            blocks.head_params(params, k))
+        for name, s in blocks.head_segments(k).items():
+            grad[s.slice] = g[head.layout[f"0.{s.local}"].slice]
+            how[name] = "exact-head"
+        return loss, head.flops()
+
+    def _body(self, params, k, outs, cache, labels, seed, step, grad, how):
+        """Block k's own parameters by the strategy, into ``grad``; ``(passes, account)``."""
+        g, n, account = self.strategy(params, k, outs, cache, labels, seed=seed, step=step)
+        for name, (s, value) in self.blocks.model_segments(k, g).items():
+            grad[s.slice] = np.asarray(value).ravel()
+            how[name] = self.strategy.tag
+        return n, account
 
     def state(self):
         return {"prototypes": self.prototypes.state() if self.prototypes else []}
@@ -126,6 +151,11 @@ class Evaluator:
     def load_state(self, state):
         if state.get("prototypes") and self.prototypes is not None:
             self.prototypes.load_state(state["prototypes"])
+
+
+def _inputs(params, X, labels):
+    return (np.asarray(params, np.float32), np.ascontiguousarray(X, np.float32),
+            np.asarray(labels, np.int64))
 
 
 def _validate(model, plan):
