@@ -67,37 +67,31 @@ def time_steps(step, steps):
 
 def run_mnist(data_dir, steps, queries, ray, workers):
     plan, opt, batch, n = mnist_rule(data_dir, queries, ray, workers)
-    state = {"p": plan.init(0)}
-    state["o"] = opt.init(state["p"])
-
-    def step(s):
-        r = plan.rule(state["p"], *batch(s), seed=0, step=s)
-        state["p"], state["o"] = opt.update(r.grad, state["o"], state["p"])
-
-    t = time_steps(step, steps)
-    sent = plan.pool.bytes_sent / (steps + 2) if plan.pool else 0.0
-    if plan.pool:
-        plan.pool.shutdown()
-    return t, n, sent, state["p"]
+    return _timed(lambda p, s: plan.rule(p, *batch(s), seed=0, step=s), plan.init(0), opt,
+                  steps, plan.pool, n)
 
 
 def run_hjb(steps, queries, ray, workers):
-    task, n = hjb_task(queries, ray, workers)
     from zotrain import optim
 
-    opt = optim.adam(1e-3)
-    state = {"p": task.init(0)}
-    state["o"] = opt.init(state["p"])
+    task, n = hjb_task(queries, ray, workers)
     batches = list(task.batches(0, 0))
+    return _timed(lambda p, s: task.step(p, batches[s % len(batches)], seed=0, step=s),
+                  task.init(0), optim.adam(1e-3), steps, task.pool, n)
+
+
+def _timed(rule, params, opt, steps, pool, n):
+    """``(median step seconds, queries, bytes sent per step, final parameters)``."""
+    state = {"p": params, "o": opt.init(params)}
 
     def step(s):
-        r = task.step(state["p"], batches[s % len(batches)], seed=0, step=s)
+        r = rule(state["p"], s)
         state["p"], state["o"] = opt.update(r.grad, state["o"], state["p"])
 
     t = time_steps(step, steps)
-    sent = task.pool.bytes_sent / (steps + 2) if task.pool else 0.0
-    if task.pool:
-        task.pool.shutdown()
+    sent = pool.bytes_sent / (steps + 2) if pool else 0.0
+    if pool:
+        pool.shutdown()
     return t, n, sent, state["p"]
 
 

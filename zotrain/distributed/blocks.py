@@ -20,6 +20,7 @@ import numpy as np
 
 from zotrain.base import Cost, StepResult
 from zotrain.distributed import _ShipsModel
+from zotrain.zo.steps import EvaluatorStep
 
 
 class BlockEvaluators(_ShipsModel):
@@ -45,9 +46,10 @@ class _Bound:
         return self.evaluator.evaluate_block(self.params, k, X, labels, seed=seed, step=step)
 
 
-class BlockParallelStep:
+class BlockParallelStep(EvaluatorStep):
     """The step rule of block-parallel training (see the module docstring); ``pool`` is
-    None to run the same schedule in this process (the reference)."""
+    None to run the same schedule in this process (the reference).  State, hooks and
+    checkpointed state are the evaluator's (``EvaluatorStep``)."""
 
     def __init__(self, evaluator, pool=None):
         if evaluator.prototypes is not None:
@@ -78,13 +80,3 @@ class BlockParallelStep:
                 nxt[k + 1] = (out, yk)
         self.inputs = nxt
         return StepResult(grad, float(loss), Cost(passes, equivalents))
-
-    def state(self):
-        return self.evaluator.state()
-
-    def load_state(self, state):
-        if state:
-            self.evaluator.load_state(state)
-
-    def observe(self, epoch, val_loss):
-        pass
