@@ -24,16 +24,12 @@ class _ShipsModel:
     """Sent to an actor as the model's spec (``Sequential.spec``), rebuilt there."""
 
     def __getstate__(self):
-        state = dict(self.__dict__, model=self.model.spec())
-        state.pop("evaluator", None)
-        return state
+        return dict(self.__dict__, model=self.model.spec())
 
     def __setstate__(self, state):
         from zotrain.nn.sequential import Sequential
 
         self.__dict__.update(state, model=Sequential.from_spec(state["model"]))
-        if "plan" in state:
-            self.evaluator = None
 
 
 class ModelObjectives(_ShipsModel):
@@ -46,20 +42,32 @@ class ModelObjectives(_ShipsModel):
         return ModelObjective(self.model, X, y, self.loss), None
 
 
-class BlockObjectives(_ShipsModel):
-    """Factory of block k's local objective in the evaluator's weight mode: the actor
-    builds the same evaluator once and, per block query, the block's objective with its
-    local loss (head, linked blocks, prototypes as of this step)."""
+class EvaluatorFactory(_ShipsModel):
+    """A factory that builds the driver's evaluator (same model, plan, classes) once, on
+    the actor that unpickles it."""
 
     def __init__(self, model, plan, n_classes):
-        self.model, self.plan, self.n_classes, self.evaluator = model, plan, n_classes, None
+        self.model, self.plan, self.n_classes = model, plan, n_classes
+        self._evaluator = None
 
-    def __call__(self, params, k, X, labels, prototypes):
-        if self.evaluator is None:
+    def __getstate__(self):
+        return dict(super().__getstate__(), _evaluator=None)
+
+    def evaluator(self):
+        if self._evaluator is None:
             from zotrain.zo.evaluator import Evaluator
 
-            self.evaluator = Evaluator(self.model, self.plan, self.n_classes)
-        ev = self.evaluator
+            self._evaluator = Evaluator(self.model, self.plan, self.n_classes)
+        return self._evaluator
+
+
+class BlockObjectives(EvaluatorFactory):
+    """Factory of block k's local objective in the evaluator's weight mode: per block
+    query, the block's objective with its local loss (head, linked blocks, prototypes as
+    of this step)."""
+
+    def __call__(self, params, k, X, labels, prototypes):
+        ev = self.evaluator()
         if ev.prototypes is not None:
             ev.prototypes.means = prototypes
         account = CostAccount()
@@ -77,5 +85,5 @@ def pool_objectives(pool, model, loss="xent"):
     return make
 
 
-__all__ = ["BlockObjectives", "ModelObjectives", "QueryPool", "RemoteObjective", "import_ray",
+__all__ = ["BlockObjectives", "EvaluatorFactory", "ModelObjectives", "QueryPool", "RemoteObjective", "import_ray",
            "pool_objectives"]

@@ -19,23 +19,16 @@ import math
 import numpy as np
 
 from zotrain.base import Cost, StepResult
-from zotrain.distributed import _ShipsModel
+from zotrain.distributed import EvaluatorFactory
 from zotrain.zo.steps import EvaluatorStep
 
 
-class BlockEvaluators(_ShipsModel):
-    """Factory of the block worker on an actor: the same evaluator, bound to a step's
+class BlockEvaluators(EvaluatorFactory):
+    """Factory of the block worker on an actor: the evaluator bound to a step's
     parameters."""
 
-    def __init__(self, model, plan, n_classes):
-        self.model, self.plan, self.n_classes, self.evaluator = model, plan, n_classes, None
-
     def __call__(self, params):
-        if self.evaluator is None:
-            from zotrain.zo.evaluator import Evaluator
-
-            self.evaluator = Evaluator(self.model, self.plan, self.n_classes)
-        return _Bound(self.evaluator, params), None
+        return _Bound(self.evaluator(), params), None
 
 
 class _Bound:
