@@ -10,7 +10,9 @@ as parameters plus query counters) and HJB-20d (the PINN recipe's body RGE,
 joint queries: parameter rows are sent).  Each is timed in one process at two
 query counts (the slope is the per-query cost ``t_query``, the intercept the
 driver's own ``t_driver``), and with Ray at two worker counts, the same steps
-from the same seed (the parameters are checked bit-identical).  The scaling
+from the same seed (the parameters are checked bit-identical); MNIST also in the
+replay transport (actors keep a replica and replay each update from the step's
+losses; no parameters sent).  The scaling
 model ``T(W) = t_driver + ceil(N / W) t_query + t_fixed + W t_actor`` takes
 ``t_fixed`` (a step's round trips) and ``t_actor`` (the driver's cost per
 actor: pickling and sending) from the two Ray runs' excess over the
@@ -28,16 +30,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def mnist_rule(data_dir, queries, ray=None, workers=1):
+def mnist_rule(data_dir, queries, ray=None, workers=1, transport="params"):
     from zotrain.data import load_dataset
     from zotrain.nn import architectures
     from zotrain.recipes.classification import ClassifierConfig, build_optimizer, build_step
 
     data = load_dataset("mnist", data_dir)
     model = architectures.classifier(784, 10, rank=16, depth=1, hidden=1024)
-    c = ClassifierConfig(evaluator="none", queries=queries, ray=ray, workers=workers)
+    c = ClassifierConfig(evaluator="none", queries=queries, ray=ray, workers=workers,
+                         transport=transport)
     plan = build_step(c, model)
     opt = build_optimizer(c, plan, 1000)
+    if hasattr(plan.rule, "wrap_optimizer"):  # the replay transport
+        opt = plan.rule.wrap_optimizer(opt)
 
     def batch(s):
         return data.x_train[s * 100:(s + 1) * 100], data.y_train[s * 100:(s + 1) * 100]
@@ -65,10 +70,10 @@ def time_steps(step, steps):
     return float(np.median(times[2:]))
 
 
-def run_mnist(data_dir, steps, queries, ray, workers):
-    plan, opt, batch, n = mnist_rule(data_dir, queries, ray, workers)
+def run_mnist(data_dir, steps, queries, ray, workers, transport="params"):
+    plan, opt, batch, n = mnist_rule(data_dir, queries, ray, workers, transport)
     return _timed(lambda p, s: plan.rule(p, *batch(s), seed=0, step=s), plan.init(0), opt,
-                  steps, plan.pool, n)
+                  steps, plan.pool, n, getattr(plan.rule, "step_bytes", {}).get(transport))
 
 
 def run_hjb(steps, queries, ray, workers):
@@ -80,8 +85,10 @@ def run_hjb(steps, queries, ray, workers):
                   task.init(0), optim.adam(1e-3), steps, task.pool, n)
 
 
-def _timed(rule, params, opt, steps, pool, n):
-    """``(median step seconds, queries, bytes sent per step, final parameters)``."""
+def _timed(rule, params, opt, steps, pool, n, step_bytes=None):
+    """``(median step seconds, queries, bytes sent per step, final parameters)``; the bytes
+    are the median of ``step_bytes`` (a list the rule fills per step) if given, else the
+    mean over all steps."""
     state = {"p": params, "o": opt.init(params)}
 
     def step(s):
@@ -90,6 +97,8 @@ def _timed(rule, params, opt, steps, pool, n):
 
     t = time_steps(step, steps)
     sent = pool.bytes_sent / (steps + 2) if pool else 0.0
+    if step_bytes:
+        sent = float(np.median(step_bytes))
     if pool:
         pool.shutdown()
     return t, n, sent, state["p"]
@@ -130,30 +139,36 @@ def main():
     ray.init(num_cpus=max(a.workers), include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     settings = {"MNIST (default model, RGE)": (
-        lambda q, r, w: run_mnist(a.data, a.steps, q, r, w), (20, 40)),
-        "HJB-20d (PINN body RGE)": (lambda q, r, w: run_hjb(a.steps, q, r, w), (4, 8))}
-    print("| setting | run | queries N | step ms | queries/s | bytes sent per step | "
-          "parameters equal |")
-    print("|---|---|---|---|---|---|---|")
+        lambda q, r, w, t="params": run_mnist(a.data, a.steps, q, r, w, t), (20, 40),
+        ("params", "replay")),
+        "HJB-20d (PINN body RGE)": (lambda q, r, w, t="params": run_hjb(a.steps, q, r, w),
+                                    (4, 8), ("params",))}
+    print("| setting | run | transport | queries N | step ms | queries/s | bytes sent per step "
+          "| parameters equal |")
+    print("|---|---|---|---|---|---|---|---|")
     models = {}
-    for name, (fn, (q1, q2)) in settings.items():
+    for name, (fn, (q1, q2), transports) in settings.items():
         single = {}
         for q in (q1, q2):
             t, n, _, p1 = fn(q, None, 1)
             single[n] = (t, p1)
-            print(f"| {name} | one process | {n} | {1e3 * t:.1f} | {n / t:,.0f} | 0 | - |")
+            print(f"| {name} | one process | - | {n} | {1e3 * t:.1f} | {n / t:,.0f} | 0 | - |")
         n1, n2 = sorted(single)
         t_query = (single[n2][0] - single[n1][0]) / (n2 - n1)
         t_driver = single[n1][0] - n1 * t_query
-        for w in a.workers:
-            t, n, sent, p = fn(q1, "local", w)
-            print(f"| {name} | Ray, {w} worker{'s' * (w > 1)} | {n} | {1e3 * t:.1f} | "
-                  f"{n / t:,.0f} | {sent:,.0f} | {np.array_equal(p, single[n1][1])} |")
-            if w == 1:
-                excess = t - t_driver - n * t_query
-        calls, size = CALLS[name]
-        t_actor = calls * submit_cost(ray, size)
-        models[name] = (n1, t_query, t_driver, max(excess - t_actor, 0.0), t_actor)
+        for transport in transports:
+            for w in a.workers:
+                t, n, sent, p = fn(q1, "local", w, transport)
+                print(f"| {name} | Ray, {w} worker{'s' * (w > 1)} | {transport} | {n} | "
+                      f"{1e3 * t:.1f} | {n / t:,.0f} | {sent:,.0f} | "
+                      f"{np.array_equal(p, single[n1][1])} |")
+                if w == 1:
+                    excess = t - t_driver - n * t_query
+            calls, size = CALLS[name]
+            # replay: a call carries the query counters and scales, not the parameters
+            t_actor = calls * submit_cost(ray, size if transport == "params" else 64)
+            models[f"{name}, {transport}"] = (n1, t_query, t_driver,
+                                              max(excess - t_actor, 0.0), t_actor)
     print()
     print("Scaling model T(W) = t_driver + ceil(N/W) t_query + t_fixed + W t_actor "
           "(t_query, t_driver: slope and intercept of the one-process step against N; "

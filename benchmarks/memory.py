@@ -5,9 +5,13 @@ Usage: python benchmarks/memory.py [--data DIR] [--models tiny default] [--batch
 
 For each model: the bytes a training step allocates beyond its inputs (the
 minibatch, the parameter vector, the optimizer state and the compiled kernels
-are all in place before measuring), against the bytes one inference forward
-of the same batch allocates.  Two counts, each after a warm-up that compiles
-every kernel:
+are all in place before measuring; the largest of ``--steps`` steps, each
+measured from its own start), against the bytes one inference forward of the
+same batch allocates, both with the model's reusable scratch buffers (the
+hidden layer's output, ...) counted: they are freed before each measured
+call.  The optimizer state, which training keeps between
+steps and inference does not have, is reported beside it.  Two counts, each
+after a warm-up that compiles every kernel:
 
 * ``tracemalloc`` peak: what NumPy allocates (arrays made inside Numba kernels
   are not seen by it);
@@ -44,17 +48,26 @@ def _status(key):
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def _measure(fn, repeats):
-    """(tracemalloc peak, RSS high-water mark above the start) of ``repeats`` calls."""
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    start = _status("VmRSS")
+def _measure(fn, repeats, release):
+    """(tracemalloc peak, RSS high-water mark) of one call of ``fn`` above what was
+    allocated when it started, the largest of ``repeats`` calls.  Per call: what a
+    step leaves behind for the next (the new parameters and optimizer state replace
+    the old) is the next call's starting point, not its working set.  ``release()``
+    runs before each call: the model's reusable scratch buffers are part of a
+    call's working set, made afresh inside it."""
+    traced = rss = 0
     tracemalloc.start()
-    tracemalloc.reset_peak()
     for _ in range(repeats):
+        release()
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+        start = _status("VmRSS")
+        tracemalloc.reset_peak()
+        before, _ = tracemalloc.get_traced_memory()
         fn()
-    _, peak = tracemalloc.get_traced_memory()
+        _, peak = tracemalloc.get_traced_memory()
+        traced, rss = max(traced, peak - before), max(rss, _status("VmHWM") - start)
     tracemalloc.stop()
-    return peak, _status("VmHWM") - start
+    return traced, rss
 
 
 def one(name, data_dir, batch, steps, perturb, stream):
@@ -87,12 +100,21 @@ def one(name, data_dir, batch, steps, perturb, stream):
     for _ in range(3):
         train_step()
         infer()
-    train = _measure(train_step, steps)
-    inference = _measure(infer, steps)
-    return {"model": name, "perturb": perturb, "params": model.n_params,
+    train = _measure(train_step, steps, model.release_buffers)
+    inference = _measure(infer, steps, model.release_buffers)
+    state_bytes = sum(a.nbytes for a in _arrays(current["state"]))
+    return {"model": name, "perturb": perturb, "params": model.n_params, "state": state_bytes,
             "model_bytes": 4 * model.n_params, "dense_bytes": 4 * model.dense_params,
             "batch": batch, "train_traced": train[0], "train_rss": train[1],
             "infer_traced": inference[0], "infer_rss": inference[1]}
+
+
+def _arrays(state):
+    if isinstance(state, np.ndarray):
+        yield state
+    elif isinstance(state, tuple):
+        for x in state:
+            yield from _arrays(x)
 
 
 def main():
@@ -110,8 +132,9 @@ def main():
         print(json.dumps(one(a.one[0], a.data, a.batch, a.steps, a.one[1], a.stream)))
         return
     print("| model | perturbation | parameters (bytes) | training: traced / RSS high-water | "
-          "inference: traced / RSS high-water | ratio (traced, RSS) |")
-    print("|---|---|---|---|---|---|")
+          "inference: traced / RSS high-water | ratio (traced, RSS) | optimizer state | "
+          "ratio with it (traced) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in a.models:
         for perturb in a.perturb:
             cmd = [sys.executable, __file__, "--one", name, perturb, "--batch", str(a.batch),
@@ -124,7 +147,8 @@ def main():
             print(f"| {name} | {perturb} | {r['params']:,} ({kb(r['model_bytes'])}) | "
                   f"{kb(r['train_traced'])} / {kb(r['train_rss'])} | {kb(r['infer_traced'])} / "
                   f"{kb(r['infer_rss'])} | {r['train_traced'] / max(r['infer_traced'], 1):.1f}x, "
-                  f"{_ratio(r['train_rss'], r['infer_rss'])} |")
+                  f"{_ratio(r['train_rss'], r['infer_rss'])} | {kb(r['state'])} | "
+                  f"{(r['train_traced'] + r['state']) / max(r['infer_traced'], 1):.1f}x |")
 
 
 def _ratio(train, infer):

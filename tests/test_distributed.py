@@ -46,12 +46,16 @@ def train(steps=3, kill=None, **kw):
     ``kill=(step, worker)`` kills that actor after the step's arguments reached it."""
     rng = np.random.default_rng(0)
     model = wide() if kw.pop("wide", False) else deep(Tanh if kw.get("proto") else ReLU)
+    if "ray" not in kw:
+        kw.pop("transport", None)  # one process: nothing to transport
     X = rng.standard_normal((100, model.in_features)).astype(np.float32)
     y = rng.integers(0, 4, 100)
     c = ClassifierConfig(**kw)
     c.validate()
     plan = build_step(c, model)
     opt = build_optimizer(c, plan, steps)
+    if hasattr(plan.rule, "wrap_optimizer"):  # the replay transport sends each update
+        opt = plan.rule.wrap_optimizer(opt)
     p = plan.init(0)
     state = opt.init(p)
     costs = []
@@ -71,7 +75,7 @@ def train(steps=3, kill=None, **kw):
             r = plan.rule(p, X, y, seed=3, step=s)
             p, state = opt.update(r.grad, state, p)
             costs.append(r.cost)
-        return p, costs, pool
+        return p, costs, plan
     finally:
         if pool is not None:
             pool.shutdown()
@@ -85,29 +89,91 @@ CASES = {
     "local-weight-cge": dict(evaluator="local", perturb="weight", estimator="cge",
                              fraction=0.5),
     "rge-blas": dict(evaluator="none", estimator="rge", queries=4, wide=True),
+    "rge-replay": dict(evaluator="none", estimator="rge", queries=6, transport="replay"),
+    "cge-replay": dict(evaluator="none", estimator="cge", fraction=0.3, transport="replay"),
+    "rge-blas-replay": dict(evaluator="none", estimator="rge", queries=4, wide=True,
+                            transport="replay"),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_query_parallel_parameters_are_bit_identical(case):
-    if case == "rge-blas":
+    if case.startswith("rge-blas"):
         from zotrain.distributed.pool import blas_threads
 
         if blas_threads() < 2:
             pytest.skip("one BLAS thread here: nothing thread-dependent to test")
     single, cost1, _ = train(**CASES[case])
-    spread, cost2, pool = train(**CASES[case], ray="local", workers=2)
+    spread, cost2, plan = train(**CASES[case], ray="local", workers=2)
+    pool = plan.pool
     np.testing.assert_array_equal(single, spread)
     assert cost1 == cost2  # forward passes and forward equivalents counted the same
     assert pool.bytes_sent > 0 and pool.replaced == 0
+    assert pool.resyncs == 0  # replayed updates matched the driver's to the bit
+    if "replay" in case:  # step 0 sends the parameters, step 1 the replica (parameters,
+        # optimizer state and the optimizer), step 2 a replay: losses, no parameters
+        sent = plan.rule.step_bytes
+        assert len(sent["params"]) == 1 and len(sent["replay"]) == 2
+        assert sent["replay"][-1] < sent["params"][0]
 
 
-@pytest.mark.parametrize("case", ["rge", "local-weight"])
+@pytest.mark.parametrize("case", ["rge", "local-weight", "rge-replay"])
 def test_a_killed_actor_is_replaced_and_the_run_continues_identically(case):
     single, _, _ = train(steps=4, **CASES[case])
-    spread, _, pool = train(steps=4, kill=(2, 1), **CASES[case], ray="local", workers=2)
-    assert pool.replaced == 1
+    spread, _, plan = train(steps=4, kill=(2, 1), **CASES[case], ray="local", workers=2)
+    assert plan.pool.replaced == 1
     np.testing.assert_array_equal(single, spread)
+
+
+def test_auto_transport_measures_both_then_keeps_one_with_the_same_parameters():
+    case = dict(evaluator="none", estimator="rge", queries=6)
+    single, _, _ = train(steps=10, **case)
+    spread, _, plan = train(steps=10, **case, ray="local", workers=2, transport="auto")
+    np.testing.assert_array_equal(single, spread)
+    rule = plan.rule
+    assert [len(rule.measured[m]) for m in ("params", "replay")] == [3, 3]
+    assert rule.choice in ("params", "replay") and plan.pool.resyncs == 0
+    assert rule.summary()["transport"] == rule.choice
+
+
+def test_replicas_out_of_step_are_repaired_and_the_run_stays_identical(monkeypatch):
+    """Parameters changed outside the optimizer (as a task's after-step hook may) are
+    sent in full; a replica whose digest does not match is sent the driver's state."""
+    from zotrain.distributed import replay
+
+    def run(ray_on, steps=5):
+        rng = np.random.default_rng(0)
+        model = deep()
+        X = rng.standard_normal((100, 16)).astype(np.float32)
+        y = rng.integers(0, 4, 100)
+        c = ClassifierConfig(evaluator="none", estimator="rge", queries=4,
+                             **(dict(ray="local", workers=2, transport="replay") if ray_on
+                                else {}))
+        plan = build_step(c, model)
+        opt = build_optimizer(c, plan, steps)
+        if ray_on:
+            opt = plan.rule.wrap_optimizer(opt)
+        p = plan.init(0)
+        state = opt.init(p)
+        try:
+            for s in range(steps):
+                p, state = opt.update(plan.rule(p, X, y, seed=1, step=s).grad, state, p)
+                if s == 2:
+                    p = p.copy()
+                    p[-1] += 0.5  # a hook moved the head's bias
+            return p, plan.pool
+        finally:
+            if plan.pool is not None:
+                plan.pool.shutdown()
+
+    single, _ = run(False)
+    spread, pool = run(True)
+    np.testing.assert_array_equal(single, spread)
+    assert pool.resyncs == 0
+    monkeypatch.setattr(replay, "digest", lambda params: b"not the actors' digest")
+    spread, pool = run(True)
+    np.testing.assert_array_equal(single, spread)
+    assert pool.resyncs > 0  # every replayed step repaired, the run unchanged
 
 
 def test_pinn_queries_on_ray_match_one_process(tmp_path):
@@ -135,6 +201,14 @@ def test_activity_perturbation_is_refused_with_the_reason():
         ClassifierConfig(ray="local").validate()
 
 
+def test_bad_transports_are_named():
+    with pytest.raises(ZotrainError, match="unknown transport 'seeds'"):
+        ClassifierConfig(evaluator="none", ray="local", transport="seeds").validate()
+    with pytest.raises(ZotrainError, match="--transport replay .* needs --ray and --evaluator "
+                                           "none"):
+        ClassifierConfig(perturb="weight", ray="local", transport="replay").validate()
+
+
 class _StopAfterEpoch:
     def on_step(self, trainer, loss):
         pass
@@ -143,7 +217,8 @@ class _StopAfterEpoch:
         trainer.stop = "stopped by the test"
 
 
-def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path):
+@pytest.mark.parametrize("transport", ["params", "replay"])
+def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path, transport):
     """One process for 2 epochs = Ray for 1 epoch, stop, resume on Ray (new actors) for 1."""
     from zotrain.data import load_dataset
     from zotrain.nn import architectures
@@ -159,9 +234,11 @@ def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path):
                                 callbacks=callbacks)
 
     run(tmp_path / "one")
-    assert run(tmp_path / "ray", callbacks=[_StopAfterEpoch()], ray="local",
-               workers=2)["epochs"] == 1
-    assert run(tmp_path / "ray", resume=True, ray="local", workers=2)["epochs"] == 2
+    ray_on = dict(ray="local", workers=2, transport=transport)
+    assert run(tmp_path / "ray", callbacks=[_StopAfterEpoch()], **ray_on)["epochs"] == 1
+    metrics = run(tmp_path / "ray", resume=True, **ray_on)
+    assert metrics["epochs"] == 2
+    assert metrics.get("transport", "params") == transport  # replay: ReplayedStep.summary
     a, b = (np.load(tmp_path / d / "model.npz")["params"] for d in ("one", "ray"))
     np.testing.assert_array_equal(a, b)
 
@@ -183,6 +260,8 @@ def _block_run(steps, ray_on, perturb, link):
     if not ray_on:  # the same schedule in this process
         plan = plan._replace(rule=BlockParallelStep(plan.rule.evaluator))
     opt = build_optimizer(c, plan, steps)
+    if hasattr(plan.rule, "wrap_optimizer"):  # the replay transport sends each update
+        opt = plan.rule.wrap_optimizer(opt)
     p = plan.init(0)
     state, grads = opt.init(p), []
     try:

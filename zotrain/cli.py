@@ -205,6 +205,11 @@ def _add_train(sub):
     p.add_argument("--block-parallel", action="store_true", default=None, help="with --ray and "
                    "--evaluator local: each block trains on its own actor at the same time, on "
                    "the features the block below produced one step earlier")
+    p.add_argument("--transport", choices=("auto", "params", "replay"), help="with --ray and "
+                   "--evaluator none: send the parameters with each step's queries (params), or "
+                   "have each actor replay the updates from the step's losses and seeds "
+                   "(replay); auto (default) measures both on the first steps and keeps the "
+                   "faster (the same parameters either way)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

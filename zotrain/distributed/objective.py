@@ -14,6 +14,8 @@ single-process one.
 
 import numpy as np
 
+REPLICA = "zotrain:replica"  # in place of the parameters: the actor's replica (replay.py)
+
 
 def _ranges(n, parts):
     """``parts`` contiguous ranges covering ``range(n)`` (none empty)."""
@@ -24,10 +26,16 @@ def _ranges(n, parts):
 
 class RemoteObjective:
     """``local`` (the driver's objective for this step) with its queries run on ``pool``
-    (whose actors built the same objective from the step's arguments)."""
+    (whose actors built the same objective from the step's arguments).  ``record`` (a
+    list) receives ``(method, losses)`` of every query call; with ``replica`` the
+    parameters are not sent: the actors hold them (``zotrain.distributed.replay``)."""
 
-    def __init__(self, local, pool, account=None):
+    def __init__(self, local, pool, account=None, record=None, replica=False):
         self.local, self.pool, self.account = local, pool, account
+        self.record, self.replica = record, replica
+
+    def _params(self, params):
+        return REPLICA if self.replica else params
 
     def __getattr__(self, name):  # layout, n_params, loss, head_gradient, model, ...
         return getattr(self.local, name)
@@ -53,6 +61,8 @@ class RemoteObjective:
             if counts and self.account is not None:
                 for k, v in counts.items():
                     setattr(self.account, k, getattr(self.account, k) + v)
+        if self.record is not None:
+            self.record.append((method, None if out is None else out.copy()))
         return out
 
     def __call__(self, P):
@@ -64,6 +74,7 @@ class RemoteObjective:
     def segment_losses(self, params, name, seed, step, queries, scales, dist):
         queries = np.asarray(queries)
         scales = np.asarray(scales)
+        params = self._params(params)
         unique = np.unique(queries)
         chunks, positions = [], []
         for a, b in _ranges(len(unique), self.pool.n):
@@ -75,6 +86,7 @@ class RemoteObjective:
     def segment_losses_explicit(self, params, name, U, which, scales):
         which = np.asarray(which)
         scales = np.asarray(scales)
+        params = self._params(params)
         chunks, positions = [], []
         for a, b in _ranges(U.shape[0], self.pool.n):
             pos = np.flatnonzero((which >= a) & (which < b))

@@ -18,6 +18,7 @@ import socket
 import numpy as np
 
 from zotrain.base import ZotrainError
+from zotrain.distributed.objective import REPLICA
 
 INSTALL = 'pip install "zotrain[distributed]"'
 
@@ -59,7 +60,9 @@ def _check_reachable(address, timeout_s):
 
 
 def _nbytes(value):
-    return len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    from ray import cloudpickle  # what Ray sends: functions (an optimizer) included
+
+    return len(cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _numbers(account):
@@ -79,21 +82,33 @@ class _Worker:
     def ready(self):
         return os.getpid()
 
-    def prepare(self, key, args):
+    def prepare(self, key, args, message=None):
+        """Build step ``key``'s objective, after applying ``message`` (the replay transport's
+        update of the factory's replica); returns whether the replica is in step (None:
+        no replica)."""
+        in_step = None if message is None else self.factory.receive(*message)
         self.key = key
         self.objective, self.account = self.factory(*args)
-        return key
+        return in_step
+
+    def receive(self, message):
+        return self.factory.receive(*message)
+
+    def _check(self, key):
+        if key != self.key:
+            raise RuntimeError(f"worker holds step {self.key}, asked for {key}")
 
     def call(self, key, method, args):
         """``method(*args)`` of the step's object, its result returned as it is."""
-        if key != self.key:
-            raise RuntimeError(f"worker holds step {self.key}, asked for {key}")
+        self._check(key)
         return getattr(self.objective, method)(*args)
 
     def run(self, key, method, params, args):
-        if key != self.key:
-            raise RuntimeError(f"worker holds step {self.key}, asked for {key}")
+        self._check(key)
         obj = self.objective
+        if isinstance(params, str) and params == REPLICA:  # the replay transport
+            params = self.factory.params
+            args = tuple(params if isinstance(a, str) and a == REPLICA else a for a in args)
         if params is not None and hasattr(obj, "base"):
             obj.base(params)  # the clean forward, as the driver's own objective has it
         passes, flops = obj.forward_passes, getattr(obj, "flops", None)
@@ -140,6 +155,8 @@ class QueryPool:
         self.step_key, self.step_ref = None, None
         self.bytes_sent = 0  # step arguments (once per step and actor) and query calls
         self.replaced = 0
+        self.message = self.message_ref = self.resync = None  # the replay transport's
+        self.resyncs = 0  # replicas sent in full because they were not in step
 
     def _start(self):
         actor = self.remote_class.remote(self.factory)
@@ -150,16 +167,34 @@ class QueryPool:
                                "(does the cluster have a free CPU?)") from None
         return actor
 
+    def set_replica(self, message, resync):
+        """The replay transport: ``message`` goes to every actor with the next step (its
+        factory's ``receive`` advances the replica), ``resync`` to an actor whose replica
+        is then not in step.  None, None: no replica."""
+        self.message, self.resync = message, resync
+        self.message_ref = None if message is None else self.ray.put(message)
+
     def step(self, *args):
         """Send this step's arguments (once) and have every actor build its objective."""
         key = (self.step_key or 0) + 1
         self.step_key, self.step_ref = key, self.ray.put(args)
-        self.bytes_sent += self.n * _nbytes(args)
-        self._wait([(w, w, self.actors[w].prepare.remote(key, self.step_ref))
-                    for w in range(self.n)], lambda w, _: self._prepare(w))
+        self.bytes_sent += self.n * (_nbytes(args) + (0 if self.message is None else
+                                                      _nbytes(self.message)))
+        in_step = self._wait([(w, w, self._prepare(w)) for w in range(self.n)],
+                             lambda w, _: self._prepare(w))
+        self.message = self.message_ref = None  # applied: a new actor needs the resync
+        for w, ok in enumerate(in_step):
+            if ok is False:
+                self.resyncs += 1
+                self._resync(w)
 
     def _prepare(self, w):
-        return self.actors[w].prepare.remote(self.step_key, self.step_ref)
+        return self.actors[w].prepare.remote(self.step_key, self.step_ref, self.message_ref)
+
+    def _resync(self, w):
+        self.bytes_sent += _nbytes(self.resync)
+        self._wait([(w, w, self.actors[w].receive.remote(self.resync))],
+                   lambda w, _: self.actors[w].receive.remote(self.resync))
 
     def _replace(self, w):
         try:
@@ -169,6 +204,8 @@ class QueryPool:
         self.actors[w] = self._start()
         self.replaced += 1
         self.ray.get(self._prepare(w))
+        if self.resync is not None and self.message is None:  # past this step's prepare
+            self._resync(w)
 
     def _wait(self, calls, resubmit):
         """Results of ``calls`` ``[(worker, item, ref)]`` in order; a call whose actor died

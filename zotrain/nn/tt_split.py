@@ -94,18 +94,21 @@ def slab_forward(L, R, X, out, budget):
 
 
 def slab_gradients(L, R, X, D):
-    """``(GL, GR)`` float64: the gradients of ``sum_b D_b . (X_b W)`` with respect to
-    the halves ``L`` and ``R`` (``X`` ``(B, in)``, ``D`` ``(B, out)``); sums over rows.
-    One slab of ``X^T D`` at a time, each an ``(in, out_R)`` product of strided views."""
+    """``(GL, GR)`` in ``X``'s precision: the gradients of ``sum_b D_b . (X_b W)`` with
+    respect to the halves ``L`` and ``R`` (``X`` ``(B, in)``, ``D`` ``(B, out)``); sums
+    over rows.  One slab of ``X^T D`` at a time, each an ``(in, out_R)`` product of
+    strided views; besides ``GR`` (the right half's size) it holds one slab and one
+    product of ``GR``'s size."""
     (a_, e_, r), oR = L.shape, R.shape[2]
     Rm = R.reshape(r, -1).astype(X.dtype, copy=False)
     Lx = L.astype(X.dtype, copy=False)
-    GL = np.empty(L.shape, np.float64)
-    GR = np.zeros(Rm.shape, np.float64)
+    GL = np.empty(L.shape, X.dtype)
+    GR = np.zeros(Rm.shape, X.dtype)
+    part = np.empty_like(GR)
     for e in range(e_):
         M = (X.T @ D[:, e * oR:(e + 1) * oR]).reshape(a_, -1)  # (in_L, in_R out_R)
         GL[:, e] = M @ Rm.T
-        GR += Lx[:, e].T @ M
+        GR += np.matmul(Lx[:, e].T, M, out=part)
     return GL, GR.reshape(R.shape)
 
 

@@ -30,7 +30,7 @@ from zotrain.zo.steps import EvaluatorStep, ZOStep
 EVALUATORS = ("none", "global", "local")
 #: settings that may change when a run is resumed
 RESUMABLE = ("epochs", "time_limit_s", "max_forward_passes", "max_forward_equivalents",
-             "patience", "data", "ray", "workers")
+             "patience", "data", "ray", "workers", "transport")
 
 
 @dataclass
@@ -65,6 +65,7 @@ class ClassifierConfig:
     ray: Optional[str] = None  # weight-perturbation queries on Ray: "local" or an address
     workers: int = 1  # Ray actors evaluating queries (with ray)
     block_parallel: bool = False  # with ray and the local evaluator: blocks on actors
+    transport: str = "auto"  # with ray and --evaluator none: params, replay or auto (measured)
 
     def validate(self):
         for name in ("queries", "epochs", "batch_size"):
@@ -98,6 +99,15 @@ class ClassifierConfig:
         if self.backend == "onnxruntime" and self.evaluator != "none":
             raise ZotrainError("the onnxruntime backend runs weight-perturbation estimators on "
                                "whole-model forwards: use it with --evaluator none")
+        from zotrain.distributed.replay import TRANSPORTS  # no Ray imported
+
+        if self.transport not in TRANSPORTS:
+            raise ZotrainError(f"unknown transport {self.transport!r}; known: "
+                               f"{', '.join(TRANSPORTS)}")
+        if self.transport == "replay" and (self.ray is None or self.evaluator != "none"):
+            raise ZotrainError("--transport replay replays whole-model updates on the actors: "
+                               "it needs --ray and --evaluator none (block queries send their "
+                               "block's input each step anyway)")
         if isinstance(self.link, bool) or not isinstance(self.link, int) or self.link < 0:
             raise ZotrainError(f"link (m) must be an integer >= 0, got {self.link!r}")
         if not (isinstance(self.lam, (int, float)) and self.lam >= 0):
@@ -142,13 +152,20 @@ def build_step(c, model):
             from zotrain.export.runtime import OrtBackend
 
             make = OrtBackend(model).objective
-        if c.ray is not None:
+        rule = ZOStep(model, est, zo_names, c.exact_head)
+        if c.ray is not None and c.transport == "params":
             from zotrain.distributed import ModelObjectives, pool_objectives
 
             pool = _pool(c, ModelObjectives(model))
             make = pool_objectives(pool, model)
-        return StepPlan(ZOStep(model, est, zo_names, c.exact_head, make_objective=make),
-                        model.layout, head, model.init, est, pool)
+        elif c.ray is not None:  # replay, or auto: measure both
+            from zotrain.distributed.replay import ReplayedStep, ReplicaObjectives
+
+            pool = _pool(c, ReplicaObjectives(model, rule.loss, est, zo_names, c.exact_head))
+            rule = ReplayedStep(rule, pool, c.transport)
+        if make is not None:
+            rule = dataclasses.replace(rule, make_objective=make)
+        return StepPlan(rule, model.layout, head, model.init, est, pool)
     blocks = whole_body(model) if c.evaluator == "global" else blocks_of(model)
     mode = "weight" if c.evaluator == "global" else c.perturb
     plan = Plan(blocks, mode=mode, estimator=est, link=c.link, lam=c.lam, mu=c.mu, proto=c.proto)
@@ -247,7 +264,8 @@ class ClassificationTask:
                 "best_test_accuracy": max(r["test_accuracy"] for r in recs) if recs else None,
                 "test_accuracy_at_best_val": best_val.get("test_accuracy"),
                 "epochs": round(steps / self.steps_per_epoch, 4),
-                "trainable_params": self.model.n_params, "dense_params": self.model.dense_params}
+                "trainable_params": self.model.n_params, "dense_params": self.model.dense_params,
+                **(self.plan.rule.summary() if hasattr(self.plan.rule, "summary") else {})}
 
     def save_model(self, path, params):
         save_model(path, self.model, params[:self.model.n_params], self.config)
@@ -302,7 +320,10 @@ def train_classifier(model, data, config=None, out_dir=None, *, resume=False, pr
                               config=full)
     total = c.epochs * task.steps_per_epoch
     cbs = list(callbacks) + ([EarlyStopping(c.patience)] if c.patience else [])
-    engine = Engine(task, build_optimizer(c, plan, total), epochs=c.epochs, seed=c.seed,
+    optimizer = build_optimizer(c, plan, total)
+    if hasattr(plan.rule, "wrap_optimizer"):  # updates replayed on Ray actors
+        optimizer = plan.rule.wrap_optimizer(optimizer)
+    engine = Engine(task, optimizer, epochs=c.epochs, seed=c.seed,
                     out_dir=out_dir, config=full, resumable=RESUMABLE, callbacks=cbs,
                     progress=progress, max_time_s=c.time_limit_s,
                     max_forward_passes=c.max_forward_passes,

@@ -107,7 +107,7 @@ class ActivityStrategy:
         blocks, p = self.blocks, self.plan
         body = blocks.bodies[k]
         i = body.linear_index()[0]
-        Xin, Z = cache[(k, i)]
+        Xin, Z = cache.pop((k, i))  # Z is dropped once D is formed (see below)
         act = body.activation_scalar(i)
         B, F = Z.shape
         Wh, bh = blocks.head_dense(params, k)
@@ -122,6 +122,8 @@ class ActivityStrategy:
             account.heads(2 * F, blocks.heads[k + 1][0])
         if self.prototypes is not None:
             D += self.prototypes.activity_grad(k, Z, act, outs[k + 1], labels, p.mu)
+        del Z  # the local rule needs the layer's input and D only: one activation-sized
+        # array less held while it runs
         g = layer_gradient(body, i, blocks.body_params(params, k), Xin, D)
         account.flops += body.flops(i, i + 1)  # X^T D: one product of the layer's size
         return g, 2 * F, account
