@@ -127,27 +127,55 @@ class PinnLoss:
         segs = m.layout.of_layer(len(m.layers) - 1)
         return slice(segs[0].offset, segs[-1].offset + segs[-1].size)
 
+    def _head_inputs(self, params, x, chunk):
+        """Per chunk of the points ``x``: ``(points, F, a, c)`` with ``F`` ``(B, M, P)`` the
+        head's inputs at the chunk's shifted points (the last hidden features and a 1 for
+        the bias; one forward) and ``u = a + c nn`` the hard constraint there."""
+        P = self.head_slice().stop - self.head_slice().start
+        for i in range(0, len(x), chunk):
+            xc = x[i:i + chunk]
+            y, xs = self._shifted(xc)
+            B, M, d = y.shape
+            H = self.network.features(params, y.reshape(-1, d).astype(np.float32))
+            self.point_forwards += B
+            F = np.ones((B * M, P))
+            F[:, :H.shape[1]] = H
+            a, c = self._affine(xs.reshape(-1, d))
+            yield xc, F.reshape(B, M, P), a.reshape(B, M), c.reshape(B, M)
+
     def head_jacobian(self, params, x, chunk=16, boundary=False):
         """``(r, J)``: residuals ``(B,)`` of ``params`` at ``x`` and their exact Jacobian
         ``(B, P)`` in the head's P parameters (weight then bias), from one forward.
         With ``boundary``, the boundary errors ``u_sigma(x) - g(x)`` instead."""
         x = check_points(x, self.problem.dim)
-        if len(x) > chunk:
-            parts = [self.head_jacobian(params, x[i:i + chunk], chunk, boundary)
-                     for i in range(0, len(x), chunk)]
-            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        head = self.head_slice()
-        y, xs = self._shifted(x)
-        B, M, d = y.shape
-        H = self.network.features(params, y.reshape(-1, d).astype(np.float32))
-        self.point_forwards += B
-        F = np.ones((B * M, head.stop - head.start))
-        F[:, :H.shape[1]] = H
-        a, c = self._affine(xs.reshape(-1, d))
-        values = (a + c * (F @ np.asarray(params[head], np.float64))).reshape(B, M)
-        r, dr = self._residuals_and_partials(x, values, boundary)
-        alpha = dr * c.reshape(B, M)  # d r_b / d (network output at node m)
-        return r, np.matmul(alpha[:, None, :], F.reshape(B, M, -1))[:, 0]
+        theta = np.asarray(params[self.head_slice()], np.float64)
+        rs, Js = [], []
+        for xc, F, a, c in self._head_inputs(params, x, chunk):
+            r, dr = self._residuals_and_partials(xc, a + c * (F @ theta), boundary)
+            rs.append(r)
+            Js.append(np.matmul((dr * c)[:, None, :], F)[:, 0])  # d r_b / d head
+        return np.concatenate(rs), np.concatenate(Js)
+
+    def head_losses(self, params, heads, x, xb=None, chunk=16):
+        """The loss at ``x`` (and ``xb``) of ``params`` with each of the ``heads`` ``(K, P)``
+        in place of its head, from one forward over the points (the head is linear)."""
+        heads = np.asarray(heads, np.float64)
+        out = np.zeros(len(heads))
+        parts = [(check_points(x, self.problem.dim), False)]
+        if xb is not None and self.problem.boundary is not None:
+            parts.append((check_points(xb, self.problem.dim), True))
+        for pts, boundary in parts:
+            for xc, F, a, c in self._head_inputs(params, pts, chunk):
+                V = a[..., None] + c[..., None] * (F @ heads.T)  # (B, M, K)
+                for k in range(len(heads)):
+                    out[k] += np.sum(self._residuals(xc, V[..., k], boundary) ** 2) / len(pts)
+        return out
+
+    def _residuals(self, x, values, boundary):
+        """Residuals ``(B,)`` (or boundary errors) of the smoothed values ``(B, M)``."""
+        if boundary:
+            return values @ self.op[0] - self.problem.boundary(x)
+        return self._residual(x, values @ self.op.T)
 
     def _residuals_and_partials(self, x, values, boundary):
         """Residuals ``(B,)`` (or boundary errors) of the smoothed values ``(B, M)`` and
@@ -155,8 +183,7 @@ class PinnLoss:
         partials in its fields by complex step (exact when it is analytic), every field's
         step in one call of the residual."""
         if boundary:
-            r = values @ self.op[0] - self.problem.boundary(x)
-            return r, np.broadcast_to(self.op[0], values.shape)
+            return self._residuals(x, values, True), np.broadcast_to(self.op[0], values.shape)
         fields = values @ self.op.T
         B, n = fields.shape
         stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
@@ -215,10 +242,14 @@ class PinnLoss:
         """One Gauss-Newton step on the head for the loss at ``x`` (and ``xb``) plus
         ``ridge |head|^2``: new parameters.  Exact when the residual is affine in its
         fields; otherwise (``|grad u|^2`` terms) the step is damped Levenberg-Marquardt
-        style until the loss does not rise (up to ``tries`` dampings; else no change)."""
+        style: the first of ``tries`` dampings (0, then trace(A)/P times 1, 10, 100, ...)
+        whose loss does not rise, else no change.  The loss before and the losses of
+        every damped step come from the Jacobian's pass and one more forward over the
+        points (the head is linear in the features)."""
         head = self.head_slice()
         theta = np.asarray(params[head], np.float64)
         A, g = ridge * np.eye(len(theta)), ridge * theta
+        base = ridge * float(theta @ theta)
         parts = [(x, False)]
         if xb is not None and self.problem.boundary is not None:
             parts.append((xb, True))
@@ -226,25 +257,24 @@ class PinnLoss:
             r, J = self.head_jacobian(params, pts, boundary=boundary)
             A += J.T @ J / len(r)
             g += J.T @ r / len(r)
+            base += float(np.mean(r ** 2))
 
-        def with_head(damping):
+        def with_head(h):
             new = np.array(params, np.float32, copy=True)
-            new[head] = theta - np.linalg.solve(A + damping * np.eye(len(theta)), g)
+            new[head] = h
             return new
 
         if self.residual_is_affine:
-            return with_head(0.0)
-
-        def objective(p):
-            return self.mean_loss(p, x, xb) + ridge * float(np.sum(np.asarray(p[head],
-                                                                            np.float64) ** 2))
-
-        base, damping = objective(params), 0.0
-        for _ in range(tries):
-            new = with_head(damping)
-            if objective(new) <= base:
-                return new
-            damping = np.trace(A) / len(theta) if damping == 0.0 else 10.0 * damping
+            return with_head(theta - np.linalg.solve(A, g))
+        unit = np.trace(A) / len(theta)
+        heads = np.array([theta - np.linalg.solve(A + lam * np.eye(len(theta)), g) for lam in
+                          [0.0] + [unit * 10.0 ** k for k in range(tries - 1)]])
+        # the candidates as float32 parameters, the way the network will hold them
+        heads = heads.astype(np.float32).astype(np.float64)
+        losses = self.head_losses(params, heads, x, xb) + ridge * np.sum(heads ** 2, axis=1)
+        for h, value in zip(heads, losses):
+            if value <= base:
+                return with_head(h)
         return np.array(params, np.float32, copy=True)
 
     def mean_loss(self, params, x, xb=None):

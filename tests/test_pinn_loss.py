@@ -128,3 +128,39 @@ def test_head_solve_is_exact_for_affine_residuals_and_never_raises_a_nonlinear_l
             <= loss.mean_loss(params, x) + 1e-6 * np.sum(params[loss.head_slice()].astype(float) ** 2)
         params = new
     assert loss.mean_loss(params, x) < 0.8 * before
+
+
+def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_does_not_raise():
+    """The damped steps' losses come from one forward over the points (the head is
+    linear in the features): the same choice as evaluating each candidate network."""
+    p = problems.get("hjb100d")
+    model = zotrain.pinn_mlp(in_features=p.dim, width=32, rank=2)
+    loss = PinnLoss(model, p, method="radial", samples=1)
+    params, x = model.init(3), p.sample(48, 2)
+    head, ridge = loss.head_slice(), 1e-6
+    theta = params[head].astype(np.float64)
+    r, J = loss.head_jacobian(params, x)
+    A = ridge * np.eye(len(theta)) + J.T @ J / len(r)
+    g = ridge * theta + J.T @ r / len(r)
+    unit = np.trace(A) / len(theta)
+
+    def full(q):  # the loss by the network's own forward, ridge included
+        return loss.mean_loss(q, x) + ridge * np.sum(q[head].astype(np.float64) ** 2)
+
+    expected, candidates = params, []
+    for lam in [0.0] + [unit * 10.0 ** k for k in range(5)]:
+        q = params.copy()
+        q[head] = theta - np.linalg.solve(A + lam * np.eye(len(theta)), g)
+        candidates.append(q[head].astype(np.float64))
+        if full(q) <= full(params):
+            expected = q
+            break
+    np.testing.assert_allclose(loss.head_losses(params, candidates, x),
+                               [loss.mean_loss(np.concatenate([params[:head.start], c]).astype(
+                                   np.float32), x) for c in candidates], rtol=1e-4)
+    # (the network's own head runs in float32; the Stein rows' cancellation amplifies it)
+    before = loss.point_forwards
+    new = loss.solve_head(params, x, ridge)
+    assert loss.point_forwards - before == 2 * len(x)  # the Jacobian's pass and one more
+    np.testing.assert_array_equal(new, expected)
+    assert not np.array_equal(new, params)

@@ -37,7 +37,6 @@ from zotrain.zo.objective import ModelObjective
 from zotrain.zo.steps import ZOStep
 
 TRANSPORTS = ("auto", "params", "replay")
-QUERY_METHODS = ("__call__", "segment_losses", "segment_losses_explicit")
 PROBE = 3  # timed steps per transport in "auto"
 
 
