@@ -16,6 +16,7 @@ from zotrain.nn.sequential import Sequential  # noqa: E402
 from zotrain.pinn import problems  # noqa: E402
 from zotrain.pinn.train import PinnConfig, train_pinn  # noqa: E402
 from zotrain.recipes.classification import ClassifierConfig, build_optimizer, build_step  # noqa: E402
+from tests.test_train import StopAfterEpoch  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -209,14 +210,6 @@ def test_bad_transports_are_named():
         ClassifierConfig(perturb="weight", ray="local", transport="replay").validate()
 
 
-class _StopAfterEpoch:
-    def on_step(self, trainer, loss):
-        pass
-
-    def on_epoch(self, trainer, record):
-        trainer.stop = "stopped by the test"
-
-
 @pytest.mark.parametrize("transport", ["params", "replay"])
 def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path, transport):
     """One process for 2 epochs = Ray for 1 epoch, stop, resume on Ray (new actors) for 1."""
@@ -235,7 +228,7 @@ def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path, transport):
 
     run(tmp_path / "one")
     ray_on = dict(ray="local", workers=2, transport=transport)
-    assert run(tmp_path / "ray", callbacks=[_StopAfterEpoch()], **ray_on)["epochs"] == 1
+    assert run(tmp_path / "ray", callbacks=[StopAfterEpoch()], **ray_on)["epochs"] == 1
     metrics = run(tmp_path / "ray", resume=True, **ray_on)
     assert metrics["epochs"] == 2
     assert metrics.get("transport", "params") == transport  # replay: ReplayedStep.summary

@@ -7,8 +7,11 @@ counters (directions are regenerated from (seed, step, query) on the actor).
 ``RemoteObjective`` presents them to any registered estimator as an ordinary
 objective, so a distributed step is bit-identical to the single-process one.
 
-    pool = model_pool(model, workers=2)            # a local Ray instance, 2 actors
+    pool = QueryPool(ModelObjectives(model), workers=2)   # a local Ray instance, 2 actors
     step = ZOStep(model, est, names, make_objective=pool_objectives(pool, model))
+
+``zotrain.distributed.replay`` sends seeds and scalars instead of the parameters:
+each actor keeps a replica and replays every update (``--transport replay``).
 
 The package imports Ray only when a pool starts; without Ray,
 ``QueryPool`` raises an error telling how to install it.
