@@ -21,6 +21,8 @@ step, damped when the residual is not affine in its fields) build on it;
 further down, to the last hidden layer's local rule.
 """
 
+import math
+
 import numpy as np
 
 from zotrain.nn.layers import Dense
@@ -191,15 +193,17 @@ class PinnLoss:
             / 1e-30
         return self._residual(x, fields), dr @ self.op
 
-    def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
-        """``(loss, grad)``: the loss at ``x`` (and ``xb``) and its gradient with respect to
-        the last hidden linear layer (zero elsewhere), by a local rule and forward passes
-        only.  The loss is a linear functional of the network outputs at the shifted
-        inputs, so its sensitivity to the head's input features is exact (the head is
-        linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
-        difference of the activation (step ``mu``), and the layer's update is
-        ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
-        from zotrain.zo.local_rule import LayerGradient, activation_slope
+    def _layer_sensitivities(self, params, x, xb, mu, chunk):
+        """Per chunk of the points ``x`` (then of the boundary points ``xb``, if the problem
+        has boundary data): ``(n, r, X, D, H, g)`` with ``n`` the part's number of points,
+        ``r`` ``(B,)`` the residuals (or boundary errors), ``X`` ``(B M, in)`` the last
+        hidden linear layer's input at the shifted points, ``D`` ``(B M, out)`` float64 the
+        sensitivity of each point's residual to that layer's pre-activations ``Z`` (rows of
+        point ``b`` belong to ``r_b`` alone), ``H`` the head's input features and ``g``
+        ``(B, M)`` = ``d r_b / d nn`` at each shifted input.  The sensitivity to the head's
+        input is exact (the head is linear); through the activation it takes the
+        activation's slope by a central difference of step ``mu``.  One forward."""
+        from zotrain.zo.local_rule import activation_slope
 
         model = self.model
         i = model.linear_index()[-2]
@@ -208,7 +212,6 @@ class PinnLoss:
         parts = [(check_points(x, self.problem.dim), False)]
         if xb is not None and self.problem.boundary is not None:
             parts.append((check_points(xb, self.problem.dim), True))
-        acc, loss = LayerGradient(model, i, params), 0.0
         for pts, boundary in parts:
             for s in range(0, len(pts), chunk):
                 xc = pts[s:s + chunk]
@@ -220,15 +223,105 @@ class PinnLoss:
                 a, c = self._affine(xs.reshape(-1, d))
                 values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
                 r, dr = self._residuals_and_partials(xc, values, boundary)
-                loss += float(np.sum(r ** 2)) / len(pts)
-                g = 2.0 * r[:, None] * dr * c.reshape(B, M)  # d(sum_b r_b^2) / d nn
-                slope = activation_slope(Z, act, mu)
-                D = ((g.reshape(-1, 1) / len(pts)) * w[None] * slope).astype(np.float32)
-                acc.add(X, D)
+                g = dr * c.reshape(B, M)
+                D = g.reshape(-1, 1) * w[None] * activation_slope(Z, act, mu)
+                yield len(pts), r, X, D, cache[len(model.layers) - 1][0][0], g
+
+    def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
+        """``(loss, grad)``: the loss at ``x`` (and ``xb``) and its gradient with respect to
+        the last hidden linear layer (zero elsewhere), by a local rule and forward passes
+        only.  The loss is a linear functional of the network outputs at the shifted
+        inputs, so its sensitivity to the head's input features is exact (the head is
+        linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
+        difference of the activation (step ``mu``), and the layer's update is
+        ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
+        from zotrain.zo.local_rule import LayerGradient
+
+        model = self.model
+        i = model.linear_index()[-2]
+        acc, loss = LayerGradient(model, i, params), 0.0
+        for n, r, X, D, _, _ in self._layer_sensitivities(params, x, xb, mu, chunk):
+            loss += float(np.sum(r ** 2)) / n
+            M = len(X) // len(r)
+            acc.add(X, ((2.0 / n) * np.repeat(r, M)[:, None] * D).astype(np.float32))
         grad = np.zeros(model.n_params, np.float32)
         for name, value in acc.result().items():
             grad[model.layout[name].slice] = np.asarray(value).ravel()
         return loss, grad
+
+    def body_columns(self):
+        """Flat indices of the parameters ``body_jacobian`` covers: the last hidden linear
+        layer's segments (layout order), then the head's."""
+        m = self.model
+        segs = m.layout.of_layer(m.linear_index()[-2])
+        h = self.head_slice()
+        return np.concatenate([np.arange(s.offset, s.offset + s.size) for s in segs] +
+                              [np.arange(h.start, h.stop)])
+
+    def body_jacobian(self, params, x, xb=None, mu=1e-3, chunk=8):
+        """``(r, J)``: the residuals at ``x`` (then the boundary errors at ``xb``), each
+        part scaled by ``1 / sqrt(its number of points)`` so that ``|r|^2`` is the loss,
+        and their Jacobian ``(rows, len(body_columns()))`` in the last hidden linear
+        layer's and the head's parameters.  The head's columns are exact; the layer's
+        are the local rule per point: the sensitivity of point ``b``'s residual to the
+        layer's pre-activations (``_layer_sensitivities``) times the layer's own input
+        at that point's shifted inputs, projected onto the layer's parameters
+        (``zotrain.zo.local_rule.LayerGradient``).  Forward passes only."""
+        from zotrain.zo.local_rule import LayerGradient
+
+        model = self.model
+        i = model.linear_index()[-2]
+        segs = model.layout.of_layer(i)
+        acc = LayerGradient(model, i, params)
+        rs, Js = [], []
+        for n, r, X, D, H, g in self._layer_sensitivities(params, x, xb, mu, chunk):
+            B, M = g.shape
+            J = np.empty((B, sum(s.size for s in segs) + H.shape[1] + 1))
+            J[:, -1] = g.sum(axis=1)  # the head's bias
+            J[:, -H.shape[1] - 1:-1] = np.matmul(g[:, None, :], H.reshape(B, M, -1))[:, 0]
+            D32 = D.astype(np.float32)
+            for b in range(B):
+                rows = slice(b * M, (b + 1) * M)
+                got = acc.reset().add(X[rows], D32[rows]).result()
+                J[b, :-H.shape[1] - 1] = np.concatenate([np.ravel(got[s.name]) for s in segs])
+            scale = 1.0 / math.sqrt(n)
+            rs.append(scale * r)
+            Js.append(scale * J)
+        return np.concatenate(rs), np.concatenate(Js)
+
+    def gauss_newton_body(self, params, x, xb=None, check=None, damping=1e-3,
+                          factors=(0.1, 1.0, 10.0, 100.0)):
+        """One Levenberg-Marquardt step on the last hidden layer and the head together for
+        the loss at ``x`` (and ``xb``): ``(new params, damping, loss before)``.  The
+        Jacobian is ``body_jacobian``'s, its columns scaled to unit norm (so the layer's
+        and the head's parameters are damped alike); the step for each damping
+        ``damping * f`` (``f`` in ``factors``) is solved in whichever of the row or the
+        column space is smaller.  The candidates are compared, with the parameters
+        before, by their loss at ``check`` (``(points, boundary points)``, fresh ones
+        against fitting the batch's noise; default the batch), all in one batched
+        forward: the lowest is taken if it is below the parameters' own (its damping is
+        returned), else nothing changes and the damping grows 10x beyond the largest."""
+        cols = self.body_columns()
+        r, J = self.body_jacobian(params, x, xb)
+        norm = np.linalg.norm(J, axis=0)
+        norm[norm == 0] = 1.0
+        Js = J / norm
+        rows, n = Js.shape
+        lams = [damping * f for f in factors]
+        if rows < n:
+            K = Js @ Js.T
+            steps = [-(Js.T @ np.linalg.solve(K + lam * np.eye(rows), r)) for lam in lams]
+        else:
+            K, g = Js.T @ Js, Js.T @ r
+            steps = [-np.linalg.solve(K + lam * np.eye(n), g) for lam in lams]
+        P = np.repeat(np.asarray(params, np.float32)[None], len(lams) + 1, axis=0)
+        P[1:, cols] = (np.asarray(params, np.float64)[cols] + np.array(steps) / norm)
+        losses = self.losses(P, *(check or (x, xb)))
+        losses[~np.isfinite(losses)] = np.inf  # a step that overflows is never taken
+        best = int(np.argmin(losses[1:]))
+        if not losses[1 + best] < losses[0]:
+            return P[0], lams[-1] * 10.0, float(r @ r)
+        return P[1 + best], lams[best], float(r @ r)
 
     def head_gradient(self, params, x):
         """``(loss, grad)``: the loss of ``params`` at ``x`` and its exact gradient with
@@ -277,17 +370,25 @@ class PinnLoss:
                 return with_head(h)
         return np.array(params, np.float32, copy=True)
 
+    def losses(self, P, x, xb=None):
+        """The loss ``(Q,)`` of each parameter set at many points (and boundary points), in
+        chunks of points of bounded memory."""
+        P = np.atleast_2d(np.asarray(P, np.float32))
+        step = max(1, _CHUNK_ROWS // self.evaluations)
+        x = check_points(x, self.problem.dim)
+        out = sum(len(x[i:i + step]) * self(P, x[i:i + step]) for i in range(0, len(x), step))
+        out = out / len(x)
+        if xb is not None and self.problem.boundary is not None:
+            xb = check_points(xb, self.problem.dim)
+            g = self.problem.boundary(xb)
+            err = (self.values(P, xb[i:i + step]) @ self.op[0] - g[i:i + step]
+                   for i in range(0, len(xb), step))
+            out = out + sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
+        return out
+
     def mean_loss(self, params, x, xb=None):
         """The loss of one parameter vector at many points, in chunks of bounded memory."""
-        step = max(1, _CHUNK_ROWS // self.evaluations)
-        p = np.asarray(params, np.float32)[None]
-        total = sum(len(x[i:i + step]) * self(p, x[i:i + step])[0] for i in range(0, len(x), step))
-        out = total / len(x)
-        if xb is not None and self.problem.boundary is not None:
-            u = self.predict(params, xb)
-            out += float(np.mean((u - self.problem.boundary(check_points(xb, self.problem.dim)))
-                                 ** 2))
-        return float(out)
+        return float(self.losses(np.asarray(params)[None], x, xb)[0])
 
     def predict(self, params, x):
         """The smoothed predictor the model is deployed with: ``u_sigma(x)`` ``(B,)``."""

@@ -14,9 +14,13 @@ exact head Jacobian, built from the features entering the head at
 RGE instead.  ``--body local`` updates the last hidden layer by a local rule
 with the exact head-side sensitivity (``PinnLoss.hidden_layer_gradient``) and
 RGE below it (with ``--depth 1``, one TT hidden layer, that is the whole body,
-trained by its exact gradient); ``--body frozen`` keeps the random features
-(the baseline).  A problem with boundary data (heat100d) adds the mean squared
-boundary error on a quarter as many boundary points.
+trained by its exact gradient); ``--body gauss-newton`` takes a
+Levenberg-Marquardt step each iteration on the last hidden layer and the head
+together, from the per-point Jacobian of the same local rule
+(``PinnLoss.gauss_newton_body``; its damping adapts and is checkpointed), RGE
+below; ``--body frozen`` keeps the random features (the baseline).  A problem
+with boundary data (heat100d) adds the mean squared boundary error on a quarter
+as many boundary points.
 
 A forward pass is one parameter set evaluated on ``points`` collocation points
 (each point is ``M`` network evaluations: the rule's shifted inputs).  The
@@ -48,7 +52,7 @@ from .derivatives import METHODS
 from .loss import PinnLoss
 
 HEADS = ("gauss-newton", "zo")
-BODIES = ("zo", "local", "frozen")
+BODIES = ("zo", "local", "gauss-newton", "frozen")
 BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 
@@ -69,7 +73,9 @@ class PinnConfig:
     lr: float = 1e-3
     head: str = "gauss-newton"
     body: str = "zo"  # zo: RGE on every body layer; local: the last hidden layer by the
-    # local rule (exact head side), RGE on the layers below; frozen: random features
+    # local rule (exact head side), RGE on the layers below; gauss-newton: the last hidden
+    # layer and the head by Levenberg-Marquardt steps on the local rule's Jacobian, RGE on
+    # the layers below; frozen: random features
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -92,9 +98,12 @@ class PinnConfig:
             raise ZotrainError(f"unknown head training {self.head!r}; known: {', '.join(HEADS)}")
         if self.body not in BODIES:
             raise ZotrainError(f"unknown body training {self.body!r}; known: {', '.join(BODIES)}")
-        if self.body == "local" and self.backend != "numba":
-            raise ZotrainError("body 'local' needs the numba backend (it reads the layer's "
-                               "input and pre-activations)")
+        if self.body in ("local", "gauss-newton") and self.backend != "numba":
+            raise ZotrainError(f"body {self.body!r} needs the numba backend (it reads the "
+                               "layer's input and pre-activations)")
+        if self.body == "gauss-newton" and self.head != "gauss-newton":
+            raise ZotrainError("body 'gauss-newton' solves the head with the last hidden "
+                               "layer; it needs head 'gauss-newton', not " + repr(self.head))
         for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
@@ -200,7 +209,9 @@ class PinnTask:
         self.problem, self.model, self.loss, self.c = problem, model, loss, config
         self.run_config = run_config
         self.n_params = model.n_params
-        self.local = model.linear_index()[-2] if config.body == "local" else None
+        self.local = model.linear_index()[-2] if config.body in ("local", "gauss-newton") \
+            else None
+        self.damping, self.pending = 1e-3, None  # Levenberg-Marquardt (body gauss-newton)
         self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
             self.by_rge[loss.head_slice()] = False
@@ -248,7 +259,14 @@ class PinnTask:
                 objective = RemoteObjective(objective, self.pool, self.loss)
             e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
             grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
-        if self.local is not None:
+        if self.c.body == "gauss-newton":  # applied in after_step, after the optimizer's
+            check = (self.problem.sample(self.c.points, [self.c.seed, it, 2]),
+                     self._boundary_points(self.c.points, [self.c.seed, it, 2]))
+            new, self.damping, gn_loss = self.loss.gauss_newton_body(params, x, xb, check,
+                                                                     self.damping)
+            self.pending = new[self.loss.body_columns()]
+            loss = gn_loss if loss is None else loss
+        elif self.local is not None:
             local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
             grad += g
             loss = local_loss if loss is None else loss
@@ -270,6 +288,9 @@ class PinnTask:
         return self._solve_head(params, 0)
 
     def after_step(self, params, *, step, last):
+        if self.pending is not None:
+            params = np.array(params, np.float32, copy=True)
+            params[self.loss.body_columns()], self.pending = self.pending, None
         it = step + 1
         if it % self.c.head_every == 0 or last:
             return self._solve_head(params, it)
@@ -282,10 +303,11 @@ class PinnTask:
         pass
 
     def state(self):
-        return None
+        return {"damping": self.damping} if self.c.body == "gauss-newton" else None
 
     def load_state(self, state):
-        pass
+        if state and "damping" in state:
+            self.damping = float(state["damping"])
 
     def summary(self, params, records):
         c, loss = self.c, self.loss

@@ -108,6 +108,44 @@ def test_hidden_layer_gradient_matches_finite_differences(name, method, depth):
         assert grad @ u == pytest.approx((lp - lm) / (2 * h), rel=3e-2, abs=1e-3 * value)
 
 
+@pytest.mark.parametrize("name,method,depth", [("hjb20d", "degree5", 2),
+                                               ("heat100d", "radial", 1),
+                                               ("hjb100d", "radial", 1)])
+def test_body_jacobian_matches_finite_differences(name, method, depth):
+    """The Jacobian of every point's residual (and boundary error) in the last hidden layer's
+    and the head's parameters: central differences of the residuals along random
+    directions of those parameters; its gradient 2 J^T r is the local rule's and the
+    exact head gradient."""
+    p = problems.get(name)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=depth)
+    loss = PinnLoss(model, p, sigma=0.1, method=method)
+    x = p.sample(5, seed=1)
+    xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None
+    params = loss.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
+    cols = loss.body_columns()
+    r, J = loss.body_jacobian(params, x, xb)
+    assert J.shape == (len(x) + (0 if xb is None else len(xb)), len(cols))
+    assert r @ r == pytest.approx(loss(params[None], x, xb)[0], rel=1e-4)
+    _, grad = loss.hidden_layer_gradient(params, x, xb)
+    layer = cols[:len(cols) - (loss.head_slice().stop - loss.head_slice().start)]
+    np.testing.assert_allclose((2 * J.T @ r)[:len(layer)], grad[layer], rtol=1e-3,
+                               atol=1e-4 * np.abs(grad).max())
+    head_r, head_J = loss.head_jacobian(params, x)
+    np.testing.assert_allclose(J[:len(x), len(layer):] * np.sqrt(len(x)), head_J, rtol=1e-6,
+                               atol=1e-9 * np.abs(head_J).max())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        u = rng.standard_normal(len(cols))
+        u /= np.linalg.norm(u)
+        h = 1e-2
+        moved = [params.astype(np.float64) for _ in range(2)]
+        moved[0][cols] += h * u
+        moved[1][cols] -= h * u
+        rp, rm = (loss.body_jacobian(m.astype(np.float32), x, xb)[0] for m in moved)
+        np.testing.assert_allclose(J @ u, (rp - rm) / (2 * h), rtol=3e-2,
+                                   atol=3e-3 * np.abs(J @ u).max())
+
+
 def test_head_solve_is_exact_for_affine_residuals_and_never_raises_a_nonlinear_loss():
     affine = {n: PinnLoss(zotrain.pinn_mlp(in_features=problems.get(n).dim, width=8, rank=2),
                           problems.get(n), method="degree5").residual_is_affine

@@ -64,8 +64,10 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     assert (expected != p0)[loss.head_slice()].all()
 
 
-def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
-    whole = run(small(), tmp_path / "a")
+@pytest.mark.parametrize("body", ["zo", "gauss-newton"])
+def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body):
+    """(gauss-newton: its adapted damping is part of the checkpoint)"""
+    whole = run(small(body=body), tmp_path / "a")
     real = estimators.RGE.estimate
 
     def stop_at_5(self, objective, params, names, *, seed, step):
@@ -74,12 +76,12 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch):
         return real(self, objective, params, names, seed=seed, step=step)
 
     monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
-    stopped = run(small(), tmp_path / "b")
+    stopped = run(small(body=body), tmp_path / "b")
     assert stopped["stopped"] == "interrupted"
     with np.load(tmp_path / "b" / "checkpoint.npz") as z:
         assert json.loads(bytes(z["meta"]).decode())["history"]["step"] == 4
     monkeypatch.setattr(estimators.RGE, "estimate", real)
-    resumed = run(small(), tmp_path / "b", resume=True)
+    resumed = run(small(body=body), tmp_path / "b", resume=True)
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         np.testing.assert_array_equal(a["params"], b["params"])
     assert resumed["rel_l2"] == whole["rel_l2"]
@@ -126,7 +128,8 @@ def test_bad_config(field, value, msg, tmp_path):
         run(small(**{field: value}), tmp_path)
 
 
-@pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2})])
+@pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
+                                        ("gauss-newton", {0, 2})])
 def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
     c = small(body=body, iters=2, eval_every=2, head_every=100)  # the head solved at start/end
     model, _ = build(c, POISSON)
@@ -149,9 +152,35 @@ def test_local_body_steps_lower_the_loss_at_fixed_head():
     assert loss((params - lr * grad)[None].astype(np.float32), x)[0] < value
 
 
+def test_gauss_newton_body_lowers_the_loss_at_fresh_points_or_changes_nothing(monkeypatch):
+    """One Levenberg-Marquardt step moves only the last hidden layer and the head, and
+    lowers the loss at the check points; when no candidate does, nothing moves and the
+    damping grows past the largest tried."""
+    c = small(body="gauss-newton")
+    model, loss = build(c, POISSON)
+    params = loss.solve_head(init_params(model, POISSON, 0), POISSON.sample(256, 1), 1e-6)
+    x, check = POISSON.sample(48, 2), (POISSON.sample(48, 3), None)
+    new, damping, before = loss.gauss_newton_body(params, x, None, check, damping=1e-2)
+    assert before == pytest.approx(loss.mean_loss(params, x), rel=1e-4)
+    moved = np.flatnonzero(new != params)
+    assert set(moved) <= set(loss.body_columns()) and len(moved) > 0
+    assert loss.mean_loss(new, *check) < loss.mean_loss(params, *check)
+    assert damping in [1e-2 * f for f in (0.1, 1.0, 10.0, 100.0)]
+    real = PinnLoss.losses
+    monkeypatch.setattr(PinnLoss, "losses",  # every candidate worse than the parameters
+                        lambda self, P, *a: np.arange(len(P)) + real(self, P[:1], *a)[0])
+    same, damping, _ = loss.gauss_newton_body(params, x, None, check, damping=1e-2)
+    np.testing.assert_array_equal(same, params)
+    assert damping == pytest.approx(1e-2 * 100.0 * 10.0)
+
+
 def test_bad_body_settings(tmp_path):
     with pytest.raises(ValueError, match="unknown body training 'backprop'; known: zo, local, "
-                       "frozen"):
+                       "gauss-newton, frozen"):
         run(small(body="backprop"), tmp_path)
-    with pytest.raises(ValueError, match="body 'local' needs the numba backend"):
-        run(small(body="local", backend="onnxruntime"), tmp_path)
+    for body in ("local", "gauss-newton"):
+        with pytest.raises(ValueError, match=f"body '{body}' needs the numba backend"):
+            run(small(body=body, backend="onnxruntime"), tmp_path)
+    with pytest.raises(ValueError, match="body 'gauss-newton' solves the head .* needs head "
+                       "'gauss-newton', not 'zo'"):
+        run(small(body="gauss-newton", head="zo"), tmp_path)

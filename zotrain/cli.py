@@ -406,8 +406,9 @@ def _add_pinn(sub):
     p.add_argument("--lr", type=float, help=f"Adam learning rate of the body (default {d.lr})")
     p.add_argument("--head", help=f"{' | '.join(HEADS)} (default {d.head})")
     p.add_argument("--body", help=f"{' | '.join(BODIES)}: RGE on the body, the last hidden "
-                   "layer by the local rule (RGE below it), or untrained random features "
-                   f"(default {d.body})")
+                   "layer by the local rule (RGE below it), the last hidden layer and the "
+                   "head by Levenberg-Marquardt steps on the local rule's Jacobian (RGE "
+                   f"below it), or untrained random features (default {d.body})")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "

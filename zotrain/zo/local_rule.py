@@ -41,6 +41,11 @@ class LayerGradient:
                        [arrays[f"{i}.core{k}"] for k in range(self.layer.shape.n_modes)])
         self.parts, self.d_sum, self.halves = None, 0.0, None
 
+    def reset(self):
+        """Start a new sum (keeping the halves): for per-example gradients."""
+        self.parts, self.d_sum = None, 0.0
+        return self
+
     def add(self, X, D):
         X = np.asarray(X, np.float32)
         D = np.asarray(D, np.float32)
