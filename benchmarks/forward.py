@@ -17,7 +17,7 @@ For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
   pairwise contractions (``zotrain.nn.tt.tt_matrix_to_dense``, the best NumPy
   does), whose matrix products already run at the BLAS roofline.
 
-Usage: python benchmarks/forward.py [--repeats N] [--batch B]
+Usage: python benchmarks/forward.py [--repeats N] [--batch B] [--models mnist,pinn]
 """
 
 import argparse
@@ -113,12 +113,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--models", default="mnist,pinn", help="comma-separated subset of mnist,pinn")
     args = ap.parse_args()
+    models = {"mnist": zotrain.mnist_mlp, "pinn": zotrain.pinn_mlp}
+    chosen = args.models.split(",")
+    if not chosen or set(chosen) - set(models):
+        ap.error(f"--models must name some of {sorted(models)}, got {args.models!r}")
     rng = np.random.default_rng(0)
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"numpy {np.__version__}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     rows = []
-    for name, model in (("mnist", zotrain.mnist_mlp()), ("pinn", zotrain.pinn_mlp())):
+    for name in chosen:
+        model = models[name]()
         tt = [l for l in model.layers if isinstance(l, TTLinear)]
         print(f"# {name}: {model.n_params} params; TT layers use "
               + ", ".join("dense+BLAS" if l.uses_dense(args.batch) else "contraction" for l in tt))

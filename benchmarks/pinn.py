@@ -5,6 +5,7 @@ Usage:
   python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
   python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
   python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR] [--depth D]
+      [--rank R] [--supervised]
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
 
@@ -17,7 +18,9 @@ the network computes them).  ``train`` runs ``zotrain pinn`` in its own
 process and prints its error curve.  ``first-order`` trains the same TT
 architecture (same initialisation and hard constraints) with Adam on exact
 autodiff derivatives of the unsmoothed network (PyTorch, CPU; zotrain never
-imports it) for a wall-time budget.  ``backends`` trains the same
+imports it) for a wall-time budget; with ``--supervised`` it fits the exact
+solution instead of the PDE (no PINN: how well the architecture can represent
+the answer in that time).  ``backends`` trains the same
 configuration (same seed) on the Numba and the onnxruntime backends.
 """
 
@@ -201,7 +204,7 @@ def first_order(args):
     from torch_baselines import torch_model
 
     torch.manual_seed(0)
-    c = PinnConfig(depth=args.depth)
+    c = PinnConfig(depth=args.depth, rank=args.rank or PinnConfig.rank)
     problem = problems.get(args.problem)
     model, loss = build(c, problem)
     arrays, forward = torch_model(model, init_params(model, problem, 0))
@@ -216,6 +219,9 @@ def first_order(args):
         return transform(x, forward((x - lo) / width)[:, 0])
 
     def loss_of(x):
+        if args.supervised:  # the exact solution as the target: what the architecture can fit
+            target = torch.tensor(problem.exact(x.numpy().astype(np.float64)), dtype=torch.float32)
+            return ((u_of(x) - target) ** 2).mean()
         x = x.requires_grad_(True)
         u = u_of(x)
         g, = torch.autograd.grad(u.sum(), x, create_graph=True)
@@ -242,7 +248,10 @@ def first_order(args):
         return float(np.linalg.norm(pred - ex) / np.linalg.norm(ex))
 
     opt = torch.optim.Adam(arrays.values(), lr=args.lr)
-    print(f"# first-order (autodiff) {args.problem}: {model.n_params} params, Adam {args.lr}, "
+    print(f"# first-order (autodiff) {args.problem}"
+          + (", SUPERVISED by the exact solution (a capacity reference, not a PINN)"
+             if args.supervised else "")
+          + f": {model.n_params} params, rank {c.rank}, depth {c.depth}, Adam {args.lr}, "
           f"batch {args.batch}, {args.max_time:.0f} s budget, {torch.get_num_threads()} threads")
     print("| step | train s | rel. L2 (1,000 pts) |\n|---|---|---|")
     t0, step, next_report = time.perf_counter(), 0, 1
@@ -289,7 +298,12 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--depth", type=int, default=2, help="TT hidden layers (as zotrain pinn)")
+    p.add_argument("--rank", type=int, help="TT rank (default as zotrain pinn)")
+    p.add_argument("--supervised", action="store_true",
+                   help="fit the exact solution instead of the PDE (the architecture's capacity)")
     args = ap.parse_args(argv)
+    if args.cmd == "first-order" and args.supervised and problems.get(args.problem).exact is None:
+        ap.error(f"--supervised needs an exact solution, which {args.problem} does not have")
     if hasattr(args, "flags"):
         args.flags = [f for f in args.flags if f != "--"]
     {"derivatives": derivatives, "train": train, "first-order": first_order,
