@@ -212,6 +212,7 @@ class PinnTask:
         self.local = model.linear_index()[-2] if config.body in ("local", "gauss-newton") \
             else None
         self.damping, self.pending = 1e-3, None  # Levenberg-Marquardt (body gauss-newton)
+        self.body_cols = loss.body_columns() if config.body == "gauss-newton" else None
         self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
             self.by_rge[loss.head_slice()] = False
@@ -264,7 +265,7 @@ class PinnTask:
                      self._boundary_points(self.c.points, [self.c.seed, it, 2]))
             new, self.damping, gn_loss = self.loss.gauss_newton_body(params, x, xb, check,
                                                                      self.damping)
-            self.pending = new[self.loss.body_columns()]
+            self.pending = new[self.body_cols]
             loss = gn_loss if loss is None else loss
         elif self.local is not None:
             local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
@@ -290,7 +291,7 @@ class PinnTask:
     def after_step(self, params, *, step, last):
         if self.pending is not None:
             params = np.array(params, np.float32, copy=True)
-            params[self.loss.body_columns()], self.pending = self.pending, None
+            params[self.body_cols], self.pending = self.pending, None
         it = step + 1
         if it % self.c.head_every == 0 or last:
             return self._solve_head(params, it)
