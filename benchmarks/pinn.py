@@ -5,9 +5,10 @@ Usage:
   python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
   python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
   python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR] [--depth D]
-      [--rank R] [--supervised]
+      [--rank R] [--inputs quadratic] [--supervised]
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
+  python benchmarks/pinn.py gn-step PROBLEM [--points N] [--derivatives RULE] [--inputs I]
 
 ``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
 test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
@@ -37,6 +38,7 @@ import numpy as np
 
 from zotrain.pinn import problems
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
+from zotrain.pinn.inputs import INPUTS
 from zotrain.pinn.train import PinnConfig, build, init_params
 
 
@@ -156,6 +158,26 @@ def bodies(args):
           f"exact u(0, 0) = {problem.exact(origin)[0]:.4f}")
 
 
+def gn_step(args):
+    """Seconds per Levenberg-Marquardt step of ``--body gauss-newton`` at ``--depth 1``
+    (Jacobian, four candidate steps, their loss at fresh points), after one warm-up step."""
+    problem = problems.get(args.problem)
+    c = PinnConfig(depth=1, points=args.points, derivatives=args.derivatives, inputs=args.inputs)
+    model, loss = build(c, problem)
+    params = init_params(model, problem, 0)
+    xb = problem.sample_boundary(args.points // 4, 1) if problem.boundary else None
+    params = loss.solve_head(params, problem.sample(1024, 1), 1e-6, xb)
+    x, check = problem.sample(args.points, 2), (problem.sample(args.points, 3), xb)
+    damping, times = 1e-3, []
+    for _ in range(args.repeats + 1):
+        t = time.perf_counter()
+        params, damping, _ = loss.gauss_newton_body(params, x, xb, check, damping)
+        times.append(time.perf_counter() - t)
+    print(f"{args.problem}, {args.points} points, {loss.evaluations} evaluations per point, "
+          f"inputs {args.inputs}: {np.mean(times[1:]):.2f} s per step (mean of "
+          f"{args.repeats}; warm-up {times[0]:.2f} s)")
+
+
 def _torch_problem(name):
     """Hard constraint and residual of each problem, in torch (mirrors pinn/problems.py)."""
     import torch
@@ -204,7 +226,7 @@ def first_order(args):
     from torch_baselines import torch_model
 
     torch.manual_seed(0)
-    c = PinnConfig(depth=args.depth, rank=args.rank or PinnConfig.rank)
+    c = PinnConfig(depth=args.depth, rank=args.rank or PinnConfig.rank, inputs=args.inputs)
     problem = problems.get(args.problem)
     model, loss = build(c, problem)
     arrays, forward = torch_model(model, init_params(model, problem, 0))
@@ -216,7 +238,10 @@ def first_order(args):
     space = [i for i in range(dim) if i != ti]
 
     def u_of(x):
-        return transform(x, forward((x - lo) / width)[:, 0])
+        y = (x - lo) / width
+        if args.inputs == "quadratic":  # zotrain.pinn.inputs
+            y = torch.cat([y, y * y], 1)
+        return transform(x, forward(y)[:, 0])
 
     def loss_of(x):
         if args.supervised:  # the exact solution as the target: what the architecture can fit
@@ -251,7 +276,8 @@ def first_order(args):
     print(f"# first-order (autodiff) {args.problem}"
           + (", SUPERVISED by the exact solution (a capacity reference, not a PINN)"
              if args.supervised else "")
-          + f": {model.n_params} params, rank {c.rank}, depth {c.depth}, Adam {args.lr}, "
+          + f": {model.n_params} params, rank {c.rank}, depth {c.depth}, inputs {c.inputs}, "
+          f"Adam {args.lr}, "
           f"batch {args.batch}, {args.max_time:.0f} s budget, {torch.get_num_threads()} threads")
     print("| step | train s | rel. L2 (1,000 pts) |\n|---|---|---|")
     t0, step, next_report = time.perf_counter(), 0, 1
@@ -292,6 +318,12 @@ def main(argv=None):
     p.add_argument("--bodies", type=lambda v: v.split(","), default=["frozen", "local", "zo"],
                    help="comma-separated (default frozen,local,zo)")
     p.add_argument("flags", nargs=argparse.REMAINDER)
+    p = sub.add_parser("gn-step")
+    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
+    p.add_argument("--points", type=int, default=256)
+    p.add_argument("--derivatives", help="derivative rule (default the problem's)")
+    p.add_argument("--inputs", default="coordinates", choices=tuple(INPUTS))
+    p.add_argument("--repeats", type=int, default=3)
     p = sub.add_parser("first-order")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))
     p.add_argument("--max-time", type=float, default=300.0)
@@ -299,6 +331,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--depth", type=int, default=2, help="TT hidden layers (as zotrain pinn)")
     p.add_argument("--rank", type=int, help="TT rank (default as zotrain pinn)")
+    p.add_argument("--inputs", default="coordinates", choices=tuple(INPUTS),
+                   help="the network's inputs (as zotrain pinn --inputs)")
     p.add_argument("--supervised", action="store_true",
                    help="fit the exact solution instead of the PDE (the architecture's capacity)")
     args = ap.parse_args(argv)
@@ -307,7 +341,7 @@ def main(argv=None):
     if hasattr(args, "flags"):
         args.flags = [f for f in args.flags if f != "--"]
     {"derivatives": derivatives, "train": train, "first-order": first_order,
-     "backends": backends, "bodies": bodies}[args.cmd](args)
+     "backends": backends, "bodies": bodies, "gn-step": gn_step}[args.cmd](args)
 
 
 if __name__ == "__main__":

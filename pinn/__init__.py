@@ -7,6 +7,8 @@
   Monte-Carlo samples.
 * ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D,
   heat 100-D) with exact solutions and hard constraints.
+* ``inputs``: what the network sees of a point (box coordinates, or each
+  coordinate and its square).
 * ``loss``: the mean squared residual of Q parameter sets in one batched
   forward, the exact head Jacobian and solve, and the smoothed predictor.
 

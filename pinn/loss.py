@@ -27,6 +27,7 @@ import numpy as np
 
 from zotrain.nn.layers import Dense
 
+from . import inputs as input_map
 from .derivatives import check_points, check_sigma, rule, shifted_inputs, split_fields, \
     stein_operator
 
@@ -35,14 +36,17 @@ _CHUNK_ROWS = 1 << 17  # network evaluations per forward call (memory bound)
 
 class PinnLoss:
     def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=441, seed=0,
-                 network=None):
+                 network=None, inputs="coordinates"):
         """``sigma`` and ``method`` default to the problem's (``Problem.sigma``/``.method``).
         ``network`` runs the forward passes: anything with the model's ``apply_many(P, X)``
         and ``features(params, X)`` (default: the model itself, on Numba kernels; see
-        ``zotrain.export.runtime.OrtNetwork`` for onnxruntime)."""
-        if model.in_features != problem.dim or model.out_features != 1:
+        ``zotrain.export.runtime.OrtNetwork`` for onnxruntime).  ``inputs`` is what the
+        network sees of a point (``zotrain.pinn.inputs``)."""
+        n_in = input_map.width(inputs, problem.dim)
+        if model.in_features != n_in or model.out_features != 1:
             raise ValueError(f"the model maps {model.in_features} -> {model.out_features}; "
-                             f"{problem.name} needs {problem.dim} -> 1")
+                             f"{problem.name} needs {n_in} -> 1 (inputs {inputs!r})")
+        self.inputs = inputs
         problem.check()
         sigma = problem.sigma if sigma is None else sigma
         check_sigma(sigma)
@@ -95,7 +99,7 @@ class PinnLoss:
         P = np.atleast_2d(P)
         y, xs = self._shifted(x)
         d = y.shape[2]
-        rows = y.reshape(-1, d).astype(np.float32)
+        rows = input_map.apply(self.inputs, y.reshape(-1, d))
         per_call = max(1, _CHUNK_ROWS // len(rows))  # bounds the activations' memory
         nn = np.concatenate([self.network.apply_many(P[i:i + per_call], rows)[..., 0]
                              for i in range(0, len(P), per_call)])
@@ -138,7 +142,7 @@ class PinnLoss:
             xc = x[i:i + chunk]
             y, xs = self._shifted(xc)
             B, M, d = y.shape
-            H = self.network.features(params, y.reshape(-1, d).astype(np.float32))
+            H = self.network.features(params, input_map.apply(self.inputs, y.reshape(-1, d)))
             self.point_forwards += B
             F = np.ones((B * M, P))
             F[:, :H.shape[1]] = H
@@ -217,7 +221,8 @@ class PinnLoss:
                 xc = pts[s:s + chunk]
                 y, xs = self._shifted(xc)
                 B, M, d = y.shape
-                cache, out = model.linear_cache(params, y.reshape(1, -1, d).astype(np.float32))
+                rows = input_map.apply(self.inputs, y.reshape(-1, d))
+                cache, out = model.linear_cache(params, rows[None])
                 self.point_forwards += B
                 X, Z = cache[i][0][0], cache[i][1][0]
                 a, c = self._affine(xs.reshape(-1, d))

@@ -48,6 +48,7 @@ from zotrain.nn import architectures
 from zotrain.zo import estimators
 from zotrain.zo.objective import FunctionObjective
 
+from . import inputs as input_map
 from .derivatives import METHODS
 from .loss import PinnLoss
 
@@ -67,6 +68,7 @@ class PinnConfig:
     width: int = 512
     rank: int = 2
     depth: int = 2  # TT hidden layers
+    inputs: str = "coordinates"  # what the network sees of a point: zotrain.pinn.inputs
     points: int = 64  # collocation points per iteration
     queries: int = 4  # RGE queries (antithetic: 2 forward passes each)
     mu: float = 1e-2
@@ -92,6 +94,7 @@ class PinnConfig:
         method = self.derivatives or problem.method
         if method not in METHODS:
             raise ZotrainError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")
+        input_map.check(self.inputs)
         if self.backend not in BACKENDS:
             raise ZotrainError(f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         if self.head not in HEADS:
@@ -124,15 +127,15 @@ class PinnConfig:
 
 def build(c, problem):
     """``(model, loss)`` of a configuration for ``problem``."""
-    model = architectures.pinn_mlp(in_features=problem.dim, width=c.width, rank=c.rank,
-                                   depth=c.depth)
+    model = architectures.pinn_mlp(in_features=input_map.width(c.inputs, problem.dim),
+                                   width=c.width, rank=c.rank, depth=c.depth)
     network = None
     if c.backend == "onnxruntime":
         from zotrain.export.runtime import OrtNetwork
 
         network = OrtNetwork(model)
     loss = PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
-                    samples=c.samples, seed=c.seed, network=network)
+                    samples=c.samples, seed=c.seed, network=network, inputs=c.inputs)
     return model, loss
 
 

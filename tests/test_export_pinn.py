@@ -14,10 +14,11 @@ from zotrain.pinn import problems
 from zotrain.pinn.train import PinnConfig, build, init_params
 
 
-@pytest.mark.parametrize("name", sorted(problems.PROBLEMS))
-def test_smoothed_predictor_matches_predict(name, tmp_path):
+@pytest.mark.parametrize("name,inputs", [(n, "coordinates") for n in sorted(problems.PROBLEMS)]
+                         + [("hjb100d", "quadratic"), ("poisson2d", "quadratic")])
+def test_smoothed_predictor_matches_predict(name, inputs, tmp_path):
     problem = problems.get(name)
-    model, loss = build(PinnConfig(width=32, samples=16), problem)
+    model, loss = build(PinnConfig(width=32, samples=16, inputs=inputs), problem)
     params = init_params(model, problem, 1)
     session = ort.InferenceSession(str(to_onnx_pinn(loss, params, tmp_path / "u.onnx")),
                                    providers=["CPUExecutionProvider"])

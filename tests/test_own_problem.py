@@ -142,3 +142,16 @@ def test_a_sampler_draws_the_points_and_is_checked():
     with pytest.raises(ProblemError, match="problem 'mine': sampler must return 8 finite points "
                        "of dim 2, got \\(8, 3\\)"):
         declare(sampler=lambda n, rng: np.zeros((n, 3))).check()
+
+
+def test_quadratic_inputs_are_kept_by_the_run_and_its_export(tmp_path):
+    problem = poisson3d()
+    train_pinn(problem, small(iters=3, inputs="quadratic"), tmp_path, progress=False)
+    loss, params = load_run(problem, tmp_path)
+    assert loss.inputs == "quadratic" and loss.model.in_features == 2 * problem.dim
+    x = problem.sample(40, 9)
+    got = ort.InferenceSession(str(export_pinn_run(problem, tmp_path)),
+                               providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(got, loss.predict(params, x), atol=1e-5, rtol=0)
+    assert np.abs(got - problem.exact(x)).max() < 0.1

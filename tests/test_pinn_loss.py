@@ -8,19 +8,27 @@ from zotrain.pinn.loss import PinnLoss
 from tests import reference
 
 
-@pytest.mark.parametrize("name,method", [("hjb20d", "degree5"), ("poisson2d", "sparse-grid"),
-                                         ("black-scholes", "sparse-grid")])
-def test_loss_many_matches_a_per_set_reference(name, method):
+@pytest.mark.parametrize("name,method,inputs", [
+    ("hjb20d", "degree5", "coordinates"), ("poisson2d", "sparse-grid", "coordinates"),
+    ("black-scholes", "sparse-grid", "coordinates"), ("hjb20d", "degree5", "quadratic"),
+    ("poisson2d", "sparse-grid", "quadratic")])
+def test_loss_many_matches_a_per_set_reference(name, method, inputs):
     p = problems.get(name)
-    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
+    quadratic = inputs == "quadratic"
+    model = zotrain.pinn_mlp(in_features=p.dim * (2 if quadratic else 1), width=16, rank=2)
     P = np.stack([model.init(s) for s in range(2)])
     x = p.sample(5, seed=0)
-    loss = PinnLoss(model, p, sigma=0.2, method=method, level=3)
+    loss = PinnLoss(model, p, sigma=0.2, method=method, level=3, inputs=inputs)
     got = loss(P, x)
     stein = rule(p.dim, method, level=3)
     lo, w = np.array(p.lower), np.array(p.upper) - np.array(p.lower)
-    for q in range(2):  # the network sees box coordinates y; derivatives are in x
-        f = lambda Y: p.transform(lo + w * Y, reference.forward(model, P[q], Y)[:, 0])  # noqa
+
+    def net_inputs(Y):  # box coordinates y, or (y, y^2) per coordinate
+        return np.concatenate([Y, Y ** 2], axis=1) if quadratic else Y
+
+    for q in range(2):  # the network sees (a map of) box coordinates y; derivatives are in x
+        f = lambda Y: p.transform(lo + w * Y,  # noqa
+                                  reference.forward(model, P[q], net_inputs(Y))[:, 0])
         d = smoothed_derivatives(f, (x - lo) / w, 0.2, stein, p.time_index, scale=w)
         r = p.residual(x, d.u, d.grad, d.lap, d.u_t)
         assert got[q] == pytest.approx(np.mean(r ** 2), rel=1e-3)
@@ -35,6 +43,10 @@ def test_bad_inputs():
         loss(loss.model.init(0), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="sigma must be > 0"):
         PinnLoss(zotrain.pinn_mlp(in_features=2, width=8), p, sigma=-1)
+    with pytest.raises(ValueError, match="poisson2d needs 4 -> 1 \\(inputs 'quadratic'\\)"):
+        PinnLoss(zotrain.pinn_mlp(in_features=2, width=8), p, inputs="quadratic")
+    with pytest.raises(ValueError, match="unknown network inputs 'cubic'; known: coordinates"):
+        PinnLoss(zotrain.pinn_mlp(in_features=2, width=8), p, inputs="cubic")
 
 
 def test_pinn_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
@@ -51,7 +63,8 @@ def test_pinn_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
     for args, msg in ((["navier"], "unknown problem 'navier'"),
                       (["hjb20d", "--derivatives", "autodiff"], "unknown derivative method"),
                       (["hjb20d", "--sigma", "0"], "sigma must be > 0"),
-                      (["hjb20d", "--level", "0"], "level must be an integer >= 1")):
+                      (["hjb20d", "--level", "0"], "level must be an integer >= 1"),
+                      (["hjb20d", "--inputs", "cubic"], "unknown network inputs 'cubic'")):
         assert cli.main(["pinn"] + args + ["--out", str(tmp_path / "x"), "--quiet"]) == 2
         assert msg in capsys.readouterr().err
 
@@ -108,17 +121,19 @@ def test_hidden_layer_gradient_matches_finite_differences(name, method, depth):
         assert grad @ u == pytest.approx((lp - lm) / (2 * h), rel=3e-2, abs=1e-3 * value)
 
 
-@pytest.mark.parametrize("name,method,depth", [("hjb20d", "degree5", 2),
-                                               ("heat100d", "radial", 1),
-                                               ("hjb100d", "radial", 1)])
-def test_body_jacobian_matches_finite_differences(name, method, depth):
+@pytest.mark.parametrize("name,method,depth,inputs", [("hjb20d", "degree5", 2, "coordinates"),
+                                                      ("heat100d", "radial", 1, "coordinates"),
+                                                      ("hjb100d", "radial", 1, "coordinates"),
+                                                      ("heat100d", "radial", 1, "quadratic")])
+def test_body_jacobian_matches_finite_differences(name, method, depth, inputs):
     """The Jacobian of every point's residual (and boundary error) in the last hidden layer's
     and the head's parameters: central differences of the residuals along random
     directions of those parameters; its gradient 2 J^T r is the local rule's and the
     exact head gradient."""
     p = problems.get(name)
-    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=depth)
-    loss = PinnLoss(model, p, sigma=0.1, method=method)
+    model = zotrain.pinn_mlp(in_features=p.dim * (2 if inputs == "quadratic" else 1), width=16,
+                             rank=2, depth=depth)
+    loss = PinnLoss(model, p, sigma=0.1, method=method, inputs=inputs)
     x = p.sample(5, seed=1)
     xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None
     params = loss.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)

@@ -418,6 +418,8 @@ def _add_pinn(sub):
     p.add_argument("--rank", type=int, help=f"TT rank of the hidden layers (default {d.rank})")
     p.add_argument("--depth", type=int, help=f"TT hidden layers (default {d.depth}; with "
                    "--body local and depth 1 the whole body gets the local rule)")
+    p.add_argument("--inputs", help="what the network sees of a point: coordinates (default) "
+                   "or quadratic (each coordinate and its square; see zotrain.pinn.inputs)")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
     p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")

@@ -4,7 +4,7 @@
 ``(batch, d)`` in the problem's coordinates, output ``u`` ``(batch,)``.  The
 graph maps ``x`` to box coordinates, adds the rule's shifts ``sigma z_m`` (the
 origin and both signs of every node: ``M`` per point), runs the network on all
-``batch * M`` shifted inputs (TT layers factorised, as ``zotrain.export``),
+``batch * M`` shifted inputs (after the run's input map, ``zotrain.pinn.inputs``) (TT layers factorised, as ``zotrain.export``),
 applies the problem's hard constraint at every shifted input, and sums with
 the rule's weights: ``u_sigma(x) = sum_m w_m u(x + sigma (upper - lower) z_m)``.
 
@@ -18,6 +18,7 @@ against ``PinnLoss.predict``).  A problem with a transform but no
 import numpy as np
 
 from zotrain.export.onnx import ExportError, Graph, check_exportable, forward_nodes, write_model
+from zotrain.pinn import inputs as input_map
 
 
 def export_pinn_run(problem, run_dir, path=None):
@@ -52,7 +53,8 @@ def to_onnx_pinn(loss, params, path):
     lo, width = loss.lower, loss.width
     y = g.op("Div", [g.op("Sub", ["x", g.const(lo, np.float32)]), g.const(width, np.float32)])
     ys = g.op("Add", [g.op("Unsqueeze", [y, g.const([1])]), g.const(shifts, np.float32)])
-    nn, _ = forward_nodes(g, model, g.op("Reshape", [ys, g.const([-1, d])]), lambda n: n, False)
+    rows = input_map.onnx(loss.inputs, g, g.op("Reshape", [ys, g.const([-1, d])]))
+    nn, _ = forward_nodes(g, model, rows, lambda n: n, False)
     nn = g.op("Reshape", [nn, g.const([-1, len(shifts)])])  # (batch, M)
     if problem.transform is not None:
         xs = g.op("Add", [g.op("Mul", [ys, g.const(width, np.float32)]),

@@ -82,14 +82,20 @@ def _groups(L, R, budget):
 
 
 def slab_forward(L, R, X, out, budget):
-    """``X @ W`` into ``out`` ``(B, out)`` from the halves ``L`` and ``R``."""
-    B, (a_, e_, r), oR = X.shape[0], L.shape, R.shape[2]
+    """``X @ W`` into ``out`` ``(B, out)`` from the halves ``L`` and ``R``: per slab
+    group, its columns of ``W`` laid out ``(in, columns)`` and one matrix product (into
+    ``out`` itself when the group is all of it)."""
+    (a_, e_, r), oR = L.shape, R.shape[2]
     Rm = R.reshape(r, -1).astype(X.dtype, copy=False)
-    Y3 = out.reshape(B, e_, oR)
     groups, n_in = _groups(L, R, budget)
     for a, b in groups:
         S = np.matmul(L[:, a:b].transpose(1, 0, 2).astype(X.dtype, copy=False), Rm)
-        Y3[:, a:b] = np.matmul(X, S.reshape(b - a, n_in, oR)).transpose(1, 0, 2)
+        W = S.reshape(b - a, n_in, oR).transpose(1, 0, 2).reshape(n_in, (b - a) * oR)
+        cols = out[:, a * oR:b * oR]
+        if cols.flags.c_contiguous:
+            np.matmul(X, W, out=cols)
+        else:
+            cols[...] = X @ W
     return out
 
 
