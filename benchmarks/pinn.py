@@ -237,11 +237,11 @@ def first_order(args):
     ti, dim = problem.time_index, problem.dim
     space = [i for i in range(dim) if i != ti]
 
+    net_inputs = {"coordinates": lambda y: y,  # zotrain.pinn.inputs, in torch
+                  "quadratic": lambda y: torch.cat([y, y * y], 1)}[args.inputs]
+
     def u_of(x):
-        y = (x - lo) / width
-        if args.inputs == "quadratic":  # zotrain.pinn.inputs
-            y = torch.cat([y, y * y], 1)
-        return transform(x, forward(y)[:, 0])
+        return transform(x, forward(net_inputs((x - lo) / width))[:, 0])
 
     def loss_of(x):
         if args.supervised:  # the exact solution as the target: what the architecture can fit
