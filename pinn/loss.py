@@ -22,6 +22,7 @@ further down, to the last hidden layer's local rule.
 """
 
 import math
+import warnings
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class PinnLoss:
                                  problem.hessian)
         self.point_forwards = 0  # collocation points times parameter sets evaluated
         self.residual_is_affine = self._affine_in_fields()
+        self._one_call = self._transform_takes_complex()
 
     def _affine_in_fields(self, n=4):
         """Whether the residual is affine in its fields (then the head solve is exact)."""
@@ -69,6 +71,26 @@ class PinnLoss:
         f1, f2 = (rng.standard_normal((n, self.op.shape[0])) for _ in range(2))
         r = [self._residual(x, f) for f in (f1, f2, f1 + f2, np.zeros_like(f1))]
         return bool(np.allclose(r[2] - r[3], (r[0] - r[3]) + (r[1] - r[3]), rtol=1e-9, atol=1e-9))
+
+    def _transform_takes_complex(self, n=8):
+        """Whether ``transform(x, 1j)`` gives ``a + 1j c`` (``transform(x, nn) = a + c nn``):
+        then ``_affine`` calls the user's transform once instead of twice."""
+        t = self.problem.transform
+        if t is None:
+            return False
+        x = self.problem.sample(n, 13)
+        a = t(x, np.zeros(n))
+        c = t(x, np.ones(n)) - a
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                v = np.asarray(t(x, np.full(n, 1j)))
+        except Exception:  # a transform that refuses complex numbers: two calls
+            return False
+        tol = 1e-9 * (1.0 + np.max(np.abs(a)))  # the two-call c carries a's rounding
+        return bool(v.shape == (n,) and np.iscomplexobj(v) and
+                    np.allclose(v.real, a, rtol=0, atol=tol) and
+                    np.allclose(v.imag, c, rtol=0, atol=tol))
 
     @property
     def evaluations(self):
@@ -86,6 +108,9 @@ class PinnLoss:
         t = self.problem.transform
         if t is None:
             return np.zeros(len(xs)), np.ones(len(xs))
+        if self._one_call:
+            v = t(xs, np.full(len(xs), 1j))
+            return v.real, v.imag
         a = t(xs, np.zeros(len(xs)))
         return a, t(xs, np.ones(len(xs))) - a
 
@@ -206,12 +231,14 @@ class PinnLoss:
         point ``b`` belong to ``r_b`` alone), ``H`` the head's input features and ``g``
         ``(B, M)`` = ``d r_b / d nn`` at each shifted input.  The sensitivity to the head's
         input is exact (the head is linear); through the activation it takes the
-        activation's slope by a central difference of step ``mu``.  One forward."""
+        activation's exact slope (``Activation.derivative``), or a central difference of
+        step ``mu`` for an activation without one.  One forward."""
         from zotrain.zo.local_rule import activation_slope
 
         model = self.model
         i = model.linear_index()[-2]
         act = model.activation_scalar(i)
+        exact = getattr(model.fused_activation(i), "derivative", None)
         w = model.unflatten(params)[f"{len(model.layers) - 1}.weight"][:, 0].astype(np.float64)
         parts = [(check_points(x, self.problem.dim), False)]
         if xb is not None and self.problem.boundary is not None:
@@ -229,7 +256,7 @@ class PinnLoss:
                 values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
                 r, dr = self._residuals_and_partials(xc, values, boundary)
                 g = dr * c.reshape(B, M)
-                D = g.reshape(-1, 1) * w[None] * activation_slope(Z, act, mu)
+                D = g.reshape(-1, 1) * w[None] * activation_slope(Z, act, mu, exact)
                 yield len(pts), r, X, D, cache[len(model.layers) - 1][0][0], g
 
     def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
@@ -237,8 +264,8 @@ class PinnLoss:
         the last hidden linear layer (zero elsewhere), by a local rule and forward passes
         only.  The loss is a linear functional of the network outputs at the shifted
         inputs, so its sensitivity to the head's input features is exact (the head is
-        linear); through the layer's activation it becomes ``D = dL/dZ`` by a central
-        difference of the activation (step ``mu``), and the layer's update is
+        linear); through the layer's activation it becomes ``D = dL/dZ`` by the
+        activation's slope (``_layer_sensitivities``), and the layer's update is
         ``X^T D`` from its own input ``X`` (``zotrain.zo.local_rule``)."""
         from zotrain.zo.local_rule import LayerGradient
 

@@ -82,3 +82,21 @@ def test_an_activations_scalar_kernel_is_the_function_itself():
         scalar = njit(lambda x: x / (1.0 + abs(x)))
 
     assert Soft().scalar is Soft.__dict__["scalar"].__func__
+
+
+@pytest.mark.parametrize("act", [zt.Sin, zt.Tanh])
+@pytest.mark.parametrize("shape", [(3, 5), (64, 17)])
+def test_a_declared_derivative_is_the_slope_of_the_reference(act, shape, rng):
+    """The local rule's exact slope (``Activation.derivative``) against a float64 central
+    difference of the activation's own reference, and what ``activation_slope`` returns
+    for it (float32 pre-activations, as the PINN's local rule passes them)."""
+    from zotrain.zo.local_rule import activation_slope
+
+    Z = (3 * rng.standard_normal(shape)).astype(np.float32)
+    z, h = Z.astype(np.float64), 1e-6
+    numeric = (act.reference(z + h) - act.reference(z - h)) / (2 * h)
+    np.testing.assert_allclose(act.derivative(z), numeric, rtol=1e-7, atol=1e-8)
+    got = activation_slope(Z, act.scalar, 1e-3, act.derivative)
+    np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-6)
+    # without a declared derivative: the central difference of step mu
+    np.testing.assert_allclose(activation_slope(Z, act.scalar, 1e-3), numeric, atol=1e-3)

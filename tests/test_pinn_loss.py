@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -217,3 +219,28 @@ def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_do
     assert loss.point_forwards - before == 2 * len(x)  # the Jacobian's pass and one more
     np.testing.assert_array_equal(new, expected)
     assert not np.array_equal(new, params)
+
+
+@pytest.mark.parametrize("name", ["hjb20d", "black-scholes", "poisson2d", "heat100d",
+                                  "bsb100d", "hjb100d"])
+def test_the_hard_constraint_is_read_off_in_one_call_or_two(name):
+    """``_affine`` reads ``transform(x, nn) = a + c nn`` from one complex call when the
+    transform takes ``nn = 1j``; a transform that cannot (it casts ``nn`` to float) is
+    called twice instead; both give the two-call values."""
+    p = problems.get(name)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=8, rank=2)
+    xs = p.sample(50, 5)
+    a = p.transform(xs, np.zeros(50))
+    c = p.transform(xs, np.ones(50)) - a
+    loss = PinnLoss(model, p, sigma=0.1, method="stein-mc", samples=4)
+    assert loss._one_call
+    got = loss._affine(xs)
+    np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
+    real_only = dataclasses.replace(
+        p, transform=lambda x, nn: p.transform(x, np.asarray(nn, np.float64)))
+    loss = PinnLoss(model, real_only, sigma=0.1, method="stein-mc", samples=4)
+    assert not loss._one_call
+    got = loss._affine(xs)
+    np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)

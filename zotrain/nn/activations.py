@@ -30,6 +30,7 @@ class Activation:
 
     scalar = staticmethod(elementwise.IDENTITY)
     reference = staticmethod(lambda x: x)
+    derivative = None  # its exact slope as a NumPy function, if known (else a difference)
     onnx_op = "Identity"
     in_features = out_features = None
 
@@ -77,6 +78,7 @@ class ReLU(Activation):
 class Tanh(Activation):
     scalar = elementwise.TANH
     reference = staticmethod(np.tanh)
+    derivative = staticmethod(lambda x: 1 - np.tanh(x) ** 2)
     onnx_op = "Tanh"
 
 
@@ -84,6 +86,7 @@ class Tanh(Activation):
 class Sin(Activation):
     scalar = elementwise.SIN
     reference = staticmethod(np.sin)
+    derivative = staticmethod(np.cos)
     onnx_op = "Sin"
 
 

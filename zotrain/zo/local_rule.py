@@ -17,8 +17,12 @@ from zotrain.nn import tt_split
 from zotrain.nn.layers import Dense, TTLinear
 
 
-def activation_slope(Z, act, mu):
-    """``act'(Z)`` by a central difference of step ``mu`` (float64; ``Z`` float32 (B, F))."""
+def activation_slope(Z, act, mu, derivative=None):
+    """``act'(Z)`` (``Z`` float32 (B, F)): ``derivative(Z)`` when the activation's exact
+    slope is given (``Activation.derivative``), else a central difference of step ``mu``
+    (float64)."""
+    if derivative is not None:
+        return derivative(Z)
     zero = np.zeros((1, 1), np.float32)
     Zp, Zm = (elementwise.bias_activation_many((Z + m)[None].astype(np.float32), zero, -1,
                                                act)[0] for m in (mu, -mu))
