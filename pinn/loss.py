@@ -332,14 +332,19 @@ class PinnLoss:
         before, by their loss at ``check`` (``(points, boundary points)``, fresh ones
         against fitting the batch's noise; default the batch), all in one batched
         forward: the lowest is taken if it is below the parameters' own (its damping is
-        returned), else nothing changes and the damping grows 10x beyond the largest."""
+        returned), else nothing changes and the damping grows 10x beyond the largest.
+        The damping is capped at the trace of the scaled normal matrix (its number of
+        non-zero columns): beyond it every step is already a plain gradient step, and
+        more damping only shrinks it until float32 parameters stop moving, which, with
+        the check loss then unchanged, would refuse every later step."""
         cols = self.body_columns()
         r, J = self.body_jacobian(params, x, xb)
         norm = np.linalg.norm(J, axis=0)
+        cap = float(max(1, np.count_nonzero(norm)))
         norm[norm == 0] = 1.0
         Js = J / norm
         rows, n = Js.shape
-        lams = [damping * f for f in factors]
+        lams = [min(damping, cap) * f for f in factors]
         if rows < n:
             K = Js @ Js.T
             steps = [-(Js.T @ np.linalg.solve(K + lam * np.eye(rows), r)) for lam in lams]
@@ -352,7 +357,7 @@ class PinnLoss:
         losses[~np.isfinite(losses)] = np.inf  # a step that overflows is never taken
         best = int(np.argmin(losses[1:]))
         if not losses[1 + best] < losses[0]:
-            return P[0], lams[-1] * 10.0, float(r @ r)
+            return P[0], min(lams[-1] * 10.0, cap), float(r @ r)
         return P[1 + best], lams[best], float(r @ r)
 
     def head_gradient(self, params, x):

@@ -178,6 +178,31 @@ def test_gauss_newton_body_lowers_the_loss_at_fresh_points_or_changes_nothing(mo
     assert damping == pytest.approx(1e-2 * 100.0 * 10.0)
 
 
+def test_gauss_newton_damping_is_capped_so_a_refused_run_can_recover(monkeypatch):
+    """Refusals grow the damping 1000x; uncapped it reached 1e56 in 30 iterations on
+    heat100d, where the steps no longer move float32 parameters and every later step is
+    refused.  Capped at the scaled normal matrix's trace (its number of non-zero
+    columns), a step from an absurd damping still lowers the loss at the check points,
+    and a refusal never returns more than the cap."""
+    c = small(body="gauss-newton")
+    model, loss = build(c, POISSON)
+    params = init_params(model, POISSON, 0)
+    x, check = POISSON.sample(48, 2), (POISSON.sample(48, 3), None)
+    _, J = loss.body_jacobian(params, x)
+    cap = np.count_nonzero(np.linalg.norm(J, axis=0))
+    assert cap > 100
+    new, damping, _ = loss.gauss_newton_body(params, x, None, check, damping=1e60)
+    assert loss.mean_loss(new, *check) < loss.mean_loss(params, *check)
+    assert damping in [cap * f for f in (0.1, 1.0, 10.0, 100.0)]
+    real = PinnLoss.losses
+    monkeypatch.setattr(PinnLoss, "losses",  # every candidate worse than the parameters
+                        lambda self, P, *a: np.arange(len(P)) + real(self, P[:1], *a)[0])
+    for start in (1e60, float(cap), cap / 10.0):
+        same, damping, _ = loss.gauss_newton_body(params, x, None, check, damping=start)
+        np.testing.assert_array_equal(same, params)
+        assert damping == pytest.approx(cap)
+
+
 def test_bad_body_settings(tmp_path):
     with pytest.raises(ValueError, match="unknown body training 'backprop'; known: zo, local, "
                        "gauss-newton, frozen"):

@@ -1,5 +1,7 @@
 """Element-wise activations, each declared once: its jitted scalar kernel (used by the
-forward and the activity-perturbation kernels), its ONNX form, its NumPy reference.
+forward and the activity-perturbation kernels), its ONNX form, its NumPy reference,
+and optionally its exact slope as a NumPy function (``derivative``; the PINN's local
+rule takes a central difference of ``scalar`` without one).
 
 A new activation is one class here (or in your own code)::
 
