@@ -79,8 +79,7 @@ class PinnLoss:
         if t is None:
             return False
         x = self.problem.sample(n, 13)
-        a = t(x, np.zeros(n))
-        c = t(x, np.ones(n)) - a
+        a, c = self._affine_two_calls(x)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error")
@@ -111,6 +110,10 @@ class PinnLoss:
         if self._one_call:
             v = t(xs, np.full(len(xs), 1j))
             return v.real, v.imag
+        return self._affine_two_calls(xs)
+
+    def _affine_two_calls(self, xs):
+        t = self.problem.transform
         a = t(xs, np.zeros(len(xs)))
         return a, t(xs, np.ones(len(xs))) - a
 

@@ -4,8 +4,8 @@
 ``(batch, d)`` in the problem's coordinates, output ``u`` ``(batch,)``.  The
 graph maps ``x`` to box coordinates, adds the rule's shifts ``sigma z_m`` (the
 origin and both signs of every node: ``M`` per point), runs the network on all
-``batch * M`` shifted inputs (after the run's input map, ``zotrain.pinn.inputs``) (TT layers factorised, as ``zotrain.export``),
-applies the problem's hard constraint at every shifted input, and sums with
+``batch * M`` shifted inputs, after the run's input map (``zotrain.pinn.inputs``;
+TT layers factorised, as ``zotrain.export``), applies the problem's hard constraint at every shifted input, and sums with
 the rule's weights: ``u_sigma(x) = sum_m w_m u(x + sigma (upper - lower) z_m)``.
 
 A problem's hard constraint is exported by its own ``transform_onnx(g, xs)``:
