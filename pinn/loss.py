@@ -327,21 +327,27 @@ class PinnLoss:
     def gauss_newton_body(self, params, x, xb=None, check=None, damping=1e-3,
                           factors=(0.1, 1.0, 10.0, 100.0)):
         """One Levenberg-Marquardt step on the last hidden layer and the head together for
-        the loss at ``x`` (and ``xb``): ``(new params, damping, loss before)``.  The
-        Jacobian is ``body_jacobian``'s, its columns scaled to unit norm (so the layer's
-        and the head's parameters are damped alike); the step for each damping
-        ``damping * f`` (``f`` in ``factors``) is solved in whichever of the row or the
-        column space is smaller.  The candidates are compared, with the parameters
-        before, by their loss at ``check`` (``(points, boundary points)``, fresh ones
-        against fitting the batch's noise; default the batch), all in one batched
-        forward: the lowest is taken if it is below the parameters' own (its damping is
-        returned), else nothing changes and the damping grows 10x beyond the largest.
-        The damping is capped at the trace of the scaled normal matrix (its number of
-        non-zero columns): beyond it every step is already a plain gradient step, and
-        more damping only shrinks it until float32 parameters stop moving, which, with
-        the check loss then unchanged, would refuse every later step."""
-        cols = self.body_columns()
+        the loss at ``x`` (and ``xb``): ``(new params, damping, loss before)``, the step
+        being ``lm_step``'s on ``body_jacobian``'s rows."""
         r, J = self.body_jacobian(params, x, xb)
+        new, damping = self.lm_step(params, r, J, check or (x, xb), damping, factors)
+        return new, damping, float(r @ r)
+
+    def lm_step(self, params, r, J, check, damping, factors=(0.1, 1.0, 10.0, 100.0)):
+        """A Levenberg-Marquardt step on ``body_columns()`` for the rows ``r`` ``(R,)`` and
+        their Jacobian ``J`` ``(R, columns)``: ``(new params, damping)``.  ``J``'s columns
+        are scaled to unit norm (so the layer's and the head's parameters are damped
+        alike); the step for each damping ``damping * f`` (``f`` in ``factors``) is solved
+        in whichever of the row or the column space is smaller.  The candidates are
+        compared, with the parameters before, by their loss at ``check`` (``(points,
+        boundary points)``, fresh ones against fitting the rows' noise), all in one
+        batched forward: the lowest is taken if it is below the parameters' own (its
+        damping is returned), else nothing changes and the damping grows 10x beyond the
+        largest.  The damping is capped at the trace of the scaled normal matrix (its
+        number of non-zero columns): beyond it every step is already a plain gradient
+        step, and more damping only shrinks it until float32 parameters stop moving,
+        which, with the check loss then unchanged, would refuse every later step."""
+        cols = self.body_columns()
         norm = np.linalg.norm(J, axis=0)
         cap = float(max(1, np.count_nonzero(norm)))
         norm[norm == 0] = 1.0
@@ -356,12 +362,12 @@ class PinnLoss:
             steps = [-np.linalg.solve(K + lam * np.eye(n), g) for lam in lams]
         P = np.repeat(np.asarray(params, np.float32)[None], len(lams) + 1, axis=0)
         P[1:, cols] = (np.asarray(params, np.float64)[cols] + np.array(steps) / norm)
-        losses = self.losses(P, *(check or (x, xb)))
+        losses = self.losses(P, *check)
         losses[~np.isfinite(losses)] = np.inf  # a step that overflows is never taken
         best = int(np.argmin(losses[1:]))
         if not losses[1 + best] < losses[0]:
-            return P[0], min(lams[-1] * 10.0, cap), float(r @ r)
-        return P[1 + best], lams[best], float(r @ r)
+            return P[0], min(lams[-1] * 10.0, cap)
+        return P[1 + best], lams[best]
 
     def head_gradient(self, params, x):
         """``(loss, grad)``: the loss of ``params`` at ``x`` and its exact gradient with

@@ -17,10 +17,11 @@ RGE below it (with ``--depth 1``, one TT hidden layer, that is the whole body,
 trained by its exact gradient); ``--body gauss-newton`` takes a
 Levenberg-Marquardt step each iteration on the last hidden layer and the head
 together, from the per-point Jacobian of the same local rule
-(``PinnLoss.gauss_newton_body``; its damping adapts and is checkpointed), RGE
-below; ``--body frozen`` keeps the random features (the baseline).  A problem
-with boundary data (heat100d) adds the mean squared boundary error on a quarter
-as many boundary points.
+(``PinnLoss.lm_step``; its damping adapts and is checkpointed), RGE below;
+each step solves the rows of the last ``window`` batches together (default 4;
+``zotrain.pinn.lm_window``); ``--body frozen`` keeps the random features (the
+baseline).  A problem with boundary data (heat100d) adds the mean squared
+boundary error on a quarter as many boundary points.
 
 A forward pass is one parameter set evaluated on ``points`` collocation points
 (each point is ``M`` network evaluations: the rule's shifted inputs).  The
@@ -50,11 +51,13 @@ from zotrain.zo.objective import FunctionObjective
 
 from . import inputs as input_map
 from .derivatives import METHODS
+from .lm_window import JacobianWindow
 from .loss import PinnLoss
 
 HEADS = ("gauss-newton", "zo")
 BODIES = ("zo", "local", "gauss-newton", "frozen")
 BACKENDS = ("numba", "onnxruntime")
+WINDOW = 4  # the gauss-newton body's default window
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 
 
@@ -78,6 +81,8 @@ class PinnConfig:
     # local rule (exact head side), RGE on the layers below; gauss-newton: the last hidden
     # layer and the head by Levenberg-Marquardt steps on the local rule's Jacobian, RGE on
     # the layers below; frozen: random features
+    window: Optional[int] = None  # gauss-newton body: Levenberg-Marquardt on the rows of
+    # the last `window` batches (default WINDOW); other bodies: 1
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -89,6 +94,12 @@ class PinnConfig:
     backend: str = "numba"  # or "onnxruntime": every forward pass in an inference session
     ray: Optional[str] = None  # the body's RGE queries on Ray: "local" or an address
     workers: int = 1  # Ray actors evaluating queries (with ray)
+
+    @property
+    def window_size(self):
+        if self.window is None:
+            return WINDOW if self.body == "gauss-newton" else 1
+        return self.window
 
     def validate(self, problem):
         method = self.derivatives or problem.method
@@ -108,10 +119,15 @@ class PinnConfig:
             raise ZotrainError("body 'gauss-newton' solves the head with the last hidden "
                                "layer; it needs head 'gauss-newton', not " + repr(self.head))
         for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
-                     "head_every", "head_points", "eval_every", "eval_points", "test_points"):
+                     "head_every", "head_points", "eval_every", "eval_points", "test_points") \
+                + (("window",) if self.window is not None else ()):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.window_size != 1 and self.body != "gauss-newton":
+            raise ZotrainError(f"window {self.window!r} needs body 'gauss-newton' (it keeps "
+                               "earlier batches' Levenberg-Marquardt rows), not "
+                               + repr(self.body))
         for name in ("sigma", "mu", "lr", "max_time_s"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -215,7 +231,10 @@ class PinnTask:
         self.local = model.linear_index()[-2] if config.body in ("local", "gauss-newton") \
             else None
         self.damping, self.pending = 1e-3, None  # Levenberg-Marquardt (body gauss-newton)
-        self.body_cols = loss.body_columns() if config.body == "gauss-newton" else None
+        self.body_cols = self.window = None
+        if config.body == "gauss-newton":
+            self.body_cols = loss.body_columns()
+            self.window = JacobianWindow(config.window_size, self.body_cols)
         self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
             self.by_rge[loss.head_slice()] = False
@@ -239,11 +258,14 @@ class PinnTask:
         return None if self.problem.boundary is None else \
             self.problem.sample_boundary(max(1, n // 4), seed)
 
+    def _batch(self, it, seed):
+        return it, self.problem.sample(self.c.points, [seed, it]), \
+            self._boundary_points(self.c.points, [seed, it])
+
     def batches(self, epoch, seed):
         c = self.c
         for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
-            yield it, self.problem.sample(c.points, [seed, it]), \
-                self._boundary_points(c.points, [seed, it])
+            yield self._batch(it, seed)
 
     def _spent(self, before):
         passes = (self.loss.point_forwards - before) / self.c.points
@@ -266,10 +288,11 @@ class PinnTask:
         if self.c.body == "gauss-newton":  # applied in after_step, after the optimizer's
             check = (self.problem.sample(self.c.points, [self.c.seed, it, 2]),
                      self._boundary_points(self.c.points, [self.c.seed, it, 2]))
-            new, self.damping, gn_loss = self.loss.gauss_newton_body(params, x, xb, check,
-                                                                     self.damping)
-            self.pending = new[self.body_cols]
-            loss = gn_loss if loss is None else loss
+            r, J = self.loss.body_jacobian(params, x, xb)
+            new, damping = self.loss.lm_step(params, *self.window.rows(r, J), check,
+                                             self.damping)
+            self.pending = (new[self.body_cols], damping, (it, params, r, J))
+            loss = float(r @ r) if loss is None else loss
         elif self.local is not None:
             local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
             grad += g
@@ -292,13 +315,16 @@ class PinnTask:
         return self._solve_head(params, 0)
 
     def after_step(self, params, *, step, last):
-        if self.pending is not None:
+        batch = None
+        if self.pending is not None:  # the task's state changes only here, between steps
             params = np.array(params, np.float32, copy=True)
-            params[self.body_cols], self.pending = self.pending, None
-        it = step + 1
+            (params[self.body_cols], self.damping, batch), self.pending = self.pending, None
+        it, cost = step + 1, NO_COST
         if it % self.c.head_every == 0 or last:
-            return self._solve_head(params, it)
-        return params, NO_COST
+            params, cost = self._solve_head(params, it)
+        if batch is not None:
+            self.window.add(*batch, params)
+        return params, cost
 
     def evaluate(self, params, n=None, seed=1):
         return evaluate(self.loss, params, n or self.c.eval_points, seed)
@@ -307,11 +333,18 @@ class PinnTask:
         pass
 
     def state(self):
-        return {"damping": self.damping} if self.c.body == "gauss-newton" else None
+        if self.c.body != "gauss-newton":
+            return None
+        return {"damping": self.damping, "window": self.window.state()}
 
     def load_state(self, state):
         if state and "damping" in state:
             self.damping = float(state["damping"])
+        if state and state.get("window"):
+            def jacobian(it, params):
+                return self.loss.body_jacobian(params, *self._batch(it, self.c.seed)[1:])[1]
+
+            self.window.load(state["window"], jacobian)
 
     def summary(self, params, records):
         c, loss = self.c, self.loss

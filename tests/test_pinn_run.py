@@ -64,10 +64,11 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     assert (expected != p0)[loss.head_slice()].all()
 
 
-@pytest.mark.parametrize("body", ["zo", "gauss-newton"])
-def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body):
-    """(gauss-newton: its adapted damping is part of the checkpoint)"""
-    whole = run(small(body=body), tmp_path / "a")
+@pytest.mark.parametrize("body,window", [("zo", 1), ("gauss-newton", 1), ("gauss-newton", 3)])
+def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, window):
+    """(gauss-newton: its adapted damping is part of the checkpoint, and with a window the
+    kept batches, whose Jacobians the resumed run recomputes)"""
+    whole = run(small(body=body, window=window), tmp_path / "a")
     real = estimators.RGE.estimate
 
     def stop_at_5(self, objective, params, names, *, seed, step):
@@ -76,12 +77,15 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body):
         return real(self, objective, params, names, seed=seed, step=step)
 
     monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
-    stopped = run(small(body=body), tmp_path / "b")
+    stopped = run(small(body=body, window=window), tmp_path / "b")
     assert stopped["stopped"] == "interrupted"
     with np.load(tmp_path / "b" / "checkpoint.npz") as z:
-        assert json.loads(bytes(z["meta"]).decode())["history"]["step"] == 4
+        meta = json.loads(bytes(z["meta"]).decode())
+    assert meta["history"]["step"] == 4
+    if body == "gauss-newton":  # iterations 3 and 4 kept, with the parameters they were at
+        assert [b["it"] for b in meta["task_state"]["window"]] == [3, 4][:window - 1]
     monkeypatch.setattr(estimators.RGE, "estimate", real)
-    resumed = run(small(body=body), tmp_path / "b", resume=True)
+    resumed = run(small(body=body, window=window), tmp_path / "b", resume=True)
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         np.testing.assert_array_equal(a["params"], b["params"])
     assert resumed["rel_l2"] == whole["rel_l2"]
@@ -123,6 +127,8 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("derivatives", "autodiff", "unknown derivative method 'autodiff'"),
     ("sigma", 0.0, "sigma must be > 0"),
     ("inputs", "cubic", "unknown network inputs 'cubic'"),
+    ("window", 0, "window must be an integer >= 1"),
+    ("window", 2, "window 2 needs body 'gauss-newton' .*, not 'zo'"),
 ])
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
@@ -201,6 +207,45 @@ def test_gauss_newton_damping_is_capped_so_a_refused_run_can_recover(monkeypatch
         same, damping, _ = loss.gauss_newton_body(params, x, None, check, damping=start)
         np.testing.assert_array_equal(same, params)
         assert damping == pytest.approx(cap)
+
+
+def test_a_window_solves_earlier_batches_carried_to_the_current_parameters():
+    """The window's rows are each batch's, weighted so that ``|r|^2`` is the batches' mean
+    loss; after a change of the parameters, a kept batch's residuals are carried by its
+    Jacobian, to first order: far closer to the residuals recomputed there than the
+    residuals left where they were."""
+    from zotrain.pinn.lm_window import JacobianWindow
+
+    c = small(body="gauss-newton", window=3)
+    model, loss = build(c, POISSON)
+    params = loss.solve_head(init_params(model, POISSON, 0), POISSON.sample(256, 1), 1e-6)
+    cols = loss.body_columns()
+    window = JacobianWindow(3, cols)
+    xs = [POISSON.sample(32, [0, k]) for k in range(3)]
+    rng = np.random.default_rng(0)
+    for k, x in enumerate(xs[:2]):
+        r, J = loss.body_jacobian(params, x)
+        moved = params.copy()
+        moved[cols] += 1e-3 * rng.standard_normal(len(cols)) * np.abs(params[cols]).mean()
+        window.add(k, params, r, J, moved)
+        params = moved
+    assert [b.it for b in window.batches] == [0, 1]
+    r_new, J_new = loss.body_jacobian(params, xs[2])
+    R, JJ = window.rows(r_new, J_new)
+    assert R.shape == (96,) and JJ.shape == (96, len(cols))
+    np.testing.assert_allclose(JJ[64:], J_new / np.sqrt(3))
+    for b, x in zip(window.batches, xs):
+        true = loss.body_jacobian(params, x)[0]
+        stale = loss.body_jacobian(b.params, x)[0]
+        assert np.linalg.norm(b.r - true) < 0.1 * np.linalg.norm(stale - true)
+    assert R @ R == pytest.approx(np.mean([loss.mean_loss(params, x) for x in xs]), rel=1e-2)
+    two = JacobianWindow(2, cols)  # keeps one batch only
+    for k in range(3):
+        two.add(k, params, r_new, J_new, params)
+    assert [b.it for b in two.batches] == [2]
+    one = JacobianWindow(1, cols)
+    one.add(0, params, r_new, J_new, params)
+    assert one.batches == [] and one.rows(r_new, J_new)[0] is not r_new
 
 
 def test_bad_body_settings(tmp_path):

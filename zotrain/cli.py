@@ -383,7 +383,7 @@ def _cmd_pinn(args):
 def _add_pinn(sub):
     from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn.train import BODIES, HEADS, PinnConfig
+    from zotrain.pinn.train import BODIES, HEADS, WINDOW, PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "
@@ -409,6 +409,9 @@ def _add_pinn(sub):
                    "layer by the local rule (RGE below it), the last hidden layer and the "
                    "head by Levenberg-Marquardt steps on the local rule's Jacobian (RGE "
                    f"below it), or untrained random features (default {d.body})")
+    p.add_argument("--window", type=int, help="--body gauss-newton: solve each step on the "
+                   f"rows of this many latest batches (default {WINDOW}; 1: the batch alone; "
+                   "see zotrain.pinn.lm_window)")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "
