@@ -5,10 +5,10 @@ for several thousand parameters (256 points and 7,553 parameters on the 100-D
 problems): the step fits that batch's noise, and the check points then take
 only the most damped candidate.  The window solves a batch's rows together
 with those of the ``size - 1`` batches before it: a fit to ``size`` times as
-many points for the cost of one new Jacobian.  Older Jacobians are kept as they were computed;
-older residuals are carried to the current parameters by the linear model,
-``r_i += J_i delta``, after every change of the columns the Jacobian covers (the
-step and the head solve).  Changes that RGE makes to the layers below (``--depth``
+many points for the cost of one new Jacobian.  Older Jacobians are kept as
+they were computed; older residuals are carried to the current parameters by
+the linear model, ``r_i += J_i delta``, after every change of the columns the
+Jacobian covers (the step and the head solve).  Changes that RGE makes to the layers below (``--depth``
 above 1) are not carried.
 
 The checkpoint holds, per kept batch, its iteration, the parameters its
