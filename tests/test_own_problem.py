@@ -144,6 +144,28 @@ def test_a_sampler_draws_the_points_and_is_checked():
         declare(sampler=lambda n, rng: np.zeros((n, 3))).check()
 
 
+def test_a_boundary_sampler_draws_the_boundary_points_and_is_checked():
+    def circle(n, rng):  # a curved boundary inside the box
+        a = 2 * np.pi * rng.random(n)
+        return 0.5 + 0.25 * np.column_stack([np.cos(a), np.sin(a)])
+
+    p = declare(transform=None, boundary=lambda x: np.zeros(len(x)), boundary_sampler=circle)
+    xb = p.sample_boundary(500, [3, 1])
+    np.testing.assert_allclose(np.linalg.norm(xb - 0.5, axis=1), 0.25)
+    np.testing.assert_array_equal(xb, p.sample_boundary(500, [3, 1]))  # seeded
+    assert not np.array_equal(xb, p.sample_boundary(500, [3, 2]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p.check()
+    with pytest.raises(ProblemError, match="problem 'mine': boundary_sampler draws the points "
+                       "of boundary data, but boundary .* is not given"):
+        declare(boundary_sampler=circle)
+    with pytest.raises(ProblemError, match="problem 'mine': boundary_sampler must return 8 "
+                       "finite points of dim 2, got \\(8, 1\\)"):
+        declare(transform=None, boundary=lambda x: np.zeros(len(x)),
+                boundary_sampler=lambda n, rng: np.zeros((n, 1))).check()
+
+
 def test_quadratic_inputs_are_kept_by_the_run_and_its_export(tmp_path):
     problem = poisson3d()
     train_pinn(problem, small(iters=3, inputs="quadratic"), tmp_path, progress=False)

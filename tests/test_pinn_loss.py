@@ -148,7 +148,10 @@ def test_body_jacobian_matches_finite_differences(name, method, depth, inputs):
     np.testing.assert_allclose((2 * J.T @ r)[:len(layer)], grad[layer], rtol=1e-3,
                                atol=1e-4 * np.abs(grad).max())
     head_r, head_J = loss.head_jacobian(params, x)
-    np.testing.assert_allclose(J[:len(x), len(layer):] * np.sqrt(len(x)), head_J, rtol=1e-6,
+    # the residual's partials are taken at the network's float32 output here and at the
+    # float64 head's output there: a nonlinear residual (hjb100d's |grad u|^2, without a
+    # hard constraint to scale it) sees their rounding, ~4e-6 relative
+    np.testing.assert_allclose(J[:len(x), len(layer):] * np.sqrt(len(x)), head_J, rtol=2e-5,
                                atol=1e-9 * np.abs(head_J).max())
     rng = np.random.default_rng(0)
     for _ in range(3):
@@ -168,7 +171,11 @@ def test_head_solve_is_exact_for_affine_residuals_and_never_raises_a_nonlinear_l
                           problems.get(n), method="degree5").residual_is_affine
               for n in ("hjb20d", "poisson2d", "heat100d", "hjb100d")}
     assert affine == {"hjb20d": False, "poisson2d": True, "heat100d": True, "hjb100d": False}
-    p = problems.get("hjb100d")  # u_t + Lap u - |grad u|^2: a full Gauss-Newton step overshoots
+    # u_t + Lap u - |grad u|^2 with the terminal condition as a hard constraint,
+    # g(x) + (T - t) nn: there a full Gauss-Newton step overshoots
+    g = problems.get("hjb100d").boundary
+    p = dataclasses.replace(problems.get("hjb100d"), boundary=None, boundary_sampler=None,
+                            transform=lambda x, nn: g(x) + (1.0 - x[:, 100]) * nn)
     model = zotrain.pinn_mlp(in_features=p.dim, width=32, rank=2)
     loss = PinnLoss(model, p, method="radial", samples=1)
     params = model.init(0)
@@ -221,8 +228,8 @@ def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_do
     assert not np.array_equal(new, params)
 
 
-@pytest.mark.parametrize("name", ["hjb20d", "black-scholes", "poisson2d", "heat100d",
-                                  "bsb100d", "hjb100d"])
+@pytest.mark.parametrize("name", [n for n in problems.PROBLEMS
+                                  if problems.get(n).transform is not None])
 def test_the_hard_constraint_is_read_off_in_one_call_or_two(name):
     """``_affine`` reads ``transform(x, nn) = a + c nn`` from one complex call when the
     transform takes ``nn = 1j``; a transform that cannot (it casts ``nn`` to float) is
