@@ -384,12 +384,14 @@ def _hjb100d():
     solution is smooth there and the process does not reach x = 0 at T."""
     d, T = 100, 1.0
 
+    def process_at(t, rng):  # X_t ~ N(0, 2t I) at the times t
+        return np.column_stack([rng.standard_normal((len(t), d)) * np.sqrt(2 * t)[:, None], t])
+
     def sampler(n, rng):
-        t = T * rng.random(n)
-        return np.column_stack([rng.standard_normal((n, d)) * np.sqrt(2 * t)[:, None], t])
+        return process_at(T * rng.random(n), rng)
 
     def terminal_points(n, rng):
-        return np.column_stack([rng.standard_normal((n, d)) * np.sqrt(2 * T), np.full(n, T)])
+        return process_at(np.full(n, T), rng)
 
     return Problem("hjb100d", d + 1, d, (-4.0,) * d + (0.0,), (4.0,) * d + (T,),
                    residual=lambda x, u, grad, lap, u_t: u_t + lap - np.sum(grad[:, :d] ** 2, 1),
