@@ -5,8 +5,9 @@
 * ``derivatives``: u, grad u, Laplacian u and u_t of a Gaussian-smoothed
   function from function values (Stein's identity), on those rules or
   Monte-Carlo samples.
-* ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D,
-  heat 100-D) with exact solutions and hard constraints.
+* ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D, heat,
+  Black-Scholes-Barenblatt and HJB in 100-D) with exact solutions, hard constraints
+  or boundary data, and the training options that suit them (``recipe``).
 * ``inputs``: what the network sees of a point (box coordinates, or each
   coordinate and its square).
 * ``loss``: the mean squared residual of Q parameter sets in one batched

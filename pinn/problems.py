@@ -26,6 +26,9 @@ run reports the residual (and boundary) losses instead of the error.
 ``whole_space`` marks a PDE posed in all of R^d; ``sampler(n, rng)`` draws its
 points (for instance where a diffusion process goes) instead of uniformly in the
 box, which then only scales the network's inputs and the smoothing.
+``recipe`` holds the training options (``PinnConfig`` fields) the problem's author
+found to suit it; ``PinnConfig.for_problem`` and ``zotrain pinn`` start from it, and
+options the caller gives override it.
 
 A ``Problem`` checks its fields when built and its functions (``check``)
 before training: a ``ProblemError`` names the problem and what is wrong.
@@ -33,7 +36,7 @@ before training: a ``ProblemError`` names the problem and what is wrong.
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 import numpy as np
@@ -65,6 +68,7 @@ class Problem:
     sampler: Optional[Callable] = None  # (n, rng) -> points, instead of uniform in the box
     boundary_sampler: Optional[Callable] = None  # (n, rng) -> where `boundary` holds, instead
     # of the box's space faces
+    recipe: Optional[dict] = field(default=None, hash=False)  # training options that suit it
 
     def __post_init__(self):
         def fail(what):
@@ -96,6 +100,9 @@ class Problem:
         if self.boundary_sampler is not None and self.boundary is None:
             fail("boundary_sampler draws the points of boundary data, but boundary (u there) "
                  "is not given")
+        if self.recipe is not None and not (isinstance(self.recipe, dict) and
+                                            all(isinstance(k, str) for k in self.recipe)):
+            fail(f"recipe must be a dict of training options by name, got {self.recipe!r}")
 
     def residual_of(self, x, f):
         """The residual at ``x`` of the smoothed fields ``f`` (``derivatives.Smoothed``)."""
@@ -308,6 +315,14 @@ def _poisson2d():
                    sigma=0.01, method="sparse-grid", transform_onnx=_poisson2d_onnx)
 
 
+def _lm_recipe(**more):
+    """What the 100-D problems train best with (docs/benchmarks.md, "PINNs that learn"): one
+    TT hidden layer and the head by Levenberg-Marquardt steps, on each coordinate and its
+    square, 256 points per step, the head solved on 1,024 every 10 iterations."""
+    return dict(depth=1, body="gauss-newton", points=256, head_every=10, head_points=1024,
+                inputs="quadratic", **more)
+
+
 def _heat100d():
     d = 100
     return Problem("heat100d", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1),
@@ -316,7 +331,7 @@ def _heat100d():
                    transform=lambda x, nn: np.sin(x[:, :d]).mean(1) + x[:, d] * nn,
                    sigma=0.05, method="stein-mc",
                    boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
-                   transform_onnx=_heat100d_onnx)
+                   transform_onnx=_heat100d_onnx, recipe=_lm_recipe(derivatives="radial"))
 
 
 def _bsb100d():
@@ -341,7 +356,7 @@ def _bsb100d():
                    exact=lambda x: np.exp((r + s ** 2) * (T - x[:, d])) * np.sum(x[:, :d] ** 2, 1),
                    transform=lambda x, nn: np.sum(x[:, :d] ** 2, 1) + (T - x[:, d]) * nn,
                    sigma=0.01, method="radial", hessian="diagonal", sampler=sampler,
-                   whole_space=True, transform_onnx=_bsb100d_onnx)
+                   whole_space=True, transform_onnx=_bsb100d_onnx, recipe=_lm_recipe())
 
 
 def _sum_squares(g, xs, stop):
@@ -398,7 +413,7 @@ def _hjb100d():
                    exact=hjb100d_reference,
                    boundary=lambda x: np.log((1 + np.sum(x[:, :d] ** 2, 1)) / 2),
                    boundary_sampler=terminal_points, sigma=0.01, method="radial",
-                   sampler=sampler, whole_space=True)
+                   sampler=sampler, whole_space=True, recipe=_lm_recipe())
 
 
 PROBLEMS = {"hjb20d": _hjb20d, "black-scholes": _black_scholes, "poisson2d": _poisson2d,

@@ -95,6 +95,20 @@ class PinnConfig:
     ray: Optional[str] = None  # the body's RGE queries on Ray: "local" or an address
     workers: int = 1  # Ray actors evaluating queries (with ray)
 
+    @classmethod
+    def for_problem(cls, problem, **options):
+        """The configuration for ``problem``: the defaults, then the problem's ``recipe``,
+        then ``options``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        recipe = problem.recipe or {}
+        for what, names in (("problem " + repr(problem.name) + "'s recipe", recipe),
+                            ("for_problem", options)):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ZotrainError(f"{what} names unknown training options "
+                                   f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{**recipe, **options})
+
     @property
     def window_size(self):
         if self.window is None:
@@ -414,10 +428,12 @@ def load_run(problem, run_dir):
 def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=True,
                callbacks=()):
     """Train a PINN for ``problem`` (a ``zotrain.pinn.Problem``) forward-only and write the
-    run's files; returns the metrics dict.  Raises ``DivergenceError`` (last good state
-    kept in ``out_dir``) on a non-finite loss; Ctrl-C checkpoints the last completed
-    iteration.  ``resume`` continues from ``out_dir/checkpoint.npz``."""
-    c = config or PinnConfig()
+    run's files; returns the metrics dict.  ``config`` defaults to
+    ``PinnConfig.for_problem(problem)`` (the problem's recipe).  Raises
+    ``DivergenceError`` (last good state kept in ``out_dir``) on a non-finite loss; Ctrl-C
+    checkpoints the last completed iteration.  ``resume`` continues from
+    ``out_dir/checkpoint.npz``."""
+    c = config or PinnConfig.for_problem(problem)
     c.validate(problem)
     model, loss = build(c, problem)
     run_config = dict(dataclasses.asdict(c), problem=problem.name)

@@ -177,3 +177,53 @@ def test_quadratic_inputs_are_kept_by_the_run_and_its_export(tmp_path):
         None, {"x": x.astype(np.float32)})[0]
     np.testing.assert_allclose(got, loss.predict(params, x), atol=1e-5, rtol=0)
     assert np.abs(got - problem.exact(x)).max() < 0.1
+
+
+def test_a_problem_recipe_is_the_starting_configuration(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from zotrain.pinn import problems
+
+    recipe = dict(width=24, depth=1, iters=2, points=8, head_points=128, eval_every=2,
+                  eval_points=100, test_points=200)
+    problem = dataclasses.replace(poisson3d(), recipe=recipe)
+    c = PinnConfig.for_problem(problem, width=32)
+    assert (c.width, c.depth, c.points) == (32, 1, 8)  # the options given win
+    assert c.rank == PinnConfig.rank  # and what neither names keeps its default
+    train_pinn(problem, None, tmp_path / "api", progress=False)
+    loss, _ = load_run(problem, tmp_path / "api")
+    assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [24]
+    # the command line takes it too, says which options came from it, and the given win
+    monkeypatch.setitem(problems.PROBLEMS, problem.name, lambda: problem)
+    assert cli.main(["pinn", problem.name, "--out", str(tmp_path / "cli"), "--width", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "my-poisson3d's recipe: --depth 1 --iters 2 --points 8" in out and "--width" not in out
+    loss, _ = load_run(problem, tmp_path / "cli")
+    assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [16]
+    assert cli.main(["pinn", problem.name, "--out", str(tmp_path / "none"), "--no-recipe",
+                     "--width", "8", "--iters", "1", "--points", "4", "--head-points", "32",
+                     "--eval-points", "20", "--test-points", "20"]) == 0
+    assert "'s recipe:" not in capsys.readouterr().out
+    loss, _ = load_run(problem, tmp_path / "none")
+    assert len(loss.model.layers[:-1:2]) == PinnConfig.depth  # the default, not the recipe's
+
+
+@pytest.mark.parametrize("name", ["heat100d", "bsb100d", "hjb100d"])
+def test_the_built_in_recipes_are_valid_configurations(name):
+    from zotrain.pinn import problems
+
+    problem = problems.get(name)
+    c = PinnConfig.for_problem(problem)
+    c.validate(problem)
+    assert {k: getattr(c, k) for k in problem.recipe} == problem.recipe
+
+
+def test_a_bad_recipe_names_the_problem():
+    with pytest.raises(ProblemError, match="problem 'mine': recipe must be a dict of training "
+                       "options by name, got \\['depth'\\]"):
+        declare(recipe=["depth"])
+    with pytest.raises(ValueError, match="problem 'mine''s recipe names unknown training "
+                       "options deep; known: .*depth"):
+        PinnConfig.for_problem(declare(recipe=dict(deep=1)))
+    with pytest.raises(ValueError, match="for_problem names unknown training options wdth"):
+        PinnConfig.for_problem(declare(), wdth=3)

@@ -370,7 +370,13 @@ def _cmd_pinn(args):
              if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
     try:
         problem = problems.get(args.problem)
-        config = PinnConfig(**given)
+        config = PinnConfig(**given) if args.no_recipe else \
+            PinnConfig.for_problem(problem, **given)
+        taken = {k: v for k, v in (problem.recipe or {}).items()
+                 if k not in given and not args.no_recipe}
+        if taken and not args.quiet:
+            print(f"{problem.name}'s recipe: " + " ".join(
+                f"--{k.replace('_', '-')} {v}" for k, v in taken.items()))
         out = Path(args.resume or args.out or f"runs/pinn-{args.problem}-seed{config.seed}")
         metrics = train_pinn(problem, config, out, progress=not args.quiet,
                              resume=args.resume is not None)
@@ -389,7 +395,10 @@ def _add_pinn(sub):
                        description="Stein derivatives of the Gaussian-smoothed network from "
                        "function values on a sparse grid (or Monte Carlo); zeroth-order steps "
                        "on the TT body and an exact Gauss-Newton solve of the linear head. "
-                       "Writes metrics.json, model.npz, checkpoint.npz, log.jsonl, curves.png.")
+                       "Writes metrics.json, model.npz, checkpoint.npz, log.jsonl, curves.png. "
+                       "A problem may carry a recipe (heat100d, bsb100d and hjb100d do: one "
+                       "hidden layer trained by Levenberg-Marquardt steps); it replaces the "
+                       "defaults below, and the options given replace it.")
     p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
     d = PinnConfig()
     p.add_argument("--iters", type=int, help=f"zeroth-order iterations (default {d.iters})")
@@ -435,6 +444,8 @@ def _add_pinn(sub):
                    f"(default {d.eval_points})")
     p.add_argument("--test-points", type=int, help=f"points of the final error "
                    f"(default {d.test_points})")
+    p.add_argument("--no-recipe", action="store_true",
+                   help="ignore the problem's recipe: the defaults below")
     p.add_argument("--out", metavar="DIR")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same settings)")
     p.add_argument("--quiet", action="store_true")
