@@ -96,10 +96,15 @@ class PinnConfig:
     workers: int = 1  # Ray actors evaluating queries (with ray)
 
     @classmethod
+    def names(cls):
+        """The names of the training options."""
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
     def for_problem(cls, problem, **options):
         """The configuration for ``problem``: the defaults, then the problem's ``recipe``,
         then ``options``."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = cls.names()
         recipe = problem.recipe or {}
         for what, names in (("problem " + repr(problem.name) + "'s recipe", recipe),
                             ("for_problem", options)):
@@ -419,7 +424,7 @@ def load_run(problem, run_dir):
     model, params = load_run_model(Path(run_dir) / "model.npz")
     with np.load(Path(run_dir) / "model.npz") as z:
         config = json.loads(str(z["config"]))
-    known = {f.name for f in dataclasses.fields(PinnConfig)}
+    known = PinnConfig.names()
     c = PinnConfig(**{k: v for k, v in config.items() if k in known})
     c.backend = "numba"
     return build(c, problem)[1], params

@@ -361,19 +361,18 @@ def _add_export(sub):
 
 
 def _cmd_pinn(args):
-    import dataclasses
-
     from zotrain.pinn import problems
     from zotrain.pinn.train import PinnConfig, train_pinn
 
-    given = {k: v for k, v in vars(args).items()
-             if k in {f.name for f in dataclasses.fields(PinnConfig)} and v is not None}
+    names = PinnConfig.names()
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     try:
         problem = problems.get(args.problem)
-        config = PinnConfig(**given) if args.no_recipe else \
-            PinnConfig.for_problem(problem, **given)
-        taken = {k: v for k, v in (problem.recipe or {}).items()
-                 if k not in given and not args.no_recipe}
+        if args.no_recipe:
+            config, taken = PinnConfig(**given), {}
+        else:
+            config = PinnConfig.for_problem(problem, **given)
+            taken = {k: v for k, v in (problem.recipe or {}).items() if k not in given}
         if taken and not args.quiet:
             print(f"{problem.name}'s recipe: " + " ".join(
                 f"--{k.replace('_', '-')} {v}" for k, v in taken.items()))
