@@ -399,16 +399,20 @@ class PinnTask:
         save_figure(path, draw)
 
 
-def run_problem_name(run_dir):
-    """The problem a run directory was trained on (None for a classification run)."""
+def run_config(run_dir):
+    """The settings a run directory was trained with (its ``model.npz``'s; ``{}`` if none)."""
     import json
 
     path = Path(run_dir) / "model.npz"
     if not path.is_file():
         raise ZotrainError(f"no model file at {path} (train first)")
     with np.load(path) as z:
-        config = json.loads(str(z["config"])) if "config" in z.files else {}
-    return config.get("problem")
+        return json.loads(str(z["config"])) if "config" in z.files else {}
+
+
+def run_problem_name(run_dir):
+    """The problem a run directory was trained on (None for a classification run)."""
+    return run_config(run_dir).get("problem")
 
 
 def load_run(problem, run_dir):

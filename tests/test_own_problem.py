@@ -227,3 +227,30 @@ def test_a_bad_recipe_names_the_problem():
         PinnConfig.for_problem(declare(recipe=dict(deep=1)))
     with pytest.raises(ValueError, match="for_problem names unknown training options wdth"):
         PinnConfig.for_problem(declare(), wdth=3)
+
+
+def test_resume_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
+    """A run started with --no-recipe (or any options) resumes from its directory alone;
+    a run of another problem is refused by name."""
+    import dataclasses
+
+    from zotrain.pinn import problems
+
+    problem = dataclasses.replace(poisson3d(), recipe=dict(depth=1, width=24))
+    monkeypatch.setitem(problems.PROBLEMS, problem.name, lambda: problem)
+    run = tmp_path / "run"
+    small = ["--points", "4", "--head-points", "32", "--eval-every", "1", "--eval-points", "20",
+             "--test-points", "20"]
+    assert cli.main(["pinn", problem.name, "--out", str(run), "--no-recipe", "--width", "8",
+                     "--iters", "1"] + small) == 0
+    capsys.readouterr()
+    assert cli.main(["pinn", problem.name, "--resume", str(run), "--iters", "2"]) == 0
+    assert "'s recipe:" not in capsys.readouterr().out
+    loss, _ = load_run(problem, run)
+    assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [8] * PinnConfig.depth
+    assert [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
+            if r.get("kind") == "eval"][-1] == 2
+    other = dataclasses.replace(problem, name="other-poisson3d")
+    monkeypatch.setitem(problems.PROBLEMS, other.name, lambda: other)
+    assert cli.main(["pinn", other.name, "--resume", str(run), "--iters", "3"]) == 2
+    assert "holds a run of problem 'my-poisson3d', not 'other-poisson3d'" in capsys.readouterr().err

@@ -361,14 +361,22 @@ def _add_export(sub):
 
 
 def _cmd_pinn(args):
+    from zotrain.base import ZotrainError
     from zotrain.pinn import problems
-    from zotrain.pinn.train import PinnConfig, train_pinn
+    from zotrain.pinn.train import PinnConfig, run_config, train_pinn
 
     names = PinnConfig.names()
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
     try:
         problem = problems.get(args.problem)
-        if args.no_recipe:
+        if args.resume:  # the run's own settings (recipe or not), then the options given
+            saved = run_config(args.resume)
+            if saved.get("problem") != problem.name:
+                raise ZotrainError(f"cannot resume: {args.resume} holds a run of problem "
+                                   f"{saved.get('problem')!r}, not {problem.name!r}")
+            config = PinnConfig(**{**{k: v for k, v in saved.items() if k in names}, **given})
+            taken = {}
+        elif args.no_recipe:
             config, taken = PinnConfig(**given), {}
         else:
             config = PinnConfig.for_problem(problem, **given)
@@ -446,7 +454,8 @@ def _add_pinn(sub):
     p.add_argument("--no-recipe", action="store_true",
                    help="ignore the problem's recipe: the defaults below")
     p.add_argument("--out", metavar="DIR")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (same settings)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR with the settings "
+                   "it was started with (--iters, --max-time and the backend may change)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_pinn)
 
