@@ -399,15 +399,20 @@ class PinnTask:
         save_figure(path, draw)
 
 
-def run_config(run_dir):
-    """The settings a run directory was trained with (its ``model.npz``'s; ``{}`` if none)."""
+def run_config(run_dir, problem=None):
+    """The settings a run directory was trained with (its ``model.npz``'s; ``{}`` if none);
+    with ``problem``, refused unless the run is of that problem."""
     import json
 
     path = Path(run_dir) / "model.npz"
     if not path.is_file():
         raise ZotrainError(f"no model file at {path} (train first)")
     with np.load(path) as z:
-        return json.loads(str(z["config"])) if "config" in z.files else {}
+        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    if problem is not None and config.get("problem") != problem.name:
+        raise ZotrainError(f"{run_dir} holds a run of problem {config.get('problem')!r}, "
+                           f"not {problem.name!r}")
+    return config
 
 
 def run_problem_name(run_dir):
@@ -418,16 +423,10 @@ def run_problem_name(run_dir):
 def load_run(problem, run_dir):
     """``(loss, params)`` of a run of ``problem`` saved in ``run_dir`` (its ``model.npz``):
     the smoothed predictor is ``loss.predict(params, x)``."""
-    import json
-
     from zotrain.export.onnx import load_run_model
 
-    name = run_problem_name(run_dir)
-    if name != problem.name:
-        raise ZotrainError(f"{run_dir} holds a run of problem {name!r}, not {problem.name!r}")
+    config = run_config(run_dir, problem)
     model, params = load_run_model(Path(run_dir) / "model.npz")
-    with np.load(Path(run_dir) / "model.npz") as z:
-        config = json.loads(str(z["config"]))
     known = PinnConfig.names()
     c = PinnConfig(**{k: v for k, v in config.items() if k in known})
     c.backend = "numba"

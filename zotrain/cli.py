@@ -361,7 +361,6 @@ def _add_export(sub):
 
 
 def _cmd_pinn(args):
-    from zotrain.base import ZotrainError
     from zotrain.pinn import problems
     from zotrain.pinn.train import PinnConfig, run_config, train_pinn
 
@@ -370,10 +369,7 @@ def _cmd_pinn(args):
     try:
         problem = problems.get(args.problem)
         if args.resume:  # the run's own settings (recipe or not), then the options given
-            saved = run_config(args.resume)
-            if saved.get("problem") != problem.name:
-                raise ZotrainError(f"cannot resume: {args.resume} holds a run of problem "
-                                   f"{saved.get('problem')!r}, not {problem.name!r}")
+            saved = run_config(args.resume, problem)
             config = PinnConfig(**{**{k: v for k, v in saved.items() if k in names}, **given})
             taken = {}
         elif args.no_recipe:
