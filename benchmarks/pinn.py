@@ -9,6 +9,7 @@ Usage:
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
   python benchmarks/pinn.py gn-step PROBLEM [--points N] [--derivatives RULE] [--inputs I]
+      [--check-points N]
 
 ``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
 test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
@@ -161,23 +162,34 @@ def bodies(args):
 
 
 def gn_step(args):
-    """Seconds per Levenberg-Marquardt step of ``--body gauss-newton`` at ``--depth 1``
-    (Jacobian, four candidate steps, their loss at fresh points), after one warm-up step."""
+    """Seconds per Levenberg-Marquardt step of ``--body gauss-newton`` at ``--depth 1``: the
+    Jacobian, then the step (four candidates judged at ``--check-points`` fresh points),
+    after one warm-up step.  Uses only what older checkouts have, so ``PYTHONPATH=OLD``
+    times an older version side by side."""
     problem = problems.get(args.problem)
     c = PinnConfig(depth=1, points=args.points, derivatives=args.derivatives, inputs=args.inputs)
     model, loss = build(c, problem)
     params = init_params(model, problem, 0)
-    xb = problem.sample_boundary(args.points // 4, 1) if problem.boundary else None
+
+    def boundary(n, seed):
+        return problem.sample_boundary(max(1, n // 4), seed) if problem.boundary else None
+
+    xb = boundary(args.points, 1)
     params = loss.solve_head(params, problem.sample(1024, 1), 1e-6, xb)
-    x, check = problem.sample(args.points, 2), (problem.sample(args.points, 3), xb)
+    n = min(args.points, args.check_points)
+    x, check = problem.sample(args.points, 2), (problem.sample(n, 3), boundary(n, 3))
     damping, times = 1e-3, []
     for _ in range(args.repeats + 1):
         t = time.perf_counter()
-        params, damping, _ = loss.gauss_newton_body(params, x, xb, check, damping)
-        times.append(time.perf_counter() - t)
-    print(f"{args.problem}, {args.points} points, {loss.evaluations} evaluations per point, "
-          f"inputs {args.inputs}: {np.mean(times[1:]):.2f} s per step (mean of "
-          f"{args.repeats}; warm-up {times[0]:.2f} s)")
+        r, J = loss.body_jacobian(params, x, xb)
+        t1 = time.perf_counter()
+        params, damping = loss.lm_step(params, r, J, check, damping)
+        times.append((t1 - t, time.perf_counter() - t1))
+    jac, step = np.mean(times[1:], axis=0)
+    print(f"{args.problem}, {args.points} points (+ {0 if xb is None else len(xb)} boundary), "
+          f"{loss.evaluations} evaluations per point, inputs {args.inputs}, {n} check points: "
+          f"Jacobian {jac:.2f} s, step {step:.2f} s, {jac + step:.2f} s in all (mean of "
+          f"{args.repeats}; warm-up {sum(times[0]):.2f} s)")
 
 
 def _torch_problem(name):
@@ -380,6 +392,8 @@ def main(argv=None):
     p.add_argument("--points", type=int, default=256)
     p.add_argument("--derivatives", help="derivative rule (default the problem's)")
     p.add_argument("--inputs", default="coordinates", choices=tuple(INPUTS))
+    p.add_argument("--check-points", type=int, default=1024,
+                   help="fresh points judging the candidates, at most --points (default 1024)")
     p.add_argument("--repeats", type=int, default=3)
     p = sub.add_parser("first-order")
     p.add_argument("problem", choices=sorted(problems.PROBLEMS))

@@ -229,7 +229,7 @@ class PinnLoss:
         """Per chunk of the points ``x`` (then of the boundary points ``xb``, if the problem
         has boundary data): ``(n, r, X, D, H, g)`` with ``n`` the part's number of points,
         ``r`` ``(B,)`` the residuals (or boundary errors), ``X`` ``(B M, in)`` the last
-        hidden linear layer's input at the shifted points, ``D`` ``(B M, out)`` float64 the
+        hidden linear layer's input at the shifted points, ``D`` ``(B M, out)`` float32 the
         sensitivity of each point's residual to that layer's pre-activations ``Z`` (rows of
         point ``b`` belong to ``r_b`` alone), ``H`` the head's input features and ``g``
         ``(B, M)`` = ``d r_b / d nn`` at each shifted input.  The sensitivity to the head's
@@ -242,7 +242,7 @@ class PinnLoss:
         i = model.linear_index()[-2]
         act = model.activation_scalar(i)
         exact = getattr(model.fused_activation(i), "derivative", None)
-        w = model.unflatten(params)[f"{len(model.layers) - 1}.weight"][:, 0].astype(np.float64)
+        w = model.unflatten(params)[f"{len(model.layers) - 1}.weight"][:, 0].astype(np.float32)
         parts = [(check_points(x, self.problem.dim), False)]
         if xb is not None and self.problem.boundary is not None:
             parts.append((check_points(xb, self.problem.dim), True))
@@ -259,7 +259,8 @@ class PinnLoss:
                 values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
                 r, dr = self._residuals_and_partials(xc, values, boundary)
                 g = dr * c.reshape(B, M)
-                D = g.reshape(-1, 1) * w[None] * activation_slope(Z, act, mu, exact)
+                D = g.reshape(-1, 1).astype(np.float32) * w[None]
+                D *= activation_slope(Z, act, mu, exact)
                 yield len(pts), r, X, D, cache[len(model.layers) - 1][0][0], g
 
     def hidden_layer_gradient(self, params, x, xb=None, mu=1e-3, chunk=8):
@@ -278,7 +279,7 @@ class PinnLoss:
         for n, r, X, D, _, _ in self._layer_sensitivities(params, x, xb, mu, chunk):
             loss += float(np.sum(r ** 2)) / n
             M = len(X) // len(r)
-            acc.add(X, ((2.0 / n) * np.repeat(r, M)[:, None] * D).astype(np.float32))
+            acc.add(X, D * np.repeat((2.0 / n) * r, M).astype(np.float32)[:, None])
         grad = np.zeros(model.n_params, np.float32)
         for name, value in acc.result().items():
             grad[model.layout[name].slice] = np.asarray(value).ravel()
@@ -300,8 +301,9 @@ class PinnLoss:
         layer's and the head's parameters.  The head's columns are exact; the layer's
         are the local rule per point: the sensitivity of point ``b``'s residual to the
         layer's pre-activations (``_layer_sensitivities``) times the layer's own input
-        at that point's shifted inputs, projected onto the layer's parameters
-        (``zotrain.zo.local_rule.LayerGradient``).  Forward passes only."""
+        at that point's shifted inputs, projected onto the layer's parameters, all points
+        of a chunk at once (``zotrain.zo.local_rule.LayerGradient.grouped``).  Forward
+        passes only."""
         from zotrain.zo.local_rule import LayerGradient
 
         model = self.model
@@ -314,11 +316,9 @@ class PinnLoss:
             J = np.empty((B, sum(s.size for s in segs) + H.shape[1] + 1))
             J[:, -1] = g.sum(axis=1)  # the head's bias
             J[:, -H.shape[1] - 1:-1] = np.matmul(g[:, None, :], H.reshape(B, M, -1))[:, 0]
-            D32 = D.astype(np.float32)
-            for b in range(B):
-                rows = slice(b * M, (b + 1) * M)
-                got = acc.reset().add(X[rows], D32[rows]).result()
-                J[b, :-H.shape[1] - 1] = np.concatenate([np.ravel(got[s.name]) for s in segs])
+            got = acc.grouped(X, D, B)  # point b's rows: the b-th block of M
+            J[:, :-H.shape[1] - 1] = np.concatenate([got[s.name].reshape(B, -1) for s in segs],
+                                                    axis=1)
             scale = 1.0 / math.sqrt(n)
             rs.append(scale * r)
             Js.append(scale * J)

@@ -58,6 +58,7 @@ HEADS = ("gauss-newton", "zo")
 BODIES = ("zo", "local", "gauss-newton", "frozen")
 BACKENDS = ("numba", "onnxruntime")
 WINDOW = 4  # the gauss-newton body's default window
+CHECK_POINTS = 1024  # at most this many check points by default (five forwards of each)
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 
 
@@ -83,6 +84,8 @@ class PinnConfig:
     # the layers below; frozen: random features
     window: Optional[int] = None  # gauss-newton body: Levenberg-Marquardt on the rows of
     # the last `window` batches (default WINDOW); other bodies: 1
+    check_points: Optional[int] = None  # gauss-newton body: fresh points judging each step's
+    # candidates (default: points, at most CHECK_POINTS)
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -120,6 +123,10 @@ class PinnConfig:
             return WINDOW if self.body == "gauss-newton" else 1
         return self.window
 
+    @property
+    def check_size(self):
+        return min(self.points, CHECK_POINTS) if self.check_points is None else self.check_points
+
     def validate(self, problem):
         method = self.derivatives or problem.method
         if method not in METHODS:
@@ -139,7 +146,7 @@ class PinnConfig:
                                "layer; it needs head 'gauss-newton', not " + repr(self.head))
         for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points") \
-                + (("window",) if self.window is not None else ()):
+                + tuple(n for n in ("window", "check_points") if getattr(self, n) is not None):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")
@@ -147,6 +154,9 @@ class PinnConfig:
             raise ZotrainError(f"window {self.window!r} needs body 'gauss-newton' (it keeps "
                                "earlier batches' Levenberg-Marquardt rows), not "
                                + repr(self.body))
+        if self.check_points is not None and self.body != "gauss-newton":
+            raise ZotrainError(f"check_points {self.check_points!r} needs body 'gauss-newton' "
+                               "(they judge its steps), not " + repr(self.body))
         for name in ("sigma", "mu", "lr", "max_time_s"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -305,8 +315,9 @@ class PinnTask:
             e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
             grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
         if self.c.body == "gauss-newton":  # applied in after_step, after the optimizer's
-            check = (self.problem.sample(self.c.points, [self.c.seed, it, 2]),
-                     self._boundary_points(self.c.points, [self.c.seed, it, 2]))
+            n = self.c.check_size
+            check = (self.problem.sample(n, [self.c.seed, it, 2]),
+                     self._boundary_points(n, [self.c.seed, it, 2]))
             r, J = self.loss.body_jacobian(params, x, xb)
             new, damping = self.loss.lm_step(params, *self.window.rows(r, J), check,
                                              self.damping)

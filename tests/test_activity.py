@@ -241,3 +241,50 @@ def test_layer_gradient_of_a_tt_layer_by_either_path(rows, method):
     for k in range(2):
         np.testing.assert_allclose(g[f"0.core{k}"], expected[k], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(g["0.bias"], D.sum(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_grouped_gradients_equal_each_groups_dense_projection(case):
+    """One gradient per block of rows (any split, any cores): each block's X^T D projected
+    onto the cores by the brute-force reference (float64)."""
+    rng = np.random.default_rng(300 + case)
+    cores = _random_cores(rng, case)
+    n_in, n_out = tt_matrix_to_dense(cores).shape
+    groups, n = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+    X = rng.standard_normal((groups * n, n_in))
+    D = rng.standard_normal((groups * n, n_out))
+    for budget in (1, 10**9):
+        m, L, R = tt_split.halves(cores, budget)
+        got = tt_split.project(cores, m, *tt_split.grouped_gradients(L, R, X, D, groups))
+        for b in range(groups):
+            rows = slice(b * n, (b + 1) * n)
+            expected = reference.tt_core_gradients_dense(cores, X[rows].T @ D[rows])
+            for g, e in zip(got, expected):
+                assert g.shape == (groups,) + e.shape
+                np.testing.assert_allclose(g[b], e, rtol=1e-10, atol=1e-12)
+
+
+def test_layer_gradient_grouped_equals_one_gradient_per_group():
+    """``LayerGradient.grouped`` of a TT and a Dense layer: block b's entries are the
+    gradient of block b's rows alone; rows that do not split into equal blocks are
+    refused."""
+    from zotrain.nn.layers import Dense, TTLinear
+    from zotrain.nn.sequential import Sequential
+
+    model = Sequential([TTLinear(12, 8, rank=3, in_modes=(3, 4), out_modes=(2, 4)),
+                        Dense(8, 3)])
+    params = model.init(4)
+    rng = np.random.default_rng(4)
+    for i, (n_in, n_out) in enumerate([(12, 8), (8, 3)]):
+        X = rng.standard_normal((15, n_in)).astype(np.float32)
+        D = rng.standard_normal((15, n_out)).astype(np.float32)
+        got = LayerGradient(model, i, params).grouped(X, D, 3)
+        for b in range(3):
+            one = layer_gradient(model, i, params, X[5 * b:5 * b + 5], D[5 * b:5 * b + 5])
+            assert got.keys() == one.keys()
+            for name in one:
+                np.testing.assert_allclose(got[name][b], one[name], rtol=1e-4, atol=1e-5)
+        for groups in (0, 4):
+            with pytest.raises(ValueError, match=f"15 rows of X and 15 of D do not make "
+                               f"{groups} equal groups"):
+                LayerGradient(model, i, params).grouped(X, D, groups)

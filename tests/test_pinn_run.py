@@ -129,6 +129,8 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("inputs", "cubic", "unknown network inputs 'cubic'"),
     ("window", 0, "window must be an integer >= 1"),
     ("window", 2, "window 2 needs body 'gauss-newton' .*, not 'zo'"),
+    ("check_points", 0, "check_points must be an integer >= 1"),
+    ("check_points", 64, "check_points 64 needs body 'gauss-newton' .*, not 'zo'"),
 ])
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
@@ -258,3 +260,24 @@ def test_bad_body_settings(tmp_path):
     with pytest.raises(ValueError, match="body 'gauss-newton' solves the head .* needs head "
                        "'gauss-newton', not 'zo'"):
         run(small(body="gauss-newton", head="zo"), tmp_path)
+
+
+@pytest.mark.parametrize("check_points,cap,expected", [(None, 1024, 16), (None, 8, 8),
+                                                       (5, 8, 5)])
+def test_gauss_newton_steps_are_judged_at_check_points(tmp_path, monkeypatch, check_points,
+                                                       cap, expected):
+    """The candidates are judged at ``check_points`` fresh points; by default as many as
+    the batch, at most ``CHECK_POINTS``."""
+    from zotrain.pinn import train
+
+    seen = []
+    real = PinnLoss.lm_step
+
+    def lm_step(self, params, r, J, check, *a, **kw):
+        seen.append(len(check[0]))
+        return real(self, params, r, J, check, *a, **kw)
+
+    monkeypatch.setattr(PinnLoss, "lm_step", lm_step)
+    monkeypatch.setattr(train, "CHECK_POINTS", cap)
+    run(small(body="gauss-newton", iters=2, check_points=check_points), tmp_path)
+    assert seen == [expected, expected]

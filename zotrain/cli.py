@@ -392,7 +392,7 @@ def _cmd_pinn(args):
 def _add_pinn(sub):
     from zotrain.pinn.derivatives import METHODS
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn.train import BODIES, HEADS, WINDOW, PinnConfig
+    from zotrain.pinn.train import BODIES, CHECK_POINTS, HEADS, WINDOW, PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "
@@ -424,6 +424,9 @@ def _add_pinn(sub):
     p.add_argument("--window", type=int, help="--body gauss-newton: solve each step on the "
                    f"rows of this many latest batches (default {WINDOW}; 1: the batch alone; "
                    "see zotrain.pinn.lm_window)")
+    p.add_argument("--check-points", type=int, help="--body gauss-newton: fresh points "
+                   "judging each step's candidates (default: --points, at most "
+                   f"{CHECK_POINTS})")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "

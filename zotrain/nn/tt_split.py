@@ -13,7 +13,8 @@ projection of ``X^T D`` onto each core) slab by slab: the FLOPs of the dense
 build and product, in BLAS calls, with no array of the dense matrix's size.  The
 gradient comes in two steps: ``slab_gradients`` (``dL/dL`` and ``dL/dR``, sums
 over rows, so a caller may accumulate them over chunks) and ``project`` (onto
-the cores of each half, by ``tt_core_gradients``).
+the cores of each half, by ``tt_core_gradients``); ``grouped_gradients`` gives
+one gradient per block of rows (per example, when an example is many rows).
 """
 
 import math
@@ -118,18 +119,47 @@ def slab_gradients(L, R, X, D):
     return GL, GR.reshape(R.shape)
 
 
+def grouped_gradients(L, R, X, D, groups):
+    """``(GL, GR)`` ``(groups, *L.shape)`` and ``(groups, *R.shape)``: ``slab_gradients`` of
+    each of ``groups`` equal consecutive blocks of the rows of ``X`` ``(rows, in)`` and
+    ``D`` ``(rows, out)`` (a per-example gradient, an example being a block), in ``X``'s
+    precision.  Four matrix products over all rows at once, through ``X`` times the right
+    half and ``D`` times the left half, never ``X^T D``: per row ``2 r (in out_R + in_L
+    out)`` multiply-adds."""
+    (a_, e_, r), (_, c_, g_) = L.shape, R.shape
+    n = len(X) // groups
+    Rx = R.astype(X.dtype, copy=False)
+    Lx = L.astype(X.dtype, copy=False)
+    X4 = X.reshape(groups, n, a_, c_)
+    D4 = D.reshape(groups, n, e_, g_)
+    # (X R)[b, m, a, r, g], then with D over (m, g): GL[b, a, e, r]
+    XR = (X4.reshape(-1, c_) @ Rx.transpose(1, 0, 2).reshape(c_, r * g_)).reshape(
+        groups, n, a_ * r, g_)
+    GL = np.matmul(XR.transpose(0, 2, 1, 3).reshape(groups, a_ * r, n * g_),
+                   D4.transpose(0, 1, 3, 2).reshape(groups, n * g_, e_))
+    GL = GL.reshape(groups, a_, r, e_).transpose(0, 1, 3, 2)
+    # (L D)[b, m, a, r, g], then with X over (m, a): GR[b, r, c, g]
+    LD = np.matmul(Lx.transpose(0, 2, 1).reshape(a_ * r, e_), D4.reshape(-1, e_, g_))
+    GR = np.matmul(X4.transpose(0, 3, 1, 2).reshape(groups, c_, n * a_),
+                   LD.reshape(groups, n * a_, r * g_))
+    return GL, GR.reshape(groups, c_, r, g_).transpose(0, 2, 1, 3)
+
+
 def project(cores, m, GL, GR):
     """Core gradients from the halves' gradients: each half is a TT-matrix whose open
     rank is folded into its outer mode (the left half's last output mode, the right
-    half's first input mode), so ``tt_core_gradients`` projects it like any other."""
+    half's first input mode), so ``tt_core_gradients`` projects it like any other.
+    ``GL`` and ``GR`` may carry the same leading axes (``grouped_gradients``); the core
+    gradients then carry them too."""
+    lead = GR.shape[:-3]
     grads = []
     if m:
         left = [*cores[:m - 1], _fold_right_rank(cores[m - 1])]
-        g = tt_core_gradients(left, GL.reshape(GL.shape[0], -1))
-        grads += g[:-1] + [g[-1].reshape(cores[m - 1].shape)]
+        g = tt_core_gradients(left, GL.reshape(lead + (GL.shape[-3], -1)))
+        grads += g[:-1] + [g[-1].reshape(lead + cores[m - 1].shape)]
     right = [_fold_left_rank(cores[m]), *cores[m + 1:]]
-    g = tt_core_gradients(right, GR.reshape(-1, GR.shape[2]))
-    return grads + [g[0].reshape(cores[m].shape)] + g[1:]
+    g = tt_core_gradients(right, GR.reshape(lead + (-1, GR.shape[-1])))
+    return grads + [g[0].reshape(lead + cores[m].shape)] + g[1:]
 
 
 def _fold_right_rank(core):
@@ -158,15 +188,18 @@ def core_gradients(cores, X, D, budget=None):
 
 
 def tt_core_gradients(cores, M):
-    """``d <M, W(cores)> / d core_k`` for every k, ``M`` of the dense matrix's shape."""
+    """``d <M, W(cores)> / d core_k`` for every k, ``M`` of the dense matrix's shape, or a
+    stack of such matrices ``(..., in, out)`` (the gradients then stacked alike)."""
+    lead = M.shape[:-2]
+    n = len(lead)
     grads = []
     for k in range(len(cores)):
         L, R = left_product(cores[:k]), right_product(cores[k + 1:])
         r0, i, o, r1 = cores[k].shape
         a, E, c, G = L.shape[0], L.shape[1], R.shape[1], R.shape[2]
-        M6 = M.reshape(a, i, c, E, o, G)
+        M6 = M.reshape(lead + (a, i, c, E, o, G))
         # contract (a, E) with L, then (c, G) with R, as two matrix products
-        T = np.tensordot(M6, L.astype(M.dtype), axes=([0, 3], [0, 1]))  # (i, c, o, G, r)
-        g = np.tensordot(T, R.astype(M.dtype), axes=([1, 3], [1, 2]))  # (i, o, r, s)
-        grads.append(g.transpose(2, 0, 1, 3))
+        T = np.tensordot(M6, L.astype(M.dtype), axes=([n, n + 3], [0, 1]))  # (..., i, c, o, G, r)
+        g = np.tensordot(T, R.astype(M.dtype), axes=([n + 1, n + 3], [1, 2]))  # (..., i, o, r, s)
+        grads.append(np.moveaxis(g, n + 2, n))
     return grads

@@ -45,11 +45,6 @@ class LayerGradient:
                        [arrays[f"{i}.core{k}"] for k in range(self.layer.shape.n_modes)])
         self.parts, self.d_sum, self.halves = None, 0.0, None
 
-    def reset(self):
-        """Start a new sum (keeping the halves): for per-example gradients."""
-        self.parts, self.d_sum = None, 0.0
-        return self
-
     def add(self, X, D):
         X = np.asarray(X, np.float32)
         D = np.asarray(D, np.float32)
@@ -63,6 +58,30 @@ class LayerGradient:
             parts = tt_split.slab_gradients(*self.halves[1:], X, D)
         self.parts = parts if self.parts is None else [a + b for a, b in zip(self.parts, parts)]
         return self
+
+    def grouped(self, X, D, groups):
+        """The gradient of each of ``groups`` equal consecutive blocks of the rows of ``X``
+        and ``D`` (``tt_split.grouped_gradients``), apart from the running sum:
+        ``{segment name: (groups, *shape)}``."""
+        X = np.asarray(X, np.float32)
+        D = np.asarray(D, np.float32)
+        if groups < 1 or len(X) % groups or len(D) != len(X):
+            raise ValueError(f"{len(X)} rows of X and {len(D)} of D do not make {groups} "
+                             "equal groups")
+        n = len(X) // groups
+        out = {f"{self.i}.bias": D.reshape(groups, n, -1).sum(axis=1, dtype=np.float64)} \
+            if self.layer.bias else {}
+        if isinstance(self.layer, Dense):
+            out[f"{self.i}.weight"] = np.matmul(X.reshape(groups, n, -1).transpose(0, 2, 1),
+                                                D.reshape(groups, n, -1))
+            return out
+        if self.halves is None:
+            self.halves = tt_split.halves(self.weight, tt_split.budget_for(X.shape[1], n))
+        m, L, R = self.halves
+        GL, GR = tt_split.grouped_gradients(L, R, X, D, groups)
+        for k, g in enumerate(tt_split.project(self.weight, m, GL, GR)):
+            out[f"{self.i}.core{k}"] = g
+        return out
 
     def result(self):
         i = self.i
