@@ -1,7 +1,9 @@
 """Batched forward benchmark: ``apply_many`` against dense GEMM and a NumPy loop.
 
 For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
-21->512->512->1, TT rank 2, Sin) at batch 500 and Q in {1, 21, 41} it prints:
+21->512->512->1, TT rank 2, Sin; PINN100: 202->512->1, TT rank 2, Sin, the body of the
+100-D PINN recipes on their quadratic inputs) at batch 500 and Q in {1, 21, 41} it
+prints:
 
 * time per ``apply_many`` call and per fused ``loss_many`` call (best of
   ``--repeats``);
@@ -17,7 +19,8 @@ For each model (MNIST: 784->1024 TT rank 8, ReLU, Dense 1024->10; PINN:
   pairwise contractions (``zotrain.nn.tt.tt_matrix_to_dense``, the best NumPy
   does), whose matrix products already run at the BLAS roofline.
 
-Usage: python benchmarks/forward.py [--repeats N] [--batch B] [--models mnist,pinn]
+Usage: python benchmarks/forward.py [--repeats N] [--batch B] [--models mnist,pinn,pinn100]
+    [--method auto|dense|contract|halves]  (every TT layer's algorithm; default: the cost model's)
 """
 
 import argparse
@@ -113,9 +116,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--batch", type=int, default=500)
-    ap.add_argument("--models", default="mnist,pinn", help="comma-separated subset of mnist,pinn")
+    ap.add_argument("--models", default="mnist,pinn,pinn100",
+                    help="comma-separated subset of mnist,pinn,pinn100")
+    ap.add_argument("--method", default="auto", choices=TTLinear.METHODS,
+                    help="the algorithm of every TT layer (default: the cost model's choice)")
     args = ap.parse_args()
-    models = {"mnist": zotrain.mnist_mlp, "pinn": zotrain.pinn_mlp}
+    models = {"mnist": zotrain.mnist_mlp, "pinn": zotrain.pinn_mlp,
+              "pinn100": lambda: zotrain.pinn_mlp(in_features=202, depth=1)}
     chosen = args.models.split(",")
     if not chosen or set(chosen) - set(models):
         ap.error(f"--models must name some of {sorted(models)}, got {args.models!r}")
@@ -126,8 +133,10 @@ def main():
     for name in chosen:
         model = models[name]()
         tt = [l for l in model.layers if isinstance(l, TTLinear)]
+        for layer in tt:
+            layer.method = args.method
         print(f"# {name}: {model.n_params} params; TT layers use "
-              + ", ".join("dense+BLAS" if l.uses_dense(args.batch) else "contraction" for l in tt))
+              + ", ".join(l.algorithm(args.batch) for l in tt))
         rows += bench_model(name, model, args.batch, (1, 21, 41), args.repeats, rng)
     head = ("| model | Q | apply_many ms | loss_many ms | GFLOP/s | GEMM roofline GFLOP/s "
             "| ratio | dense-equiv GFLOP/s | einsum loop ms | speedup | pairwise loop ms "

@@ -88,6 +88,40 @@ def _tt_contract_many(H, P, meta, chunk, work, Y):
     return Y
 
 
+@njit(**PARALLEL)
+def _tt_left_apply(XR, Lt, chunk, Y):
+    """``Y[b, e, :] = sum_k Lt[k, e] * XR[b, k, :]``, ``chunk`` rows per work item."""
+    B, K, G = XR.shape
+    E = Lt.shape[1]
+    T = XR.reshape(B * K * G)
+    U = Y.reshape(B * E * G)
+    core = Lt.reshape(K * E)
+    for item in prange((B + chunk - 1) // chunk):
+        b0 = item * chunk
+        nb = min(chunk, B - b0)
+        _contract_step(T[b0 * K * G:(b0 + nb) * K * G], U[b0 * E * G:(b0 + nb) * E * G], core,
+                       nb, K, E, G)
+    return Y
+
+
+def tt_left_apply(XR, Lt, Y, chunk=16):
+    """Write ``Y[b, e, g] = sum_k Lt[k, e] XR[b, k, g]`` (float32, C-contiguous: ``XR``
+    ``(B, K, G)``, ``Lt`` ``(K, E)``, ``Y`` ``(B, E, G)``): per row, a TT-matrix's left half
+    applied to the input already multiplied by its right half (``zotrain.nn.tt_split``,
+    ``halves_forward``).  ``chunk`` rows per work item."""
+    check_array("XR", XR, np.float32, 3, contiguous=True)
+    check_array("Lt", Lt, np.float32, 2, contiguous=True)
+    check_array("Y", Y, np.float32, 3, contiguous=True)
+    (B, K, G), E = XR.shape, Lt.shape[1]
+    if Lt.shape[0] != K or Y.shape != (B, E, G):
+        raise ValueError(f"XR {XR.shape}, Lt {Lt.shape} and Y {Y.shape} do not fit: expected "
+                         f"Lt ({K}, E) and Y ({B}, E, {G})")
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    prepare_threads()
+    return _tt_left_apply(XR, Lt, int(chunk), Y)
+
+
 def _check_meta(meta, P):
     check_array("meta", meta, np.int64, 2)
     check_array("P", P, np.float32, 2)

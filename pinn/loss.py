@@ -37,12 +37,19 @@ _CHUNK_ROWS = 1 << 17  # network evaluations per forward call (memory bound)
 
 class PinnLoss:
     def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=441, seed=0,
-                 network=None, inputs="coordinates"):
+                 network=None, inputs="coordinates", boundary_weight=1.0):
         """``sigma`` and ``method`` default to the problem's (``Problem.sigma``/``.method``).
         ``network`` runs the forward passes: anything with the model's ``apply_many(P, X)``
         and ``features(params, X)`` (default: the model itself, on Numba kernels; see
         ``zotrain.export.runtime.OrtNetwork`` for onnxruntime).  ``inputs`` is what the
-        network sees of a point (``zotrain.pinn.inputs``)."""
+        network sees of a point (``zotrain.pinn.inputs``).  ``boundary_weight`` multiplies
+        the mean squared boundary error in the loss (its rows by its square root)."""
+        if not (isinstance(boundary_weight, (int, float, np.floating)) and
+                not isinstance(boundary_weight, bool) and 0 < boundary_weight < np.inf):
+            raise ValueError(f"boundary_weight must be a finite number > 0, got "
+                             f"{boundary_weight!r}")
+        self.boundary_weight = float(boundary_weight)
+        self._root_weight = math.sqrt(self.boundary_weight)
         n_in = input_map.width(inputs, problem.dim)
         if model.in_features != n_in or model.out_features != 1:
             raise ValueError(f"the model maps {model.in_features} -> {model.out_features}; "
@@ -149,7 +156,8 @@ class PinnLoss:
         out = np.array([np.mean(self._residual(x, vq @ self.op.T) ** 2) for vq in v])
         if xb is not None and self.problem.boundary is not None:
             g = self.problem.boundary(check_points(xb, self.problem.dim))
-            out += np.mean((self.values(P, xb) @ self.op[0] - g) ** 2, axis=1)
+            out += self.boundary_weight * np.mean((self.values(P, xb) @ self.op[0] - g) ** 2,
+                                                  axis=1)
         return out
 
     def head_slice(self):
@@ -206,9 +214,10 @@ class PinnLoss:
         return out
 
     def _residuals(self, x, values, boundary):
-        """Residuals ``(B,)`` (or boundary errors) of the smoothed values ``(B, M)``."""
+        """Residuals ``(B,)`` (or boundary errors, times the square root of the boundary
+        weight) of the smoothed values ``(B, M)``."""
         if boundary:
-            return values @ self.op[0] - self.problem.boundary(x)
+            return self._root_weight * (values @ self.op[0] - self.problem.boundary(x))
         return self._residual(x, values @ self.op.T)
 
     def _residuals_and_partials(self, x, values, boundary):
@@ -217,7 +226,8 @@ class PinnLoss:
         partials in its fields by complex step (exact when it is analytic), every field's
         step in one call of the residual."""
         if boundary:
-            return self._residuals(x, values, True), np.broadcast_to(self.op[0], values.shape)
+            return self._residuals(x, values, True), np.broadcast_to(
+                self._root_weight * self.op[0], values.shape)
         fields = values @ self.op.T
         B, n = fields.shape
         stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
@@ -429,7 +439,7 @@ class PinnLoss:
             g = self.problem.boundary(xb)
             err = (self.values(P, xb[i:i + step]) @ self.op[0] - g[i:i + step]
                    for i in range(0, len(xb), step))
-            out = out + sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
+            out = out + self.boundary_weight * sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
         return out
 
     def mean_loss(self, params, x, xb=None):

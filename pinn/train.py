@@ -86,6 +86,9 @@ class PinnConfig:
     # the last `window` batches (default WINDOW); other bodies: 1
     check_points: Optional[int] = None  # gauss-newton body: fresh points judging each step's
     # candidates (default: points, at most CHECK_POINTS)
+    boundary_weight: float = 1.0  # multiplies the mean squared boundary error in the loss
+    boundary_fraction: float = 0.25  # boundary points per collocation point (batches, checks,
+    # head solves) of a problem with boundary data
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -161,6 +164,10 @@ class PinnConfig:
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise ZotrainError(f"{name} must be > 0, got {v!r}")
+        for name in ("boundary_weight", "boundary_fraction"):
+            w = getattr(self, name)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
+                raise ZotrainError(f"{name} must be a finite number > 0, got {w!r}")
         if not self.ridge >= 0:
             raise ZotrainError(f"ridge must be >= 0, got {self.ridge!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
@@ -180,7 +187,8 @@ def build(c, problem):
 
         network = OrtNetwork(model)
     loss = PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
-                    samples=c.samples, seed=c.seed, network=network, inputs=c.inputs)
+                    samples=c.samples, seed=c.seed, network=network, inputs=c.inputs,
+                    boundary_weight=c.boundary_weight)
     return model, loss
 
 
@@ -283,9 +291,9 @@ class PinnTask:
     def init(self, seed):
         return init_params(self.model, self.problem, seed)
 
-    def _boundary_points(self, n, seed):  # a quarter as many as interior points
+    def _boundary_points(self, n, seed):  # boundary_fraction as many as interior points
         return None if self.problem.boundary is None else \
-            self.problem.sample_boundary(max(1, n // 4), seed)
+            self.problem.sample_boundary(max(1, round(n * self.c.boundary_fraction)), seed)
 
     def _batch(self, it, seed):
         return it, self.problem.sample(self.c.points, [seed, it]), \

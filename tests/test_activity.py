@@ -160,7 +160,41 @@ def test_slab_forward_equals_the_dense_product(case):
                                    atol=1e-12)
 
 
-@pytest.mark.parametrize("method", ["dense", "contract"])
+@pytest.mark.parametrize("case", range(12))
+def test_halves_forward_equals_the_dense_product(case):
+    """X times the right half, then the left half: every split point, passes of a few rows."""
+    rng = np.random.default_rng(400 + case)
+    cores = _random_cores(rng, 400 + case)
+    W = reference.tt_dense(cores)
+    X = rng.standard_normal((int(rng.integers(1, 30)), W.shape[0])).astype(np.float32)
+    for m in range(len(cores) + 1):
+        L, R = tt_split.left_product(cores[:m]), tt_split.right_product(cores[m:])
+        for floats in (1, 50, tt_split.HALVES_FLOATS):
+            out = np.full((len(X), W.shape[1]), np.nan, np.float32)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(tt_split, "HALVES_FLOATS", floats)
+                tt_split.halves_forward(L, R, X, out, {})
+            np.testing.assert_allclose(out, X.astype(np.float64) @ W, rtol=1e-4,
+                                       atol=1e-5 * np.abs(W).sum(0).max() * np.abs(X).max())
+    with pytest.raises(ValueError, match="C-contiguous out"):  # a strided view of 3 rows
+        tt_split.halves_forward(L, R, np.zeros((3, W.shape[0]), np.float32),
+                                np.empty((3, 2 * W.shape[1]), np.float32)[:, ::2])
+
+
+def test_halves_split_has_the_fewest_flops():
+    """forward_split_point minimises 2 r (in out_R + in_L out) per row: (4,4,4,8) rank 2
+    splits in the middle; its FLOPs are those of the two products, counted by brute force."""
+    shapes = [(1, 4, 4, 2), (2, 4, 4, 2), (2, 4, 4, 2), (2, 8, 8, 1)]
+    assert tt_split.forward_split_point(shapes) == 2
+    assert tt_split.forward_split_point([(1, 5, 7, 1)]) == 0
+    # X (B, 16, 32) @ R (32, 2*32) then the left half (16*2 -> 16) on (B, 32) blocks
+    per_row = 2 * (16 * 32 * 64) + 2 * (32 * 16 * 32)
+    # halves: core0 (1 x 32); (16 x 2) @ core1 (2 x 32); core3 (128 x 1); core2 (32 x 2) @ (2 x 64)
+    build = 2 * (32 + 16 * 2 * 32 + 128 + 32 * 2 * 64)
+    assert tt_split.halves_forward_flops(shapes, 10) == 10 * per_row + build
+
+
+@pytest.mark.parametrize("method", ["dense", "contract", "halves"])
 def test_tt_layer_training_allocates_nothing_of_the_dense_size(method):
     """A 4096 x 4096 TT layer (dense: 64 MiB in float32): its forward on a batch of 64 (by
     slabs or by the contraction kernel) and its local-rule gradient each allocate under a

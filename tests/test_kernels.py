@@ -5,7 +5,7 @@ import pytest
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.kernels.tt import contraction_work, tt_contract_many
+from zotrain.kernels.tt import contraction_work, tt_contract_many, tt_left_apply
 from zotrain.nn.tt import random_tt_matrix
 from tests import reference
 from tests.test_tt import random_shape
@@ -46,6 +46,20 @@ def test_tt_contract_many(case, shared):
         for q in range(Q):
             ref = H[0 if shared else q].astype(np.float64) @ reference.tt_dense(sets[q])
             assert rel_err(Y[q], ref) < 1e-5
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_tt_left_apply(case):
+    """Y[b, e, g] = sum_k Lt[k, e] XR[b, k, g] against einsum in float64, every chunk size."""
+    rng = np.random.default_rng(300 + case)
+    B, K, E, G = (int(v) for v in rng.integers(1, [40, 12, 9, 35]))
+    XR = rng.standard_normal((B, K, G)).astype(np.float32)
+    Lt = rng.standard_normal((K, E)).astype(np.float32)
+    ref = np.einsum("ke,bkg->beg", Lt.astype(np.float64), XR.astype(np.float64))
+    for chunk in (1, 3, 16, 1000):
+        Y = np.full((B, E, G), np.nan, np.float32)
+        assert tt_left_apply(XR, Lt, Y, chunk) is Y
+        assert rel_err(Y, ref) < 1e-5
 
 
 @pytest.mark.parametrize("case", range(10))

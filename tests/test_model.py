@@ -36,7 +36,7 @@ def random_model(rng, method):
     return Sequential(layers)
 
 
-@pytest.mark.parametrize("method", ["dense", "contract", "auto"])
+@pytest.mark.parametrize("method", ["dense", "contract", "halves", "auto"])
 @pytest.mark.parametrize("case", range(8))
 def test_apply_many_matches_reference(method, case):
     rng = np.random.default_rng(1000 * case + len(method))
@@ -83,13 +83,15 @@ def test_loss_many_without_final_dense(rng):
 def test_reference_models():
     m = zotrain.mnist_mlp()
     assert (m.in_features, m.out_features) == (784, 10)
-    assert m.layers[0].uses_dense(500)  # rank 8, width 1024: BLAS wins
+    assert m.layers[0].algorithm(500) == "dense"  # rank 8, width 1024: BLAS wins
     old = TTLinear(784, 1024, rank=8, in_modes=(4, 7, 7, 4), out_modes=(4, 8, 8, 4),
                    method="lean")  # an earlier release's name: every method is lean now
-    assert old.method == "auto" and old.uses_dense(500)
+    assert old.method == "auto" and old.algorithm(500) == "dense"
     p = zotrain.pinn_mlp()
     assert (p.in_features, p.out_features) == (21, 1)
-    assert not p.layers[2].uses_dense(500)  # rank 2: contraction wins
+    assert p.layers[2].algorithm(500) == "contract"  # rank 2, four cores: contraction wins
+    # rank 2, two cores, a wide input (heat100d's body): the input times the right half
+    assert TTLinear(202, 512, rank=2).algorithm(500) == "halves"
     assert 1500 < p.n_params < 3000 and p.dense_params == 274433
 
 

@@ -251,3 +251,37 @@ def test_the_hard_constraint_is_read_off_in_one_call_or_two(name):
     got = loss._affine(xs)
     np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
+
+
+def test_boundary_weight_scales_the_boundary_term_and_its_rows():
+    """With weight w the loss is the mean squared residual plus w times the mean squared
+    boundary error, in every form: the loss, the batched losses, the Levenberg-Marquardt
+    rows (boundary rows times sqrt(w), residual rows unchanged) and the head's rows."""
+    p = problems.get("heat100d")
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
+    x, xb = p.sample(4, seed=1), p.sample_boundary(3, seed=2)
+    one, four = (PinnLoss(model, p, sigma=0.1, method="radial", boundary_weight=w)
+                 for w in (1.0, 4.0))
+    params = one.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
+    interior = one(params[None], x)[0]
+    boundary = one(params[None], x, xb)[0] - interior
+    assert interior > 0 and boundary > 0
+    assert four(params[None], x, xb)[0] == pytest.approx(interior + 4 * boundary, rel=1e-6)
+    assert four.losses(params[None], x, xb)[0] == pytest.approx(interior + 4 * boundary,
+                                                                rel=1e-6)
+    (r1, J1), (r4, J4) = (loss.body_jacobian(params, x, xb) for loss in (one, four))
+    np.testing.assert_allclose(r4[:len(x)], r1[:len(x)])
+    np.testing.assert_allclose(J4[:len(x)], J1[:len(x)])
+    np.testing.assert_allclose(r4[len(x):], 2 * r1[len(x):], rtol=1e-12)
+    np.testing.assert_allclose(J4[len(x):], 2 * J1[len(x):], rtol=1e-12)
+    h1, h4 = (loss.head_jacobian(params, xb, boundary=True) for loss in (one, four))
+    np.testing.assert_allclose(h4[0], 2 * h1[0], rtol=1e-12)
+    np.testing.assert_allclose(h4[1], 2 * h1[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight", [0.0, -1.0, float("nan"), float("inf"), True, "2"])
+def test_bad_boundary_weight(weight):
+    p = problems.get("heat100d")
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
+    with pytest.raises(ValueError, match="boundary_weight must be a finite number > 0"):
+        PinnLoss(model, p, boundary_weight=weight)

@@ -131,6 +131,10 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("window", 2, "window 2 needs body 'gauss-newton' .*, not 'zo'"),
     ("check_points", 0, "check_points must be an integer >= 1"),
     ("check_points", 64, "check_points 64 needs body 'gauss-newton' .*, not 'zo'"),
+    ("boundary_weight", 0.0, "boundary_weight must be a finite number > 0, got 0.0"),
+    ("boundary_weight", float("inf"), "boundary_weight must be a finite number > 0, got inf"),
+    ("boundary_weight", float("nan"), "boundary_weight must be a finite number > 0, got nan"),
+    ("boundary_fraction", -0.5, "boundary_fraction must be a finite number > 0, got -0.5"),
 ])
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
@@ -281,3 +285,36 @@ def test_gauss_newton_steps_are_judged_at_check_points(tmp_path, monkeypatch, ch
     monkeypatch.setattr(train, "CHECK_POINTS", cap)
     run(small(body="gauss-newton", iters=2, check_points=check_points), tmp_path)
     assert seen == [expected, expected]
+
+
+@pytest.mark.parametrize("fraction,expected", [(None, (4, 4, 64)), (0.5, (8, 8, 128)),
+                                               (2.0, (32, 32, 512))])
+def test_boundary_points_per_collocation_point(tmp_path, monkeypatch, fraction, expected):
+    """Batches, checks and head solves take ``boundary_fraction`` boundary points per
+    collocation point (a quarter by default)."""
+    from zotrain.pinn import problems
+
+    seen = []
+    jacobian, step, head = PinnLoss.body_jacobian, PinnLoss.lm_step, PinnLoss.solve_head
+
+    def body_jacobian(self, params, x, xb=None, *a, **kw):
+        seen.append(("batch", len(xb)))
+        return jacobian(self, params, x, xb, *a, **kw)
+
+    def lm_step(self, params, r, J, check, *a, **kw):
+        seen.append(("check", len(check[1])))
+        return step(self, params, r, J, check, *a, **kw)
+
+    def solve_head(self, params, x, ridge, xb=None, *a, **kw):
+        seen.append(("head", len(xb)))
+        return head(self, params, x, ridge, xb, *a, **kw)
+
+    monkeypatch.setattr(PinnLoss, "body_jacobian", body_jacobian)
+    monkeypatch.setattr(PinnLoss, "lm_step", lm_step)
+    monkeypatch.setattr(PinnLoss, "solve_head", solve_head)
+    options = {} if fraction is None else {"boundary_fraction": fraction}
+    run(small(body="gauss-newton", depth=1, iters=1, head_every=1, width=16, **options),
+        tmp_path, problem=problems.get("hjb100d"))
+    batch, check, head_n = expected
+    assert ("batch", batch) in seen and ("check", check) in seen and ("head", head_n) in seen
+    assert {n for what, n in seen if what == "batch"} == {batch}

@@ -427,6 +427,12 @@ def _add_pinn(sub):
     p.add_argument("--check-points", type=int, help="--body gauss-newton: fresh points "
                    "judging each step's candidates (default: --points, at most "
                    f"{CHECK_POINTS})")
+    p.add_argument("--boundary-weight", type=float, help="multiplies the mean squared "
+                   "boundary error in the loss against the mean squared residual (default "
+                   f"{d.boundary_weight})")
+    p.add_argument("--boundary-fraction", type=float, help="boundary points per collocation "
+                   "point, for a problem with boundary data (default "
+                   f"{d.boundary_fraction})")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "

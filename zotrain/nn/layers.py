@@ -96,15 +96,20 @@ class TTLinear:
     """A linear layer whose weight is a TT-matrix (see ``zotrain.nn.tt``).
 
     ``in_modes``/``out_modes`` default to a balanced factorisation; ``rank`` is an
-    int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward either builds
-    the dense matrix a column slab at a time and multiplies each slab with BLAS
-    (``zotrain.nn.tt_split``: the dense FLOPs, never an array of the dense size),
-    or contracts the cores with the input, whichever the FLOP cost model prefers
-    (``method="auto"``; ``"dense"`` or ``"contract"`` forces one).  ``"lean"``, from
-    an earlier release, is read as ``"auto"``: every method is lean now.
+    int or the full rank tuple ``(1, r_1, ..., 1)``.  The forward runs one of three
+    algorithms, whichever the FLOP cost model prefers (``method="auto"``; a method's
+    name forces it), none with an array of the dense size:
+
+    * ``"dense"``: build the dense matrix a column slab at a time and multiply each
+      slab with BLAS (``zotrain.nn.tt_split``; the dense FLOPs);
+    * ``"contract"``: contract the cores with the input one by one (``kernels.tt``);
+    * ``"halves"``: the input times the right half of the cores (BLAS), then the left
+      half per row (``tt_split.halves_forward``): for small ranks and a wide input.
+
+    ``"lean"``, from an earlier release, is read as ``"auto"``.
     """
 
-    METHODS = ("auto", "dense", "contract")
+    METHODS = ("auto", "dense", "contract", "halves")
 
     def __init__(self, in_features, out_features, *, rank, in_modes=None, out_modes=None,
                  bias=True, method="auto"):
@@ -162,41 +167,47 @@ class TTLinear:
         halves, then ``L[:, e] @ R`` for every left output index ``e``)."""
         shapes = self.shape.core_shapes
         m = tt_split.split_point(shapes, tt_split.budget_for(self.in_features, batch))
-        flops, (rows, cols) = 0, (1, 1)
-        for r0, i, o, r1 in shapes[:m]:  # the left half, then the right one
-            flops += 2 * rows * cols * r0 * i * o * r1
-            rows, cols = rows * i, cols * o
-        rows, cols = 1, 1
-        for r0, i, o, r1 in reversed(shapes[m:]):
-            flops += 2 * rows * cols * r0 * i * o * r1
-            rows, cols = rows * i, cols * o
-        return flops + 2 * self.in_features * self.out_features * self.shape.ranks[m]
-
-    def uses_dense(self, batch):
-        """Cost model: build the dense matrix by slabs and use BLAS, or contract directly
-        (``method="dense"`` or ``"contract"`` overrides the choice)."""
-        if self.method in ("dense", "contract"):
-            return self.method == "dense"
-        return self.flops_dense(batch) <= BLAS_ADVANTAGE * self.contraction_flops(batch)
+        return (tt_split.halves_build_flops(shapes, m)
+                + 2 * self.in_features * self.out_features * self.shape.ranks[m])
 
     def flops_dense(self, batch):
         return self.dense_build_flops(batch) + 2 * batch * self.in_features * self.out_features
 
+    def algorithm(self, batch):
+        """The forward's algorithm for ``batch`` rows: ``self.method`` unless ``"auto"``,
+        else the cheapest by FLOPs, the dense product's divided by ``BLAS_ADVANTAGE``
+        (``"halves"`` is counted at the kernel's rate: its BLAS product has a short inner
+        dimension and a wide output, and runs far below BLAS's peak)."""
+        if self.method != "auto":
+            return self.method
+        cost = {"dense": self.flops_dense(batch) / BLAS_ADVANTAGE,
+                "contract": self.contraction_flops(batch), "halves": self.halves_flops(batch)}
+        return min(cost, key=cost.get)
+
+    def halves_flops(self, batch):
+        return tt_split.halves_forward_flops(self.shape.core_shapes, batch)
+
     def flops(self, batch):
-        return self.flops_dense(batch) if self.uses_dense(batch) else self.contraction_flops(batch)
+        return {"dense": self.flops_dense, "contract": self.contraction_flops,
+                "halves": self.halves_flops}[self.algorithm(batch)](batch)
 
     def forward_many(self, H, P, offsets, act=None, scratch=None):
         Q, B = P.shape[0], H.shape[1]
         Y = _buffer(scratch, "Y", (Q, B, self.out_features))
-        if self.uses_dense(B):
-            budget = tt_split.budget_for(self.in_features, B)
+        algorithm = self.algorithm(B)
+        if algorithm == "contract":
+            tt_contract_many(H, P, self.meta(offsets), Y)
+        else:
+            budget = tt_split.budget_for(self.in_features, B) if algorithm == "dense" else None
             for q in range(Q):
                 cores = [P[q, offsets[f"core{k}"]:offsets[f"core{k}"] + math.prod(s)].reshape(s)
                          for k, s in enumerate(self.shape.core_shapes)]
                 _, L, R = tt_split.halves(cores, budget)
-                tt_split.slab_forward(L, R, H[q if H.shape[0] > 1 else 0], Y[q], budget)
-        else:
-            tt_contract_many(H, P, self.meta(offsets), Y)
+                X = H[q if H.shape[0] > 1 else 0]
+                if algorithm == "dense":
+                    tt_split.slab_forward(L, R, X, Y[q], budget)
+                else:
+                    tt_split.halves_forward(L, R, X, Y[q], scratch)
         return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
 
     def spec(self):

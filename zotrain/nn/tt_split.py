@@ -21,8 +21,12 @@ import math
 
 import numpy as np
 
+from zotrain.kernels.tt import tt_left_apply
+
 #: slab-group size floor, in floats (128 KB of float32)
 MIN_BUDGET = 1 << 15
+#: ``halves_forward``'s rows per pass: as many as keep ``X @ R`` within this many floats
+HALVES_FLOATS = 1 << 19
 
 
 def left_product(cores):
@@ -69,10 +73,46 @@ def split_point(core_shapes, budget):
     return m_best
 
 
-def halves(cores, budget):
-    """``(m, L, R)``: the split point and the two halves' products."""
-    m = split_point([c.shape for c in cores], budget)
+def halves(cores, budget=None):
+    """``(m, L, R)``: the split point and the two halves' products; split for slabs of
+    ``budget`` floats (``split_point``), or for ``halves_forward`` when ``budget`` is None."""
+    shapes = [c.shape for c in cores]
+    m = forward_split_point(shapes) if budget is None else split_point(shapes, budget)
     return m, left_product(cores[:m]), right_product(cores[m:])
+
+
+def halves_build_flops(core_shapes, m):
+    """FLOPs of ``left_product`` of the first ``m`` cores and ``right_product`` of the rest."""
+    flops, (rows, cols) = 0, (1, 1)
+    for r0, i, o, r1 in core_shapes[:m]:
+        flops += 2 * rows * cols * r0 * i * o * r1
+        rows, cols = rows * i, cols * o
+    rows, cols = 1, 1
+    for r0, i, o, r1 in reversed(core_shapes[m:]):
+        flops += 2 * rows * cols * r0 * i * o * r1
+        rows, cols = rows * i, cols * o
+    return flops
+
+
+def _halves_row_flops(core_shapes, m):
+    """Per row, ``halves_forward``'s FLOPs split at ``m``: ``X @ R``, then the left half."""
+    n_in = math.prod(s[1] for s in core_shapes)
+    n_out = math.prod(s[2] for s in core_shapes)
+    in_left = math.prod(s[1] for s in core_shapes[:m])
+    out_right = math.prod(s[2] for s in core_shapes[m:])
+    return 2 * core_shapes[m][0] * (n_in * out_right + in_left * n_out)
+
+
+def forward_split_point(core_shapes):
+    """The ``m`` in ``1..d-1`` (0 for one core) with the fewest ``halves_forward`` FLOPs per row."""
+    return min(range(1, len(core_shapes)), key=lambda m: _halves_row_flops(core_shapes, m),
+               default=0)
+
+
+def halves_forward_flops(core_shapes, batch):
+    """FLOPs of ``halves_forward`` on ``batch`` rows, the halves' products included."""
+    m = forward_split_point(core_shapes)
+    return batch * _halves_row_flops(core_shapes, m) + halves_build_flops(core_shapes, m)
 
 
 def _groups(L, R, budget):
@@ -97,6 +137,33 @@ def slab_forward(L, R, X, out, budget):
             np.matmul(X, W, out=cols)
         else:
             cols[...] = X @ W
+    return out
+
+
+def halves_forward(L, R, X, out, scratch=None):
+    """``X @ W`` into ``out`` ``(B, out)`` from the halves, never the dense matrix: ``X``
+    ``(B, in_L, in_R)`` times the right half over ``in_R`` (one BLAS product), then the left
+    half over ``(in_L, r)`` per row (``tt_left_apply``); per row ``2 r (in out_R + in_L
+    out)`` FLOPs, rows in passes whose ``X @ R`` fits ``HALVES_FLOATS``.  float32 only;
+    ``scratch`` (a dict) keeps the pass buffer between calls."""
+    (a_, e_, r), (_, c_, g_) = L.shape, R.shape
+    B = X.shape[0]
+    if not out.flags.c_contiguous:
+        raise ValueError("halves_forward writes into a C-contiguous out")
+    Rm = np.ascontiguousarray(R.transpose(1, 0, 2).reshape(c_, r * g_), np.float32)
+    Lt = np.ascontiguousarray(L.transpose(0, 2, 1).reshape(a_ * r, e_), np.float32)
+    rows = max(1, min(B, HALVES_FLOATS // (a_ * r * g_)))
+    shape = (rows * a_, r * g_)
+    XR = scratch.get("XR") if scratch is not None else None
+    if XR is None or XR.shape != shape:
+        XR = np.empty(shape, np.float32)
+        if scratch is not None:
+            scratch["XR"] = XR
+    for b in range(0, B, rows):
+        n = min(rows, B - b)
+        xr = XR[:n * a_]
+        np.matmul(X[b:b + n].reshape(n * a_, c_), Rm, out=xr)
+        tt_left_apply(xr.reshape(n, a_ * r, g_), Lt, out[b:b + n].reshape(n, e_, g_))
     return out
 
 
