@@ -155,9 +155,8 @@ class PinnLoss:
         v = self.values(P, x)
         out = np.array([np.mean(self._residual(x, vq @ self.op.T) ** 2) for vq in v])
         if xb is not None and self.problem.boundary is not None:
-            g = self.problem.boundary(check_points(xb, self.problem.dim))
-            out += self.boundary_weight * np.mean((self.values(P, xb) @ self.op[0] - g) ** 2,
-                                                  axis=1)
+            xb = check_points(xb, self.problem.dim)
+            out += np.mean(self._residuals(xb, self.values(P, xb), True) ** 2, axis=1)
         return out
 
     def head_slice(self):
@@ -215,7 +214,7 @@ class PinnLoss:
 
     def _residuals(self, x, values, boundary):
         """Residuals ``(B,)`` (or boundary errors, times the square root of the boundary
-        weight) of the smoothed values ``(B, M)``."""
+        weight) of the smoothed values ``(B, M)`` (or ``(Q, B, M)`` for boundary errors)."""
         if boundary:
             return self._root_weight * (values @ self.op[0] - self.problem.boundary(x))
         return self._residual(x, values @ self.op.T)
@@ -436,10 +435,9 @@ class PinnLoss:
         out = out / len(x)
         if xb is not None and self.problem.boundary is not None:
             xb = check_points(xb, self.problem.dim)
-            g = self.problem.boundary(xb)
-            err = (self.values(P, xb[i:i + step]) @ self.op[0] - g[i:i + step]
+            err = (self._residuals(xb[i:i + step], self.values(P, xb[i:i + step]), True)
                    for i in range(0, len(xb), step))
-            out = out + self.boundary_weight * sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
+            out = out + sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
         return out
 
     def mean_loss(self, params, x, xb=None):

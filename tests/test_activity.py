@@ -234,17 +234,24 @@ def test_tt_layer_training_allocates_nothing_of_the_dense_size(method):
                                    atol=2e-3 * np.abs(expected[k]).max())
 
 
-def test_layer_gradient_accumulated_over_chunks_equals_one_batch():
+def _tt_dense_model_cases(seed, rows):
+    """A TT layer and a Dense layer: ``(model, params, [(layer index, X, D)])`` with
+    ``rows`` random rows of each layer's input ``X`` and pre-activation gradient ``D``."""
     from zotrain.nn.layers import Dense, TTLinear
     from zotrain.nn.sequential import Sequential
 
     model = Sequential([TTLinear(12, 8, rank=3, in_modes=(3, 4), out_modes=(2, 4)),
                         Dense(8, 3)])
-    params = model.init(2)
-    rng = np.random.default_rng(2)
-    for i, (n_in, n_out) in enumerate([(12, 8), (8, 3)]):
-        X = rng.standard_normal((10, n_in)).astype(np.float32)
-        D = rng.standard_normal((10, n_out)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    cases = [(i, rng.standard_normal((rows, n_in)).astype(np.float32),
+              rng.standard_normal((rows, n_out)).astype(np.float32))
+             for i, (n_in, n_out) in enumerate([(12, 8), (8, 3)])]
+    return model, model.init(seed), cases
+
+
+def test_layer_gradient_accumulated_over_chunks_equals_one_batch():
+    model, params, cases = _tt_dense_model_cases(2, 10)
+    for i, X, D in cases:
         whole = layer_gradient(model, i, params, X, D)
         acc = LayerGradient(model, i, params)
         for s in (0, 3, 7):
@@ -302,16 +309,8 @@ def test_layer_gradient_grouped_equals_one_gradient_per_group():
     """``LayerGradient.grouped`` of a TT and a Dense layer: block b's entries are the
     gradient of block b's rows alone; rows that do not split into equal blocks are
     refused."""
-    from zotrain.nn.layers import Dense, TTLinear
-    from zotrain.nn.sequential import Sequential
-
-    model = Sequential([TTLinear(12, 8, rank=3, in_modes=(3, 4), out_modes=(2, 4)),
-                        Dense(8, 3)])
-    params = model.init(4)
-    rng = np.random.default_rng(4)
-    for i, (n_in, n_out) in enumerate([(12, 8), (8, 3)]):
-        X = rng.standard_normal((15, n_in)).astype(np.float32)
-        D = rng.standard_normal((15, n_out)).astype(np.float32)
+    model, params, cases = _tt_dense_model_cases(4, 15)
+    for i, X, D in cases:
         got = LayerGradient(model, i, params).grouped(X, D, 3)
         for b in range(3):
             one = layer_gradient(model, i, params, X[5 * b:5 * b + 5], D[5 * b:5 * b + 5])
