@@ -26,7 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .sparse_grid import radial_spherical, smolyak_gauss_hermite, symmetric_degree5
+from .sparse_grid import radial_spherical, random_orthogonal, smolyak_gauss_hermite, \
+    symmetric_degree5
 
 METHODS = ("sparse-grid", "degree5", "radial", "stein-mc")
 HESSIANS = (None, "diagonal", "full")
@@ -87,6 +88,24 @@ def rule(dim, method="sparse-grid", *, level=3, samples=64, seed=0, time_index=N
     raise ValueError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")
 
 
+def frame_rule(dim, seed=0):
+    """A rule for the smoothed value ``u`` alone: the pairs ``+-sqrt(dim) v_k`` along a
+    random orthonormal frame ``v_1 .. v_dim``, weights ``1 / dim``; ``2 dim + 1`` evaluations
+    (the centre among them, with weight 0, as in the radial rule),
+    exact for polynomials of degree <= 3 (its second moments are the identity).  Not a
+    derivative rule: its Laplacian form is wrong even for quadratics."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    z = np.sqrt(dim) * random_orthogonal(int(dim), np.random.default_rng(seed))
+    return SteinRule(z, np.full(int(dim), 1.0 / dim), 0.0)
+
+
+def value_weights(stein):
+    """The u form of ``stein`` on ``shifted_inputs``: weights ``(2K + 1,)``."""
+    w = np.asarray(stein.weights, np.float64) / 2
+    return np.concatenate([[stein.center], w, w])
+
+
 def shifted_inputs(x, sigma, stein):
     """All inputs ``f`` is evaluated on: ``(B, 2K + 1, d)`` = x, x + sigma z_k, x - sigma z_k."""
     x = np.asarray(x, np.float64)
@@ -117,7 +136,7 @@ def stein_operator(sigma, stein, time_index=None, scale=None, hessian=None):
                        .reshape(len(w), d * d).T)
     second = np.array(second) / (2 * sigma ** 2)  # (rows, K)
     op = np.zeros((d + 1 + len(second), 2 * len(w) + 1))
-    op[0] = np.concatenate([[stein.center], w / 2, w / 2])
+    op[0] = value_weights(stein)
     op[1:d + 1] = np.concatenate([np.zeros((d, 1)), gk, -gk], axis=1)
     op[d + 1:] = np.concatenate([-2 * second.sum(axis=1, keepdims=True), second, second], axis=1)
     return op

@@ -29,21 +29,32 @@ import numpy as np
 from zotrain.nn.layers import Dense
 
 from . import inputs as input_map
-from .derivatives import check_points, check_sigma, rule, shifted_inputs, split_fields, \
-    stein_operator
+from .derivatives import SteinRule, check_points, check_sigma, frame_rule, rule, \
+    shifted_inputs, split_fields, stein_operator, value_weights
 
 _CHUNK_ROWS = 1 << 17  # network evaluations per forward call (memory bound)
+BOUNDARY_RULES = ("same", "frame", "point")  # the boundary values' rule: the derivative
+# rule's, frame_rule's (2 d + 1 evaluations per boundary point, exact to degree 3), or none (the
+# unsmoothed network: 1 evaluation, off from u_sigma by about sigma^2 / 2 times its Laplacian)
 
 
 class PinnLoss:
     def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=441, seed=0,
-                 network=None, inputs="coordinates", boundary_weight=1.0):
+                 network=None, inputs="coordinates", boundary_weight=1.0, boundary_rule="same"):
         """``sigma`` and ``method`` default to the problem's (``Problem.sigma``/``.method``).
         ``network`` runs the forward passes: anything with the model's ``apply_many(P, X)``
         and ``features(params, X)`` (default: the model itself, on Numba kernels; see
         ``zotrain.export.runtime.OrtNetwork`` for onnxruntime).  ``inputs`` is what the
         network sees of a point (``zotrain.pinn.inputs``).  ``boundary_weight`` multiplies
-        the mean squared boundary error in the loss (its rows by its square root)."""
+        the mean squared boundary error in the loss (its rows by its square root).
+        ``boundary_rule`` smooths the values at boundary points: ``"same"`` (the derivative
+        rule's u form), ``"frame"`` (``derivatives.frame_rule``: 2 d + 1 evaluations per
+        point instead of the derivative rule's, exact to degree 3 like it; boundary data
+        need u, not its derivatives) or ``"point"`` (the network unsmoothed, one
+        evaluation: a fit of the boundary data that ignores the smoothing)."""
+        if boundary_rule not in BOUNDARY_RULES:
+            raise ValueError(f"boundary_rule must be one of {BOUNDARY_RULES}, got "
+                             f"{boundary_rule!r}")
         if not (isinstance(boundary_weight, (int, float, np.floating)) and
                 not isinstance(boundary_weight, bool) and 0 < boundary_weight < np.inf):
             raise ValueError(f"boundary_weight must be a finite number > 0, got "
@@ -67,7 +78,13 @@ class PinnLoss:
         self.width = np.asarray(problem.upper, np.float64) - self.lower
         self.op = stein_operator(sigma, self.stein, problem.time_index, self.width,
                                  problem.hessian)
-        self.point_forwards = 0  # collocation points times parameter sets evaluated
+        self.boundary_rule = boundary_rule
+        self.boundary_stein = {
+            "same": lambda: self.stein, "frame": lambda: frame_rule(problem.dim, seed),
+            "point": lambda: SteinRule(np.zeros((0, problem.dim)), np.zeros(0), 1.0)}[
+                boundary_rule]()
+        self.boundary_u = value_weights(self.boundary_stein)
+        self.point_forwards = 0  # network evaluations / evaluations, times parameter sets
         self.residual_is_affine = self._affine_in_fields()
         self._one_call = self._transform_takes_complex()
 
@@ -103,11 +120,25 @@ class PinnLoss:
         """Network evaluations per collocation point and parameter set."""
         return self.stein.evaluations
 
-    def _shifted(self, x):
-        """Shifted inputs in box coordinates ``(B, M, d)`` and in ``x``."""
+    def _shifted(self, x, boundary=False):
+        """Shifted inputs in box coordinates ``(B, M, d)`` and in ``x``, of the boundary
+        rule for boundary points."""
         x = check_points(x, self.problem.dim)
-        y = shifted_inputs((x - self.lower) / self.width, self.sigma, self.stein)
+        y = shifted_inputs((x - self.lower) / self.width, self.sigma,
+                           self.boundary_stein if boundary else self.stein)
         return y, self.lower + self.width * y
+
+    def _chunk(self, chunk, boundary):
+        """Points per forward for ``chunk`` points' worth of the derivative rule's
+        evaluations."""
+        if not boundary:
+            return chunk
+        return max(1, chunk * self.evaluations // self.boundary_stein.evaluations)
+
+    def _count(self, y, sets=1):
+        """Add the network evaluations at shifted inputs ``y`` ``(B, M, d)`` for ``sets``
+        parameter sets to ``point_forwards``, in collocation points of the derivative rule."""
+        self.point_forwards += sets * y.shape[0] * y.shape[1] / self.evaluations
 
     def _affine(self, xs):
         """The hard constraint as ``a + c * nn`` at the points ``xs`` ``(N, d)``."""
@@ -129,16 +160,17 @@ class PinnLoss:
         p = self.problem
         return p.residual_of(x, split_fields(fields, p.time_index, p.hessian))
 
-    def values(self, P, x):
-        """The constrained network at every shifted input: ``(Q, B, M)`` float64."""
+    def values(self, P, x, boundary=False):
+        """The constrained network at every shifted input (of the boundary rule for
+        boundary points): ``(Q, B, M)`` float64."""
         P = np.atleast_2d(P)
-        y, xs = self._shifted(x)
+        y, xs = self._shifted(x, boundary)
         d = y.shape[2]
         rows = input_map.apply(self.inputs, y.reshape(-1, d))
         per_call = max(1, _CHUNK_ROWS // len(rows))  # bounds the activations' memory
         nn = np.concatenate([self.network.apply_many(P[i:i + per_call], rows)[..., 0]
                              for i in range(0, len(P), per_call)])
-        self.point_forwards += len(P) * len(y)
+        self._count(y, len(P))
         a, c = self._affine(xs.reshape(-1, d))
         return (a + c * nn.astype(np.float64)).reshape((len(P),) + y.shape[:2])
 
@@ -156,7 +188,7 @@ class PinnLoss:
         out = np.array([np.mean(self._residual(x, vq @ self.op.T) ** 2) for vq in v])
         if xb is not None and self.problem.boundary is not None:
             xb = check_points(xb, self.problem.dim)
-            out += np.mean(self._residuals(xb, self.values(P, xb), True) ** 2, axis=1)
+            out += np.mean(self._residuals(xb, self.values(P, xb, True), True) ** 2, axis=1)
         return out
 
     def head_slice(self):
@@ -168,17 +200,18 @@ class PinnLoss:
         segs = m.layout.of_layer(len(m.layers) - 1)
         return slice(segs[0].offset, segs[-1].offset + segs[-1].size)
 
-    def _head_inputs(self, params, x, chunk):
+    def _head_inputs(self, params, x, chunk, boundary=False):
         """Per chunk of the points ``x``: ``(points, F, a, c)`` with ``F`` ``(B, M, P)`` the
         head's inputs at the chunk's shifted points (the last hidden features and a 1 for
         the bias; one forward) and ``u = a + c nn`` the hard constraint there."""
         P = self.head_slice().stop - self.head_slice().start
+        chunk = self._chunk(chunk, boundary)
         for i in range(0, len(x), chunk):
             xc = x[i:i + chunk]
-            y, xs = self._shifted(xc)
+            y, xs = self._shifted(xc, boundary)
             B, M, d = y.shape
             H = self.network.features(params, input_map.apply(self.inputs, y.reshape(-1, d)))
-            self.point_forwards += B
+            self._count(y)
             F = np.ones((B * M, P))
             F[:, :H.shape[1]] = H
             a, c = self._affine(xs.reshape(-1, d))
@@ -191,7 +224,7 @@ class PinnLoss:
         x = check_points(x, self.problem.dim)
         theta = np.asarray(params[self.head_slice()], np.float64)
         rs, Js = [], []
-        for xc, F, a, c in self._head_inputs(params, x, chunk):
+        for xc, F, a, c in self._head_inputs(params, x, chunk, boundary):
             r, dr = self._residuals_and_partials(xc, a + c * (F @ theta), boundary)
             rs.append(r)
             Js.append(np.matmul((dr * c)[:, None, :], F)[:, 0])  # d r_b / d head
@@ -202,11 +235,11 @@ class PinnLoss:
         in place of its head, from one forward over the points (the head is linear)."""
         heads = np.asarray(heads, np.float64)
         out = np.zeros(len(heads))
-        parts = [(check_points(x, self.problem.dim), False)]
+        parts = [(check_points(x, self.problem.dim), False)] if len(x) else []
         if xb is not None and self.problem.boundary is not None:
             parts.append((check_points(xb, self.problem.dim), True))
         for pts, boundary in parts:
-            for xc, F, a, c in self._head_inputs(params, pts, chunk):
+            for xc, F, a, c in self._head_inputs(params, pts, chunk, boundary):
                 V = a[..., None] + c[..., None] * (F @ heads.T)  # (B, M, K)
                 for k in range(len(heads)):
                     out[k] += np.sum(self._residuals(xc, V[..., k], boundary) ** 2) / len(pts)
@@ -216,7 +249,7 @@ class PinnLoss:
         """Residuals ``(B,)`` (or boundary errors, times the square root of the boundary
         weight) of the smoothed values ``(B, M)`` (or ``(Q, B, M)`` for boundary errors)."""
         if boundary:
-            return self._root_weight * (values @ self.op[0] - self.problem.boundary(x))
+            return self._root_weight * (values @ self.boundary_u - self.problem.boundary(x))
         return self._residual(x, values @ self.op.T)
 
     def _residuals_and_partials(self, x, values, boundary):
@@ -226,7 +259,7 @@ class PinnLoss:
         step in one call of the residual."""
         if boundary:
             return self._residuals(x, values, True), np.broadcast_to(
-                self._root_weight * self.op[0], values.shape)
+                self._root_weight * self.boundary_u, values.shape)
         fields = values @ self.op.T
         B, n = fields.shape
         stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
@@ -256,13 +289,14 @@ class PinnLoss:
         if xb is not None and self.problem.boundary is not None:
             parts.append((check_points(xb, self.problem.dim), True))
         for pts, boundary in parts:
-            for s in range(0, len(pts), chunk):
-                xc = pts[s:s + chunk]
-                y, xs = self._shifted(xc)
+            step = self._chunk(chunk, boundary)
+            for s in range(0, len(pts), step):
+                xc = pts[s:s + step]
+                y, xs = self._shifted(xc, boundary)
                 B, M, d = y.shape
                 rows = input_map.apply(self.inputs, y.reshape(-1, d))
                 cache, out = model.linear_cache(params, rows[None])
-                self.point_forwards += B
+                self._count(y)
                 X, Z = cache[i][0][0], cache[i][1][0]
                 a, c = self._affine(xs.reshape(-1, d))
                 values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
@@ -398,7 +432,7 @@ class PinnLoss:
         theta = np.asarray(params[head], np.float64)
         A, g = ridge * np.eye(len(theta)), ridge * theta
         base = ridge * float(theta @ theta)
-        parts = [(x, False)]
+        parts = [(x, False)] if len(x) else []
         if xb is not None and self.problem.boundary is not None:
             parts.append((xb, True))
         for pts, boundary in parts:
@@ -431,11 +465,14 @@ class PinnLoss:
         P = np.atleast_2d(np.asarray(P, np.float32))
         step = max(1, _CHUNK_ROWS // self.evaluations)
         x = check_points(x, self.problem.dim)
-        out = sum(len(x[i:i + step]) * self(P, x[i:i + step]) for i in range(0, len(x), step))
-        out = out / len(x)
+        out = np.zeros(len(P))
+        if len(x):
+            out += sum(len(x[i:i + step]) * self(P, x[i:i + step])
+                       for i in range(0, len(x), step)) / len(x)
         if xb is not None and self.problem.boundary is not None:
             xb = check_points(xb, self.problem.dim)
-            err = (self._residuals(xb[i:i + step], self.values(P, xb[i:i + step]), True)
+            step = self._chunk(step, True)
+            err = (self._residuals(xb[i:i + step], self.values(P, xb[i:i + step], True), True)
                    for i in range(0, len(xb), step))
             out = out + sum(np.sum(e ** 2, axis=1) for e in err) / len(xb)
         return out

@@ -52,7 +52,7 @@ from zotrain.zo.objective import FunctionObjective
 from . import inputs as input_map
 from .derivatives import METHODS
 from .lm_window import JacobianWindow
-from .loss import PinnLoss
+from .loss import BOUNDARY_RULES, PinnLoss
 
 HEADS = ("gauss-newton", "zo")
 BODIES = ("zo", "local", "gauss-newton", "frozen")
@@ -89,6 +89,12 @@ class PinnConfig:
     boundary_weight: float = 1.0  # multiplies the mean squared boundary error in the loss
     boundary_fraction: float = 0.25  # boundary points per collocation point (batches, checks,
     # head solves) of a problem with boundary data
+    boundary_rule: str = "same"  # the boundary values' smoothing rule: the derivative rule's
+    # ("same"), a random frame's ("frame": 2 d + 1 evaluations per point, exact to degree 3) or
+    # none ("point": the network's own value)
+    boundary_steps: int = 0  # gauss-newton body: the first steps and head solves fit the
+    # unsmoothed network to the boundary data alone (one evaluation per boundary point), then
+    # the PDE's steps
     head_every: int = 20
     head_points: int = 4096
     ridge: float = 1e-6
@@ -168,6 +174,18 @@ class PinnConfig:
             w = getattr(self, name)
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
                 raise ZotrainError(f"{name} must be a finite number > 0, got {w!r}")
+        b = self.boundary_steps
+        if isinstance(b, bool) or not isinstance(b, int) or b < 0:
+            raise ZotrainError(f"boundary_steps must be an integer >= 0, got {b!r}")
+        if b and self.body != "gauss-newton":
+            raise ZotrainError(f"boundary_steps {b} needs body 'gauss-newton' (they are its "
+                               f"steps), not {self.body!r}")
+        if b and problem.boundary is None:
+            raise ZotrainError(f"boundary_steps {b}: problem {problem.name!r} has no boundary "
+                               "data to fit")
+        if self.boundary_rule not in BOUNDARY_RULES:
+            raise ZotrainError(f"boundary_rule must be one of {', '.join(BOUNDARY_RULES)}, got "
+                               f"{self.boundary_rule!r}")
         if not self.ridge >= 0:
             raise ZotrainError(f"ridge must be >= 0, got {self.ridge!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
@@ -186,10 +204,15 @@ def build(c, problem):
         from zotrain.export.runtime import OrtNetwork
 
         network = OrtNetwork(model)
-    loss = PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
+    return model, make_loss(c, problem, model, network)
+
+
+def make_loss(c, problem, model, network=None, boundary_rule=None):
+    """The ``PinnLoss`` of a configuration (``boundary_rule`` instead of its own, if given)."""
+    return PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
                     samples=c.samples, seed=c.seed, network=network, inputs=c.inputs,
-                    boundary_weight=c.boundary_weight)
-    return model, loss
+                    boundary_weight=c.boundary_weight,
+                    boundary_rule=boundary_rule or c.boundary_rule)
 
 
 def pinn_objective(loss, layout, x, xb):
@@ -272,6 +295,9 @@ class PinnTask:
         if config.body == "gauss-newton":
             self.body_cols = loss.body_columns()
             self.window = JacobianWindow(config.window_size, self.body_cols)
+        self.fit = None  # the boundary steps' loss: the unsmoothed network at boundary points
+        if config.boundary_steps:
+            self.fit = make_loss(config, problem, model, loss.network, "point")
         self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
             self.by_rge[loss.head_slice()] = False
@@ -304,13 +330,16 @@ class PinnTask:
         for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
             yield self._batch(it, seed)
 
+    def _forwards(self):  # in collocation points of the derivative rule
+        return self.loss.point_forwards + (self.fit.point_forwards if self.fit else 0)
+
     def _spent(self, before):
-        passes = (self.loss.point_forwards - before) / self.c.points
+        passes = (self._forwards() - before) / self.c.points
         return Cost(passes, passes)
 
     def step(self, params, batch, *, seed, step):
         it, x, xb = batch
-        before = self.loss.point_forwards
+        before = self._forwards()
         grad = np.zeros(self.n_params, np.float32)
         loss = None
         if self.names:
@@ -326,10 +355,16 @@ class PinnTask:
             n = self.c.check_size
             check = (self.problem.sample(n, [self.c.seed, it, 2]),
                      self._boundary_points(n, [self.c.seed, it, 2]))
-            r, J = self.loss.body_jacobian(params, x, xb)
-            new, damping = self.loss.lm_step(params, *self.window.rows(r, J), check,
-                                             self.damping)
-            self.pending = (new[self.body_cols], damping, (it, params, r, J))
+            if self.fit is not None and it <= self.c.boundary_steps:  # the boundary data
+                # alone, outside the window
+                r, J = self.fit.body_jacobian(params, x[:0], xb)
+                new, damping = self.fit.lm_step(params, r, J, (x[:0], check[1]), self.damping)
+                self.pending = (new[self.body_cols], damping, None)
+            else:
+                r, J = self.loss.body_jacobian(params, x, xb)
+                new, damping = self.loss.lm_step(params, *self.window.rows(r, J), check,
+                                                 self.damping)
+                self.pending = (new[self.body_cols], damping, (it, params, r, J))
             loss = float(r @ r) if loss is None else loss
         elif self.local is not None:
             local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
@@ -343,10 +378,13 @@ class PinnTask:
         c = self.c
         if c.head != "gauss-newton":
             return params, NO_COST
-        before = self.loss.point_forwards
-        params = self.loss.solve_head(params, self.problem.sample(c.head_points, [c.seed, it, 1]),
-                                      c.ridge, self._boundary_points(c.head_points,
-                                                                     [c.seed, it, 1]))
+        before = self._forwards()
+        x = self.problem.sample(c.head_points, [c.seed, it, 1])
+        xb = self._boundary_points(c.head_points, [c.seed, it, 1])
+        if self.fit is not None and it <= c.boundary_steps:  # the boundary data alone
+            params = self.fit.solve_head(params, x[:0], c.ridge, xb)
+        else:
+            params = self.loss.solve_head(params, x, c.ridge, xb)
         return params, self._spent(before)
 
     def on_start(self, params):

@@ -5,7 +5,8 @@ import pytest
 
 import zotrain
 from zotrain.pinn import problems
-from zotrain.pinn.derivatives import rule, smoothed_derivatives
+from zotrain.pinn.derivatives import frame_rule, rule, shifted_inputs, smoothed_derivatives, \
+    value_weights
 from zotrain.pinn.loss import PinnLoss
 from tests import reference
 
@@ -285,3 +286,53 @@ def test_bad_boundary_weight(weight):
     model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
     with pytest.raises(ValueError, match="boundary_weight must be a finite number > 0"):
         PinnLoss(model, p, boundary_weight=weight)
+
+
+def test_the_frame_boundary_rule_smooths_boundary_values_in_every_form():
+    """boundary_rule="frame": the boundary error is u_sigma by the frame rule (2 d
+    evaluations, by hand from the reference forward) minus the data, in the loss, the
+    batched losses, the Levenberg-Marquardt rows and the head's rows; the head's boundary
+    columns are the error's exact change per head parameter; the residual rows are those of
+    the default rule; point_forwards counts the boundary points at (2 d + 1) / M of a point."""
+    p = problems.get("heat100d")
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
+    x, xb = p.sample(4, seed=1), p.sample_boundary(3, seed=2)
+    same, frame = (PinnLoss(model, p, sigma=0.1, method="radial", boundary_rule=b, seed=5)
+                   for b in ("same", "frame"))
+    params = same.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
+    stein = frame_rule(p.dim, 5)
+    pts = shifted_inputs(xb, 0.1, stein)  # heat100d's box is [0, 1]^101
+    nn = reference.forward(model, params, pts.reshape(-1, p.dim))[:, 0]
+    u = p.transform(pts.reshape(-1, p.dim), nn).reshape(pts.shape[:2]) @ value_weights(stein)
+    err = u - p.boundary(xb)
+    interior = same(params[None], x)[0]
+    assert frame(params[None], x)[0] == pytest.approx(interior, rel=1e-12)
+    before = frame.point_forwards
+    assert frame(params[None, :].repeat(2, 0), x, xb) == pytest.approx(
+        interior + np.mean(err ** 2), rel=1e-4)
+    assert frame.point_forwards - before == pytest.approx(
+        2 * (len(x) + len(xb) * (2 * p.dim + 1) / frame.evaluations))
+    assert frame.losses(params[None], x, xb)[0] == pytest.approx(interior + np.mean(err ** 2),
+                                                                 rel=1e-4)
+    (r1, J1), (rf, Jf) = (loss.body_jacobian(params, x, xb) for loss in (same, frame))
+    np.testing.assert_allclose(rf[:len(x)], r1[:len(x)])
+    np.testing.assert_allclose(Jf[:len(x)], J1[:len(x)])
+    np.testing.assert_allclose(rf[len(x):] * np.sqrt(len(xb)), err, rtol=1e-3, atol=1e-6)
+    r, J = frame.head_jacobian(params, xb, boundary=True)
+    np.testing.assert_allclose(r, err, rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(J, Jf[len(x):, -J.shape[1]:] * np.sqrt(len(xb)), rtol=1e-6)
+    head, h = frame.head_slice(), 1e-2
+    for k in (0, 5, J.shape[1] - 1):  # a weight, another, the bias
+        moved = params.copy()
+        moved[head.start + k] += h
+        step = frame.head_jacobian(moved, xb, boundary=True)[0] - r
+        np.testing.assert_allclose(step / (moved[head.start + k] - params[head.start + k]),
+                                   J[:, k], rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule_name", ["full", "degree5", None, 3])
+def test_bad_boundary_rule(rule_name):
+    p = problems.get("heat100d")
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
+    with pytest.raises(ValueError, match="boundary_rule must be one of"):
+        PinnLoss(model, p, boundary_rule=rule_name)

@@ -135,6 +135,7 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("boundary_weight", float("inf"), "boundary_weight must be a finite number > 0, got inf"),
     ("boundary_weight", float("nan"), "boundary_weight must be a finite number > 0, got nan"),
     ("boundary_fraction", -0.5, "boundary_fraction must be a finite number > 0, got -0.5"),
+    ("boundary_rule", "degree5", "boundary_rule must be one of same, frame, point, got .degree5."),
 ])
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
@@ -318,3 +319,60 @@ def test_boundary_points_per_collocation_point(tmp_path, monkeypatch, fraction, 
     batch, check, head_n = expected
     assert ("batch", batch) in seen and ("check", check) in seen and ("head", head_n) in seen
     assert {n for what, n in seen if what == "batch"} == {batch}
+
+
+def test_boundary_steps_fit_the_boundary_data_alone():
+    """``boundary_steps``: the first steps are Levenberg-Marquardt steps on the unsmoothed
+    network's boundary errors alone (one evaluation per boundary point, judged on boundary
+    check points only, kept out of the window): each leaves the parameters or lowers that
+    check loss; the PDE's steps follow, with the window."""
+    from zotrain.pinn import Problem
+    from zotrain.pinn.train import PinnTask
+
+    exact = lambda x: np.exp(x[:, 0]) * np.sin(x[:, 1])  # noqa: E731  harmonic
+    laplace = Problem("laplace2d", 2, None, (0.0, 0.0), (1.0, 1.0),
+                      residual=lambda x, u, grad, lap, u_t: lap, exact=exact, boundary=exact,
+                      sigma=0.05, method="sparse-grid")
+    c = small(body="gauss-newton", depth=1, boundary_steps=2, iters=3, window=2, points=64,
+              boundary_fraction=4.0)
+    c.validate(laplace)
+    model, loss = build(c, laplace)
+    task = PinnTask(laplace, model, loss, c, {})
+    params, _ = task.on_start(task.init(c.seed))
+    fit = PinnLoss(model, laplace, boundary_rule="point")
+    assert fit.boundary_stein.evaluations == 1
+    none, moved = np.zeros((0, 2)), 0
+    for step, batch in enumerate(task.batches(0, c.seed)):
+        it, x, xb = batch
+        res = task.step(params, batch, seed=c.seed, step=step)
+        new, _ = task.after_step(params, step=step, last=False)
+        if it <= 2:
+            r, _ = fit.body_jacobian(params, none, xb)
+            assert res.loss == pytest.approx(float(r @ r), rel=1e-9)
+            check_b = task._boundary_points(c.check_size, [c.seed, it, 2])
+            assert res.cost.passes == pytest.approx((len(xb) + 5 * len(check_b)) /
+                                                    loss.evaluations / c.points)
+            before, after = (fit.losses(p[None], none, check_b)[0] for p in (params, new))
+            assert after < before or np.array_equal(new, params)
+            moved += not np.array_equal(new, params)
+        else:
+            assert res.cost.passes > len(x) / c.points  # the interior rows' forwards
+        assert len(task.window.batches) == (it > 2)
+        params = new
+    assert moved
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(boundary_steps=-1), "boundary_steps must be an integer >= 0, got -1"),
+    (dict(boundary_steps=2.0), "boundary_steps must be an integer >= 0, got 2.0"),
+    (dict(boundary_steps=2), "boundary_steps 2 needs body 'gauss-newton'"),
+])
+def test_bad_boundary_steps(kw, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        run(small(**kw), tmp_path)
+
+
+def test_boundary_steps_need_boundary_data(tmp_path):
+    with pytest.raises(ValueError, match="boundary_steps 2: problem 'hjb20d' has no boundary "
+                                         "data to fit"):
+        run(small(body="gauss-newton", boundary_steps=2), tmp_path, problem=problems.get("hjb20d"))

@@ -433,6 +433,13 @@ def _add_pinn(sub):
     p.add_argument("--boundary-fraction", type=float, help="boundary points per collocation "
                    "point, for a problem with boundary data (default "
                    f"{d.boundary_fraction})")
+    p.add_argument("--boundary-rule", help="the smoothing rule of the values at boundary "
+                   "points: same (the derivative rule's), frame (2 d + 1 evaluations per point "
+                   "along a random orthonormal frame, exact to degree 3) or point (the "
+                   f"network unsmoothed; default {d.boundary_rule})")
+    p.add_argument("--boundary-steps", type=int, help="--body gauss-newton: the first N steps "
+                   "fit the unsmoothed network to the boundary data alone, the PDE's steps "
+                   f"follow (default {d.boundary_steps})")
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "
