@@ -78,11 +78,11 @@ class PinnLoss:
         self.width = np.asarray(problem.upper, np.float64) - self.lower
         self.op = stein_operator(sigma, self.stein, problem.time_index, self.width,
                                  problem.hessian)
-        self.boundary_rule = boundary_rule
-        self.boundary_stein = {
-            "same": lambda: self.stein, "frame": lambda: frame_rule(problem.dim, seed),
-            "point": lambda: SteinRule(np.zeros((0, problem.dim)), np.zeros(0), 1.0)}[
-                boundary_rule]()
+        self.boundary_stein = self.stein  # "same"
+        if boundary_rule == "frame":
+            self.boundary_stein = frame_rule(problem.dim, seed)
+        elif boundary_rule == "point":
+            self.boundary_stein = SteinRule(np.zeros((0, problem.dim)), np.zeros(0), 1.0)
         self.boundary_u = value_weights(self.boundary_stein)
         self.point_forwards = 0  # network evaluations / evaluations, times parameter sets
         self.residual_is_affine = self._affine_in_fields()

@@ -330,6 +330,10 @@ class PinnTask:
         for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
             yield self._batch(it, seed)
 
+    def _boundary_step(self, it):
+        """Whether iteration ``it``'s step and head solve fit the boundary data alone."""
+        return self.fit is not None and it <= self.c.boundary_steps
+
     def _forwards(self):  # in collocation points of the derivative rule
         return self.loss.point_forwards + (self.fit.point_forwards if self.fit else 0)
 
@@ -355,8 +359,7 @@ class PinnTask:
             n = self.c.check_size
             check = (self.problem.sample(n, [self.c.seed, it, 2]),
                      self._boundary_points(n, [self.c.seed, it, 2]))
-            if self.fit is not None and it <= self.c.boundary_steps:  # the boundary data
-                # alone, outside the window
+            if self._boundary_step(it):  # the boundary data alone, outside the window
                 r, J = self.fit.body_jacobian(params, x[:0], xb)
                 new, damping = self.fit.lm_step(params, r, J, (x[:0], check[1]), self.damping)
                 self.pending = (new[self.body_cols], damping, None)
@@ -381,7 +384,7 @@ class PinnTask:
         before = self._forwards()
         x = self.problem.sample(c.head_points, [c.seed, it, 1])
         xb = self._boundary_points(c.head_points, [c.seed, it, 1])
-        if self.fit is not None and it <= c.boundary_steps:  # the boundary data alone
+        if self._boundary_step(it):
             params = self.fit.solve_head(params, x[:0], c.ridge, xb)
         else:
             params = self.loss.solve_head(params, x, c.ridge, xb)
