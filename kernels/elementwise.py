@@ -56,6 +56,37 @@ def _sin(x):
 sin = _sin
 RELU, TANH, SIN, IDENTITY = relu, tanh, sin, identity
 
+# pi in three float32 parts (8, 12 and 24 significant bits): k * part is exact in the
+# first two for |k| < 2^12 (|x| < ~1.2e4), and nearly so well beyond
+_PI_A = np.float32(3.140625)
+_PI_B = np.float32(9.677410125732422e-04)
+_PI_C = np.float32(-8.742277657347586e-08)
+_INV_PI32 = np.float32(1.0 / np.pi)
+_HALF32 = np.float32(0.5)
+#: float32 sine coefficients: Taylor to x^13 on [-pi/2, pi/2] (truncation < 6e-10)
+_S3, _S5, _S7 = np.float32(-1.0 / 6.0), np.float32(1.0 / 120.0), np.float32(-1.0 / 5040.0)
+_S9, _S11, _S13 = (np.float32(1.0 / 362880.0), np.float32(-1.0 / 39916800.0),
+                   np.float32(1.0 / 6227020800.0))
+
+
+@njit(**SERIAL)
+def sin32(x):
+    """sin of a float32 in float32 arithmetic, 8 lanes per AVX2 instruction (``SIN``
+    works in float64, 4 lanes): reduce by multiples of pi in three parts, then the
+    Taylor series to x^13.  Within 1.5e-7 of the true sine for |x| <= 1e5 (tested;
+    float32 rounding alone is 3e-8); the reduction grows less exact beyond."""
+    k = np.floor(x * _INV_PI32 + _HALF32)
+    r = ((x - k * _PI_A) - k * _PI_B) - k * _PI_C
+    r2 = r * r
+    p = _S13
+    p = p * r2 + _S11
+    p = p * r2 + _S9
+    p = p * r2 + _S7
+    p = p * r2 + _S5
+    p = p * r2 + _S3
+    s = r + r * r2 * p
+    return -s if np.int32(k) & 1 else s
+
 
 def bias_activation_many(Y, P, bias_off, act):
     """``Y[q] = act(Y[q] + P[q, bias_off:bias_off+F])`` in place; returns ``Y``.
@@ -63,7 +94,7 @@ def bias_activation_many(Y, P, bias_off, act):
     ``Y`` is ``(Q, B, F)`` float32, ``P`` ``(Q or 1, n)`` float32; ``bias_off < 0``
     means no bias; ``act`` a jitted scalar function.  Numba has no vectorised
     tanh (without Intel's SVML), so tanh runs as NumPy's SIMD ufunc after the
-    bias kernel.
+    bias kernel; ``SIN`` runs in float32 (``sin32``, 3x the float64 kernel's rate).
     """
     check_array("Y", Y, np.float32, 3)
     check_array("P", P, np.float32, 2)
@@ -78,12 +109,14 @@ def bias_activation_many(Y, P, bias_off, act):
         if act is TANH:
             np.tanh(Y, out=Y)
     else:
-        _bias_act_many(Y, P, bias_off, act)
+        _bias_act_many(Y, P, bias_off, act, act is SIN)
     return Y
 
 
 @njit(**PARALLEL_FN)
-def _bias_act_many(Y, P, bias_off, act):
+def _bias_act_many(Y, P, bias_off, act, fast_sin):
+    """The bias, then ``act`` (``sin32`` when ``fast_sin``: a loop of its own, which LLVM
+    vectorises) on each row, in place."""
     Q, B, F = Y.shape
     shared = P.shape[0] == 1
     for item in prange(Q * B):
@@ -93,8 +126,12 @@ def _bias_act_many(Y, P, bias_off, act):
             bias = P[0 if shared else q, bias_off:bias_off + F]
             for f in range(F):
                 row[f] += bias[f]
-        for f in range(F):
-            row[f] = np.float32(act(np.float64(row[f])))
+        if fast_sin:
+            for f in range(F):
+                row[f] = sin32(row[f])
+        else:
+            for f in range(F):
+                row[f] = np.float32(act(np.float64(row[f])))
 
 
 @njit(**PARALLEL)

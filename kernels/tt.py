@@ -16,7 +16,9 @@ output features (``Y = X @ W``), each indexed row-major over its modes.
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, SERIAL, WORK_ITEM_FLOATS, check_array, prepare_threads
+from .config import (PARALLEL, PARALLEL_FN, SERIAL, WORK_ITEM_FLOATS, check_array,
+                     prepare_threads)
+from .elementwise import SIN, sin32
 
 
 @njit(**SERIAL)
@@ -88,38 +90,177 @@ def _tt_contract_many(H, P, meta, chunk, work, Y):
     return Y
 
 
+@njit(**SERIAL)
+def _left_weights(Lt, q):
+    """Set ``q``'s left-half weights ``(E, K)``, padded with zero terms to a multiple of 4."""
+    K, E = Lt.shape[1], Lt.shape[2]
+    w = np.zeros((E, (K + 3) // 4 * 4), np.float32)
+    for k in range(K):
+        for e in range(E):
+            w[e, k] = Lt[q, k, e]
+    return w
+
+
+@njit(**SERIAL)
+def _left_offsets(shape, q, b, off):
+    """Flat ``XR`` offsets of row ``b``'s terms ``k = a R + r`` for set ``q`` (padding
+    terms point at the first)."""
+    _, A, Q, R, G = shape
+    for k in range(off.size):
+        kk = k if k < A * R else 0
+        off[k] = (((b * A + kk // R) * Q + q) * R + kk % R) * G
+
+
+@njit(**SERIAL)
+def _left_row(T, off, w, e, G, dst):
+    """``dst = sum_k w[e, k] T[off[k]:off[k] + G]``, four terms per pass over ``dst``."""
+    for k0 in range(0, off.size, 4):
+        g0, g1, g2, g3 = w[e, k0], w[e, k0 + 1], w[e, k0 + 2], w[e, k0 + 3]
+        s0, s1 = T[off[k0]:off[k0] + G], T[off[k0 + 1]:off[k0 + 1] + G]
+        s2, s3 = T[off[k0 + 2]:off[k0 + 2] + G], T[off[k0 + 3]:off[k0 + 3] + G]
+        if k0 == 0:
+            for t in range(G):
+                dst[t] = g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+        else:
+            for t in range(G):
+                dst[t] += g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+
+
 @njit(**PARALLEL)
-def _tt_left_apply(XR, Lt, chunk, Y):
-    """``Y[b, e, :] = sum_k Lt[k, e] * XR[b, k, :]``, ``chunk`` rows per work item."""
-    B, K, G = XR.shape
-    E = Lt.shape[1]
-    T = XR.reshape(B * K * G)
-    U = Y.reshape(B * E * G)
-    core = Lt.reshape(K * E)
-    for item in prange((B + chunk - 1) // chunk):
-        b0 = item * chunk
-        nb = min(chunk, B - b0)
-        _contract_step(T[b0 * K * G:(b0 + nb) * K * G], U[b0 * E * G:(b0 + nb) * E * G], core,
-                       nb, K, E, G)
+def _tt_left_apply(XR, Lt, chunk, row0, Y):
+    """``Y[q, row0 + b, e, :] = sum_{a, r} Lt[q, a R + r, e] * XR[b, a, q, r, :]``,
+    ``chunk`` rows of one set per work item."""
+    B, _, Q, _, G = XR.shape
+    E, n_rows = Lt.shape[2], Y.shape[1]
+    T = XR.reshape(XR.size)
+    U = Y.reshape(Y.size)
+    nchunks = (B + chunk - 1) // chunk
+    for item in prange(Q * nchunks):
+        q = item // nchunks
+        b0 = (item % nchunks) * chunk
+        w = _left_weights(Lt, q)
+        off = np.empty(w.shape[1], np.int64)
+        for b in range(b0, min(B, b0 + chunk)):
+            _left_offsets(XR.shape, q, b, off)
+            for e in range(E):
+                d0 = ((q * n_rows + row0 + b) * E + e) * G
+                _left_row(T, off, w, e, G, U[d0:d0 + G])
     return Y
 
 
-def tt_left_apply(XR, Lt, Y, chunk=16):
-    """Write ``Y[b, e, g] = sum_k Lt[k, e] XR[b, k, g]`` (float32, C-contiguous: ``XR``
-    ``(B, K, G)``, ``Lt`` ``(K, E)``, ``Y`` ``(B, E, G)``): per row, a TT-matrix's left half
-    applied to the input already multiplied by its right half (``zotrain.nn.tt_split``,
-    ``halves_forward``).  ``chunk`` rows per work item."""
-    check_array("XR", XR, np.float32, 3, contiguous=True)
-    check_array("Lt", Lt, np.float32, 2, contiguous=True)
-    check_array("Y", Y, np.float32, 3, contiguous=True)
-    (B, K, G), E = XR.shape, Lt.shape[1]
-    if Lt.shape[0] != K or Y.shape != (B, E, G):
+@njit(**PARALLEL_FN)
+def _tt_left_head(XRt, Lt, bias, act, fast_sin, Wt, head_bias, chunk, row0, out):
+    """``out[q, row0 + b] = act(left(XRt)[q, b] + bias[q]) @ Wt[q].T + head_bias[q]``: the
+    left half, its bias and activation and a dense head, the activations never stored.
+    ``XRt`` ``(Q, R, G, A, n)`` holds the rows last, so every inner loop runs over
+    ``chunk`` rows; four terms per pass, the sine (and a one-output head) in the last."""
+    Q, R, G, A, n = XRt.shape
+    E, n_out = Lt.shape[2], Wt.shape[1]
+    K = A * R
+    T = XRt.reshape(XRt.size)
+    nchunks = (n + chunk - 1) // chunk
+    for item in prange(Q * nchunks):
+        q = item // nchunks
+        b0 = (item % nchunks) * chunk
+        nb = min(chunk, n - b0)
+        w = _left_weights(Lt, q)
+        base = np.empty(w.shape[1], np.int64)  # term k's rows at g = 0 (padding: term 0's)
+        for k in range(base.size):
+            kk = k if k < K else 0
+            base[k] = ((q * R + kk % R) * G * A + kk // R) * n + b0
+        z = np.zeros(nb, np.float32)
+        h = np.zeros((n_out, nb), np.float32)
+        last = base.size - 4
+        for e in range(E):
+            for g in range(G):
+                f = e * G + g
+                for k0 in range(0, base.size, 4):
+                    o0, o1 = base[k0] + g * A * n, base[k0 + 1] + g * A * n
+                    o2, o3 = base[k0 + 2] + g * A * n, base[k0 + 3] + g * A * n
+                    g0, g1, g2, g3 = w[e, k0], w[e, k0 + 1], w[e, k0 + 2], w[e, k0 + 3]
+                    s0, s1 = T[o0:o0 + nb], T[o1:o1 + nb]
+                    s2, s3 = T[o2:o2 + nb], T[o3:o3 + nb]
+                    if k0 == 0:
+                        zb = bias[q, f]
+                        for i in range(nb):
+                            z[i] = zb
+                    if k0 < last:
+                        for i in range(nb):
+                            z[i] += g0 * s0[i] + g1 * s1[i] + g2 * s2[i] + g3 * s3[i]
+                    elif n_out == 1 and fast_sin:  # the last terms, sine and head at once
+                        wf, h0 = Wt[q, 0, f], h[0]
+                        for i in range(nb):
+                            h0[i] += sin32(z[i] + g0 * s0[i] + g1 * s1[i] + g2 * s2[i]
+                                           + g3 * s3[i]) * wf
+                    else:
+                        for i in range(nb):
+                            z[i] += g0 * s0[i] + g1 * s1[i] + g2 * s2[i] + g3 * s3[i]
+                        if fast_sin:
+                            for i in range(nb):
+                                z[i] = sin32(z[i])
+                        else:
+                            for i in range(nb):
+                                z[i] = np.float32(act(np.float64(z[i])))
+                        for j in range(n_out):
+                            wf, hj = Wt[q, j, f], h[j]
+                            for i in range(nb):
+                                hj[i] += z[i] * wf
+        for i in range(nb):
+            for j in range(n_out):
+                out[q, row0 + b0 + i, j] = h[j, i] + head_bias[q, j]
+    return out
+
+
+def tt_left_apply(XR, Lt, Y, row0=0, chunk=16):
+    """Write ``Y[q, row0 + b, e, g] = sum_{a, r} Lt[q, a R + r, e] XR[b, a, q, r, g]``
+    (float32, C-contiguous: ``XR`` ``(B, A, Q, R, G)``, ``Lt`` ``(Q, A R, E)``, ``Y``
+    ``(Q, rows, E, G)``): per row and parameter set, a TT-matrix's left half applied to
+    the input already multiplied by every set's right half in one product
+    (``zotrain.nn.tt_split.halves_forward``).  ``chunk`` rows per work item."""
+    check_array("XR", XR, np.float32, 5, contiguous=True)
+    check_array("Lt", Lt, np.float32, 3, contiguous=True)
+    check_array("Y", Y, np.float32, 4, contiguous=True)
+    (B, A, Q, R, G), E = XR.shape, Lt.shape[2]
+    if Lt.shape[:2] != (Q, A * R) or Y.shape[0] != Q or Y.shape[2:] != (E, G):
         raise ValueError(f"XR {XR.shape}, Lt {Lt.shape} and Y {Y.shape} do not fit: expected "
-                         f"Lt ({K}, E) and Y ({B}, E, {G})")
+                         f"Lt ({Q}, {A * R}, E) and Y ({Q}, rows, E, {G})")
+    _check_rows(row0, Y.shape[1], B, chunk)
+    prepare_threads()
+    return _tt_left_apply(XR, Lt, int(chunk), int(row0), Y)
+
+
+def tt_left_head(XRt, Lt, bias, act, Wt, head_bias, out, row0=0, chunk=128):
+    """``out[q, row0 + b] = act(Z[q, b] + bias[q]) @ Wt[q].T + head_bias[q]`` with
+    ``Z[q, b, e G + g] = sum_{a, r} Lt[q, a R + r, e] XRt[q, r, g, a, b]``: a TT layer's
+    left half, bias and activation fused with the dense head after it, the input already
+    multiplied by the right half (rows last: ``XRt`` ``(Q, R, G, A, n)``).  ``bias``
+    ``(Q, E G)``, ``Wt`` ``(Q, n_out, E G)`` (the head's weight transposed), ``head_bias``
+    ``(Q, n_out)``, ``out`` ``(Q, rows, n_out)``, all float32 and C-contiguous; ``act`` a
+    jitted scalar activation (``elementwise.SIN`` runs as ``sin32``)."""
+    for name, a, nd in (("XRt", XRt, 5), ("Lt", Lt, 3), ("bias", bias, 2), ("Wt", Wt, 3),
+                        ("head_bias", head_bias, 2), ("out", out, 3)):
+        check_array(name, a, np.float32, nd, contiguous=True)
+    (Q, R, G, A, n), E = XRt.shape, Lt.shape[2]
+    n_out = Wt.shape[1]
+    if Lt.shape[:2] != (Q, A * R) or bias.shape != (Q, E * G) or Wt.shape != (Q, n_out, E * G) \
+            or head_bias.shape != (Q, n_out) or out.shape[0] != Q or out.shape[2] != n_out:
+        raise ValueError(f"XRt {XRt.shape}, Lt {Lt.shape}, bias {bias.shape}, Wt {Wt.shape}, "
+                         f"head_bias {head_bias.shape} and out {out.shape} do not fit: expected "
+                         f"Lt ({Q}, {A * R}, E), bias ({Q}, E*{G}), Wt ({Q}, n_out, E*{G}), "
+                         f"head_bias ({Q}, n_out), out ({Q}, rows, n_out)")
+    _check_rows(row0, out.shape[1], n, chunk)
+    prepare_threads()
+    return _tt_left_head(XRt, Lt, bias, act, act is SIN, Wt, head_bias, int(chunk), int(row0),
+                         out)
+
+
+def _check_rows(row0, rows, B, chunk):
+    if isinstance(row0, bool) or not isinstance(row0, (int, np.integer)) or \
+            not 0 <= row0 <= rows - B:
+        raise ValueError(f"row0 must be an integer in [0, {rows - B}] (the output holds "
+                         f"{rows} rows, XR {B}), got {row0!r}")
     if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
-    prepare_threads()
-    return _tt_left_apply(XR, Lt, int(chunk), Y)
 
 
 def _check_meta(meta, P):

@@ -170,15 +170,74 @@ def test_halves_forward_equals_the_dense_product(case):
     for m in range(len(cores) + 1):
         L, R = tt_split.left_product(cores[:m]), tt_split.right_product(cores[m:])
         for floats in (1, 50, tt_split.HALVES_FLOATS):
-            out = np.full((len(X), W.shape[1]), np.nan, np.float32)
+            out = np.full((1, len(X), W.shape[1]), np.nan, np.float32)
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(tt_split, "HALVES_FLOATS", floats)
-                tt_split.halves_forward(L, R, X, out, {})
-            np.testing.assert_allclose(out, X.astype(np.float64) @ W, rtol=1e-4,
+                tt_split.halves_forward(L[None], R[None], X, out, {})
+            np.testing.assert_allclose(out[0], X.astype(np.float64) @ W, rtol=1e-4,
                                        atol=1e-5 * np.abs(W).sum(0).max() * np.abs(X).max())
     with pytest.raises(ValueError, match="C-contiguous out"):  # a strided view of 3 rows
-        tt_split.halves_forward(L, R, np.zeros((3, W.shape[0]), np.float32),
-                                np.empty((3, 2 * W.shape[1]), np.float32)[:, ::2])
+        tt_split.halves_forward(L[None], R[None], np.zeros((3, W.shape[0]), np.float32),
+                                np.empty((1, 3, 2 * W.shape[1]), np.float32)[:, :, ::2])
+
+
+def _core_sets(rng, seed, Q):
+    """Q random core sets of one random TT shape (float64), and each set's dense matrix."""
+    first = _random_cores(rng, seed)
+    shapes = [c.shape for c in first]
+    sets = [first] + [[rng.standard_normal(s) / np.sqrt(s[0] * s[1]) for s in shapes]
+                      for _ in range(Q - 1)]
+    return sets, [reference.tt_dense(c) for c in sets]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_stacked_halves_are_each_sets_halves(case):
+    """Cores stacked over sets give stacked halves: each the set's own products, at every
+    split (the left half of no cores broadcast over the sets)."""
+    rng = np.random.default_rng(450 + case)
+    sets, _ = _core_sets(rng, 450 + case, 3)
+    stacked = [np.stack(c) for c in zip(*sets)]
+    for budget in (None, 1, 10**6):
+        m, L, R = tt_split.halves(stacked, budget)
+        assert L.shape[0] == R.shape[0] == 3
+        for q, cores in enumerate(sets):
+            m_q, L_q, R_q = tt_split.halves(cores, budget)
+            assert m_q == m
+            np.testing.assert_allclose(L[q], L_q, rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(R[q], R_q, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("act,fn", [(E.SIN, np.sin), (E.TANH, np.tanh)])
+def test_halves_for_many_sets_equal_each_dense_product(case, act, fn):
+    """Q sets on one input: one product for all (``halves_forward``), and the same with the
+    bias, activation and a dense head fused (``halves_head``), in passes of a few rows,
+    against each set's dense matrix in float64."""
+    rng = np.random.default_rng(500 + case)
+    Q = int(rng.integers(1, 5))
+    sets, dense = _core_sets(rng, 500 + case, Q)
+    _, L, R = tt_split.halves([np.stack(c) for c in zip(*sets)])
+    n_in, n_out = dense[0].shape
+    X = rng.standard_normal((int(rng.integers(1, 30)), n_in)).astype(np.float32)
+    Xd = X.astype(np.float64)
+    bias = rng.standard_normal((Q, n_out)).astype(np.float32)
+    Vt = rng.standard_normal((Q, 2, n_out)).astype(np.float32)
+    c = rng.standard_normal((Q, 2)).astype(np.float32)
+    for floats in (1, 50, 1 << 22):
+        out = np.full((Q, len(X), n_out), np.nan, np.float32)
+        head = np.full((Q, len(X), 2), np.nan, np.float32)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(tt_split, "HALVES_FLOATS", floats)
+            mp.setattr(tt_split, "HEAD_FLOATS", floats)
+            tt_split.halves_forward(L, R, X, out, {})
+            tt_split.halves_head(L, R, X, (bias, act, Vt, c), head, {})
+        for q in range(Q):
+            Z = Xd @ dense[q]
+            scale = np.abs(dense[q]).sum(0).max() * np.abs(X).max()
+            np.testing.assert_allclose(out[q], Z, rtol=1e-4, atol=1e-5 * scale)
+            ref = fn(Z + bias[q]) @ Vt[q].T + c[q]
+            np.testing.assert_allclose(head[q], ref, rtol=1e-4,
+                                       atol=1e-5 * (1 + scale) * np.abs(Vt[q]).sum(1).max())
 
 
 def test_halves_split_has_the_fewest_flops():

@@ -17,6 +17,8 @@ META = np.array([[0, 1, 2, 3, 2], [12, 2, 2, 2, 1]], i64)  # 4 -> 6, 20 values
 P = z((3, 20))
 RELU = elementwise.RELU
 LABELS = np.array([0, 1], i64)
+# tt_left_head's arguments after XRt (1, 1, 4, 3, 2): Lt, bias, act, Wt, head_bias, out
+HEAD = (z((1, 3, 5)), z((1, 20)), elementwise.SIN, z((1, 1, 20)), z((1, 1)), z((1, 2, 1)))
 
 BAD = [
     ("meta", lambda: tt.tt_contract_many(z((1, 5, 4)), P, META.astype(np.int32), z((3, 5, 6)))),
@@ -28,11 +30,25 @@ BAD = [
     ("do not fit", lambda: tt.tt_contract_many(z((2, 5, 4)), P, META, z((3, 5, 6)))),
     ("do not fit", lambda: tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 7)))),
     ("chunk must be", lambda: tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 6)), 0)),
-    ("XR", lambda: tt.tt_left_apply(z((2, 3, 4), f64), z((3, 5)), z((2, 5, 4)))),
-    ("Lt", lambda: tt.tt_left_apply(z((2, 3, 4)), z((3, 5)).T, z((2, 5, 4)))),
-    ("do not fit", lambda: tt.tt_left_apply(z((2, 3, 4)), z((2, 5)), z((2, 5, 4)))),
-    ("do not fit", lambda: tt.tt_left_apply(z((2, 3, 4)), z((3, 5)), z((2, 5, 3)))),
-    ("chunk must be", lambda: tt.tt_left_apply(z((2, 3, 4)), z((3, 5)), z((2, 5, 4)), 0)),
+    ("XR", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4), f64), z((1, 3, 5)), z((1, 2, 5, 4)))),
+    ("XR", lambda: tt.tt_left_apply(z((2, 3, 4)), z((1, 3, 5)), z((1, 2, 5, 4)))),
+    ("Lt", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 5, 3)).transpose(0, 2, 1),
+                                    z((1, 2, 5, 4)))),
+    ("do not fit", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 2, 5)), z((1, 2, 5, 4)))),
+    ("do not fit", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)), z((1, 2, 5, 3)))),
+    ("do not fit", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)), z((2, 2, 5, 4)))),
+    ("row0 must be an integer in \\[0, 1\\]", lambda: tt.tt_left_apply(
+        z((2, 3, 1, 1, 4)), z((1, 3, 5)), z((1, 3, 5, 4)), 2)),
+    ("chunk must be", lambda: tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)),
+                                               z((1, 2, 5, 4)), 0, 0)),
+    ("XRt", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2), f64), *HEAD)),
+    ("Wt", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD[:3], z((1, 20)), *HEAD[4:])),
+    ("do not fit", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), z((1, 2, 5)), *HEAD[1:])),
+    ("do not fit", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD[:3], z((1, 1, 21)),
+                                           *HEAD[4:])),
+    ("do not fit", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD[:5], z((1, 2, 2)))),
+    ("row0 must be", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD, -1)),
+    ("chunk must be", lambda: tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD, 0, 1.5)),
     ("Y must be float32", lambda: elementwise.bias_activation_many(z((2, 3, 4), f64), P, -1, RELU)),
     ("holds no bias", lambda: elementwise.bias_activation_many(z((2, 3, 4)), P, 17, RELU)),
     ("H holds 2 inputs", lambda: losses.dense_loss_many(z((2, 5, 4)), P, 0, -1, 3, losses.XENT,
@@ -80,6 +96,8 @@ def test_the_table_runs_when_the_arguments_are_right():
     """The same calls with fitting arguments pass the checks (so each case above fails for
     the one thing it breaks)."""
     tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 6)))
+    tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)), z((1, 3, 5, 4)), 1, 1)
+    tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD, 0, 1)
     elementwise.bias_activation_many(z((2, 3, 4)), P[:2], 16, RELU)
     losses.dense_loss_many(z((1, 5, 4)), P, 0, 12, 3, losses.XENT, z(5, i64), None, 8)
     random.perturb_into(z((1, 20)), z(20), np.array([10], i64), np.array([10], i64), 0, 0,

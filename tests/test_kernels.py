@@ -5,7 +5,7 @@ import pytest
 
 from zotrain.kernels import elementwise
 from zotrain.kernels.losses import MSE, XENT, dense_loss_many
-from zotrain.kernels.tt import contraction_work, tt_contract_many, tt_left_apply
+from zotrain.kernels.tt import contraction_work, tt_contract_many, tt_left_apply, tt_left_head
 from zotrain.nn.tt import random_tt_matrix
 from tests import reference
 from tests.test_tt import random_shape
@@ -48,18 +48,64 @@ def test_tt_contract_many(case, shared):
             assert rel_err(Y[q], ref) < 1e-5
 
 
+def _left_case(rng):
+    """A random left-half problem: XR ``(B, A, Q, R, G)``, Lt ``(Q, A R, E)``, and the
+    product ``Z[q, b, e, g] = sum_{a, r} Lt[q, a R + r, e] XR[b, a, q, r, g]`` in float64."""
+    B, A, Q, R, G, E = (int(v) for v in rng.integers(1, [40, 5, 4, 4, 35, 9]))
+    XR = rng.standard_normal((B, A, Q, R, G)).astype(np.float32)
+    Lt = rng.standard_normal((Q, A * R, E)).astype(np.float32)
+    Z = np.einsum("qke,bkqg->qbeg", Lt.astype(np.float64),
+                  XR.transpose(0, 1, 3, 2, 4).reshape(B, A * R, Q, G).astype(np.float64))
+    return XR, Lt, Z
+
+
 @pytest.mark.parametrize("case", range(8))
 def test_tt_left_apply(case):
-    """Y[b, e, g] = sum_k Lt[k, e] XR[b, k, g] against einsum in float64, every chunk size."""
+    """Every set's left half on every row against einsum in float64: every chunk size,
+    written at an offset into a larger output (rows outside it untouched)."""
     rng = np.random.default_rng(300 + case)
-    B, K, E, G = (int(v) for v in rng.integers(1, [40, 12, 9, 35]))
-    XR = rng.standard_normal((B, K, G)).astype(np.float32)
-    Lt = rng.standard_normal((K, E)).astype(np.float32)
-    ref = np.einsum("ke,bkg->beg", Lt.astype(np.float64), XR.astype(np.float64))
-    for chunk in (1, 3, 16, 1000):
-        Y = np.full((B, E, G), np.nan, np.float32)
-        assert tt_left_apply(XR, Lt, Y, chunk) is Y
-        assert rel_err(Y, ref) < 1e-5
+    XR, Lt, Z = _left_case(rng)
+    (B, _, Q, _, G), E = XR.shape, Lt.shape[2]
+    for chunk, row0 in ((1, 0), (3, 2), (16, 5), (1000, 1)):
+        Y = np.full((Q, B + 6, E, G), np.nan, np.float32)
+        assert tt_left_apply(XR, Lt, Y, row0, chunk) is Y
+        assert rel_err(Y[:, row0:row0 + B], Z) < 1e-5
+        assert np.isnan(Y[:, :row0]).all() and np.isnan(Y[:, row0 + B:]).all()
+
+
+@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("act,fn", [(elementwise.SIN, np.sin), (elementwise.TANH, np.tanh),
+                                    (elementwise.RELU, lambda x: np.maximum(x, 0))])
+def test_tt_left_head(case, act, fn):
+    """The left half, bias, activation and a dense head in one pass against the three
+    steps in float64: one and several head outputs, every chunk size, an offset."""
+    rng = np.random.default_rng(700 + case)
+    XR, Lt, Z = _left_case(rng)
+    (B, A, Q, R, G), E = XR.shape, Lt.shape[2]
+    XRt = np.ascontiguousarray(XR.transpose(2, 3, 4, 1, 0))  # (Q, R, G, A, B): rows last
+    bias = rng.standard_normal((Q, E * G)).astype(np.float32)
+    for n_out in (1, 3):
+        Wt = rng.standard_normal((Q, n_out, E * G)).astype(np.float32)
+        hb = rng.standard_normal((Q, n_out)).astype(np.float32)
+        ref = np.einsum("qbf,qjf->qbj", fn(Z.reshape(Q, B, E * G) + bias[:, None]), Wt) \
+            + hb[:, None]
+        scale = np.abs(Wt).sum(-1).max()  # the head sums E G terms: errors scale with |W|_1
+        for chunk, row0 in ((1, 0), (7, 3), (128, 1)):
+            out = np.full((Q, B + 4, n_out), np.nan, np.float32)
+            assert tt_left_head(XRt, Lt, bias, act, Wt, hb, out, row0, chunk) is out
+            assert np.abs(out[:, row0:row0 + B] - ref).max() < 2e-6 * scale
+            assert np.isnan(out[:, :row0]).all() and np.isnan(out[:, row0 + B:]).all()
+
+
+@pytest.mark.parametrize("limit", [1.0, 4.0, 100.0, 1e4, 1e5])
+def test_sin32_is_within_its_stated_error(limit, rng):
+    """The float32 sine against float64 ``np.sin`` on |x| <= limit: within 1.5e-7 (float32
+    rounding alone is up to 3e-8); through ``bias_activation_many`` with and without a bias."""
+    x = rng.uniform(-limit, limit, (3, 211, 97)).astype(np.float32)
+    P = np.zeros((1, 97), np.float32)
+    for off in (-1, 0):
+        y = elementwise.bias_activation_many(x.copy(), P, off, elementwise.SIN)
+        assert np.abs(y - np.sin(x.astype(np.float64))).max() < 1.5e-7
 
 
 @pytest.mark.parametrize("case", range(10))

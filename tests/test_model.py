@@ -53,10 +53,11 @@ def test_apply_many_matches_reference(method, case):
         assert rel_err(model.apply(P[q], X), ref) < 1e-5
 
 
+@pytest.mark.parametrize("method", ["auto", "halves"])  # halves: the head fused with it
 @pytest.mark.parametrize("case", range(4))
-def test_loss_many_matches_reference(case):
+def test_loss_many_matches_reference(case, method):
     rng = np.random.default_rng(7 + case)
-    model = random_model(rng, "auto")
+    model = random_model(rng, method)
     Q, B = 3, int(rng.integers(1, 100))
     P = np.stack([model.init(s) for s in range(Q)])
     X = rng.standard_normal((B, model.in_features)).astype(np.float32)
@@ -121,7 +122,8 @@ THREAD_SCRIPT = """
 import sys, numpy as np, zotrain
 rng = np.random.default_rng(0)
 out = {}
-for name, model in (("mnist", zotrain.mnist_mlp()), ("pinn", zotrain.pinn_mlp())):
+for name, model in (("mnist", zotrain.mnist_mlp()), ("pinn", zotrain.pinn_mlp()),
+                    ("pinn100", zotrain.pinn_mlp(in_features=202, depth=1))):
     p = model.init(1)
     P = p + 0.01 * rng.standard_normal((5, p.size)).astype(np.float32)
     X = rng.standard_normal((67, model.in_features)).astype(np.float32)

@@ -103,8 +103,9 @@ class TTLinear:
     * ``"dense"``: build the dense matrix a column slab at a time and multiply each
       slab with BLAS (``zotrain.nn.tt_split``; the dense FLOPs);
     * ``"contract"``: contract the cores with the input one by one (``kernels.tt``);
-    * ``"halves"``: the input times the right half of the cores (BLAS), then the left
-      half per row (``tt_split.halves_forward``): for small ranks and a wide input.
+    * ``"halves"``: the input times the right half of the cores (BLAS; one product for
+      all parameter sets when they share the input), then the left half per row
+      (``tt_split.halves_forward``): for small ranks and a wide input.
 
     ``"lean"``, from an earlier release, is read as ``"auto"``.
     """
@@ -191,24 +192,64 @@ class TTLinear:
         return {"dense": self.flops_dense, "contract": self.contraction_flops,
                 "halves": self.halves_flops}[self.algorithm(batch)](batch)
 
-    def forward_many(self, H, P, offsets, act=None, scratch=None):
+    def fuses_head(self, batch):
+        """Whether ``forward_many`` can apply a dense layer after this one (and its
+        activation) in the same pass: with the ``"halves"`` algorithm."""
+        return self.algorithm(batch) == "halves"
+
+    def forward_many(self, H, P, offsets, act=None, scratch=None, head=None):
+        """``act(H @ W + b)`` for every set; with ``head`` = ``(dense layer, its offsets)``
+        (only when ``fuses_head``) that layer's output instead, the activations never
+        stored."""
         Q, B = P.shape[0], H.shape[1]
-        Y = _buffer(scratch, "Y", (Q, B, self.out_features))
         algorithm = self.algorithm(B)
+        cores = [P[:, offsets[f"core{k}"]:offsets[f"core{k}"] + math.prod(s)].reshape((Q,) + s)
+                 for k, s in enumerate(self.shape.core_shapes)]
+        if head is not None:
+            if algorithm != "halves":
+                raise ValueError(f"a dense head is fused only with the halves algorithm, not "
+                                 f"{algorithm!r}")
+            _, L, R = tt_split.halves(cores)
+            return self._halves(L, R, H, np.empty((Q, B, head[0].out_features), np.float32),
+                                scratch, self._head_args(P, offsets, act, *head))
+        Y = _buffer(scratch, "Y", (Q, B, self.out_features))
         if algorithm == "contract":
             tt_contract_many(H, P, self.meta(offsets), Y)
-        else:
-            budget = tt_split.budget_for(self.in_features, B) if algorithm == "dense" else None
+        elif algorithm == "dense":
+            budget = tt_split.budget_for(self.in_features, B)
+            _, L, R = tt_split.halves(cores, budget)
             for q in range(Q):
-                cores = [P[q, offsets[f"core{k}"]:offsets[f"core{k}"] + math.prod(s)].reshape(s)
-                         for k, s in enumerate(self.shape.core_shapes)]
-                _, L, R = tt_split.halves(cores, budget)
-                X = H[q if H.shape[0] > 1 else 0]
-                if algorithm == "dense":
-                    tt_split.slab_forward(L, R, X, Y[q], budget)
-                else:
-                    tt_split.halves_forward(L, R, X, Y[q], scratch)
+                tt_split.slab_forward(L[q], R[q], H[q if H.shape[0] > 1 else 0], Y[q], budget)
+        else:
+            _, L, R = tt_split.halves(cores)
+            self._halves(L, R, H, Y, scratch, None)
         return elementwise.bias_activation_many(Y, P, offsets.get("bias", -1), _scalar(act))
+
+    @staticmethod
+    def _halves(L, R, H, out, scratch, head):
+        """``halves_forward`` (or ``halves_head``) of every set: one product for all when
+        they share ``H``."""
+        def run(L, R, X, out, head):
+            if head is None:
+                return tt_split.halves_forward(L, R, X, out, scratch)
+            return tt_split.halves_head(L, R, X, head, out, scratch)
+        if H.shape[0] == 1:
+            return run(L, R, H[0], out, head)
+        for q in range(len(out)):
+            part = head and tuple(a if callable(a) else a[q:q + 1] for a in head)
+            run(L[q:q + 1], R[q:q + 1], H[q], out[q:q + 1], part)
+        return out
+
+    def _head_args(self, P, offsets, act, dense, dense_offsets):
+        """``tt_left_head``'s ``(bias, act, Wt, head_bias)`` from the rows of ``P``."""
+        Q, F, n = P.shape[0], self.out_features, dense.out_features
+        zeros = np.zeros((Q, max(F, n)), np.float32)
+        bias = P[:, offsets["bias"]:offsets["bias"] + F] if self.bias else zeros[:, :F]
+        w = dense_offsets["weight"]
+        Wt = P[:, w:w + F * n].reshape(Q, F, n).transpose(0, 2, 1)
+        hb = P[:, dense_offsets["bias"]:dense_offsets["bias"] + n] if dense.bias else zeros[:, :n]
+        return (np.ascontiguousarray(bias), _scalar(act), np.ascontiguousarray(Wt),
+                np.ascontiguousarray(hb))
 
     def spec(self):
         s = self.shape

@@ -207,21 +207,36 @@ class Sequential:
     def forward_from(self, P, H, start, stop, fresh_last=True):
         """Run layers [start, stop) on all Q sets from input ``H`` ``(QH, B, F)``.
 
-        Activations are fused into the linear layer before them.  Intermediate
+        Activations are fused into the linear layer before them, and a last dense layer
+        into a TT layer before it when it can (``TTLinear.fuses_head``).  Intermediate
         activations live in reused per-thread buffers; the output of the last
         layer is a fresh array when ``fresh_last``.
         """
         i = start
         while i < stop:
-            layer = self.layers[i]
-            act, step = None, 1
-            if layer.in_features is not None and i + 1 < stop and \
-                    isinstance(self.layers[i + 1], Activation):
-                act, step = self.layers[i + 1], 2
+            layer, step = self.layers[i], self._step(i, stop)
+            act = self.layers[i + 1] if step == 2 else None
+            if self._fuses_head(i, step, stop, H.shape[1]):
+                # the last dense layer in the same pass: the activations never stored
+                return layer.forward_many(H, P, self.offsets(i), act, self._scratch(i),
+                                          head=(self.layers[i + step], self.offsets(i + step)))
             scratch = None if (fresh_last and i + step >= stop) else self._scratch(i)
             H = layer.forward_many(H, P, self.offsets(i), act, scratch)
             i += step
         return H
+
+    def _step(self, i, stop):
+        """2 when layer ``i`` is linear and an activation follows it before ``stop`` (the
+        two run as one), else 1."""
+        return 2 if (self.layers[i].in_features is not None and i + 1 < stop
+                     and isinstance(self.layers[i + 1], Activation)) else 1
+
+    def _fuses_head(self, i, step, stop, batch):
+        """Whether layer ``i`` (``step`` layers with its activation) runs the last layer
+        in [i, stop), a dense one, in its own pass (``TTLinear.fuses_head``)."""
+        layer = self.layers[i]
+        return (i + step + 1 == stop and isinstance(self.layers[i + step], Dense)
+                and hasattr(layer, "fuses_head") and layer.fuses_head(batch))
 
     def linear_cache(self, params, H):
         """One parameter set's forward from input ``H`` ``(1, B, F)``, keeping for each
@@ -236,11 +251,14 @@ class Sequential:
         return cache, H
 
     def loss_from(self, P, H, start, labels, targets, kind):
-        """Per-set losses of layers [start, end) from input ``H``; fused when the
-        model ends in a Dense layer.  ``labels``/``targets`` as ``check_target``."""
+        """Per-set losses of layers [start, end) from input ``H``; fused with a last Dense
+        layer (or that layer with the TT layer before it, when it fuses a head).
+        ``labels``/``targets`` as ``check_target``."""
         last = self.layers[-1]
         n = len(self.layers)
-        if isinstance(last, Dense) and start <= n - 1:
+        fused = any(self._fuses_head(i, self._step(i, n), n, H.shape[1])
+                    for i in (n - 3, n - 2) if i >= start)
+        if isinstance(last, Dense) and start <= n - 1 and not fused:
             H = self.forward_from(P, H, start, n - 1, fresh_last=False)
             off = self.offsets(n - 1)
             return dense_loss_many(H, P, off["weight"], off.get("bias", -1), last.out_features,

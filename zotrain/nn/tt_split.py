@@ -21,31 +21,41 @@ import math
 
 import numpy as np
 
-from zotrain.kernels.tt import tt_left_apply
+from zotrain.kernels.tt import tt_left_apply, tt_left_head
 
 #: slab-group size floor, in floats (128 KB of float32)
 MIN_BUDGET = 1 << 15
 #: ``halves_forward``'s rows per pass: as many as keep ``X @ R`` within this many floats
 HALVES_FLOATS = 1 << 19
+#: ``halves_head``'s (its input transposed and its ``R^T X^T``), larger: each pass
+#: alternates BLAS's threads with the kernel's, and BLAS's threads spin for a while
+#: after a product (~1 ms lost per pass here)
+HEAD_FLOATS = 1 << 22
 
 
 def left_product(cores):
-    """The first cores contracted: ``(in_left, out_left, r)``."""
-    L = np.ones((1, 1, 1), cores[0].dtype if cores else np.float64)
+    """The first cores contracted: ``(in_left, out_left, r)``; cores stacked on leading
+    axes ``(..., r, in, out, r')`` give products stacked alike."""
+    lead = cores[0].shape[:-4] if cores else ()
+    L = np.ones(lead + (1, 1, 1), cores[0].dtype if cores else np.float64)
     for c in cores:
-        (a, e, _), (r, i, o, s) = L.shape, c.shape
-        L = (L.reshape(a * e, r) @ c.reshape(r, -1)).reshape(a, e, i, o, s)
-        L = L.transpose(0, 2, 1, 3, 4).reshape(a * i, e * o, s)
+        (a, e, _), (r, i, o, s) = L.shape[-3:], c.shape[-4:]
+        L = (L.reshape(lead + (a * e, r)) @ c.reshape(lead + (r, -1))).reshape(
+            lead + (a, e, i, o, s))
+        L = np.swapaxes(L, -4, -3).reshape(lead + (a * i, e * o, s))
     return L
 
 
 def right_product(cores):
-    """The last cores contracted: ``(r, in_right, out_right)``."""
-    R = np.ones((1, 1, 1), cores[-1].dtype if cores else np.float64)
+    """The last cores contracted: ``(r, in_right, out_right)``; stacked like
+    ``left_product``."""
+    lead = cores[-1].shape[:-4] if cores else ()
+    R = np.ones(lead + (1, 1, 1), cores[-1].dtype if cores else np.float64)
     for c in reversed(cores):
-        (s, c_, g), (r, i, o, _) = R.shape, c.shape
-        R = (c.reshape(-1, s) @ R.reshape(s, -1)).reshape(r, i, o, c_, g)
-        R = R.transpose(0, 1, 3, 2, 4).reshape(r, i * c_, o * g)
+        (s, c_, g), (r, i, o, _) = R.shape[-3:], c.shape[-4:]
+        R = (c.reshape(lead + (-1, s)) @ R.reshape(lead + (s, -1))).reshape(
+            lead + (r, i, o, c_, g))
+        R = np.swapaxes(R, -3, -2).reshape(lead + (r, i * c_, o * g))
     return R
 
 
@@ -75,10 +85,14 @@ def split_point(core_shapes, budget):
 
 def halves(cores, budget=None):
     """``(m, L, R)``: the split point and the two halves' products; split for slabs of
-    ``budget`` floats (``split_point``), or for ``halves_forward`` when ``budget`` is None."""
-    shapes = [c.shape for c in cores]
+    ``budget`` floats (``split_point``), or for ``halves_forward`` when ``budget`` is None.
+    Cores stacked on leading axes give stacked halves."""
+    shapes = [c.shape[-4:] for c in cores]
     m = forward_split_point(shapes) if budget is None else split_point(shapes, budget)
-    return m, left_product(cores[:m]), right_product(cores[m:])
+    L, R = left_product(cores[:m]), right_product(cores[m:])
+    if m == 0:
+        L = np.broadcast_to(L, R.shape[:-3] + (1, 1, 1))
+    return m, L, R
 
 
 def halves_build_flops(core_shapes, m):
@@ -141,30 +155,66 @@ def slab_forward(L, R, X, out, budget):
 
 
 def halves_forward(L, R, X, out, scratch=None):
-    """``X @ W`` into ``out`` ``(B, out)`` from the halves, never the dense matrix: ``X``
-    ``(B, in_L, in_R)`` times the right half over ``in_R`` (one BLAS product), then the left
-    half over ``(in_L, r)`` per row (``tt_left_apply``); per row ``2 r (in out_R + in_L
-    out)`` FLOPs, rows in passes whose ``X @ R`` fits ``HALVES_FLOATS``.  float32 only;
+    """``X @ W_q`` into ``out[q]`` for ``Q`` TT-matrices given by their stacked halves
+    (``L`` ``(Q, in_L, out_L, r)``, ``R`` ``(Q, r, in_R, out_R)``) and one input ``X``
+    ``(B, in)``, never a dense matrix: ``X`` as ``(B in_L, in_R)`` times every set's right
+    half in one BLAS product, then each set's left half over ``(in_L, r)`` per row
+    (``tt_left_apply``); per row and set ``2 r (in out_R + in_L out)`` FLOPs, rows in
+    passes whose ``X @ R`` fits ``HALVES_FLOATS``.  ``out`` ``(Q, B, out)``; float32 only;
     ``scratch`` (a dict) keeps the pass buffer between calls."""
-    (a_, e_, r), (_, c_, g_) = L.shape, R.shape
+    (Q, a_, e_, r), (_, _, c_, g_) = L.shape, R.shape
     B = X.shape[0]
     if not out.flags.c_contiguous:
         raise ValueError("halves_forward writes into a C-contiguous out")
-    Rm = np.ascontiguousarray(R.transpose(1, 0, 2).reshape(c_, r * g_), np.float32)
-    Lt = np.ascontiguousarray(L.transpose(0, 2, 1).reshape(a_ * r, e_), np.float32)
-    rows = max(1, min(B, HALVES_FLOATS // (a_ * r * g_)))
-    shape = (rows * a_, r * g_)
-    XR = scratch.get("XR") if scratch is not None else None
-    if XR is None or XR.shape != shape:
-        XR = np.empty(shape, np.float32)
-        if scratch is not None:
-            scratch["XR"] = XR
+    Rm = np.ascontiguousarray(R.transpose(2, 0, 1, 3).reshape(c_, Q * r * g_), np.float32)
+    rows = max(1, min(B, HALVES_FLOATS // (a_ * Q * r * g_)))
+    XR = _pass_buffer(scratch, "XR", (rows * a_, Q * r * g_))
+    Y, Lt = out.reshape(Q, B, e_, g_), _left_t(L)
     for b in range(0, B, rows):
         n = min(rows, B - b)
         xr = XR[:n * a_]
         np.matmul(X[b:b + n].reshape(n * a_, c_), Rm, out=xr)
-        tt_left_apply(xr.reshape(n, a_ * r, g_), Lt, out[b:b + n].reshape(n, e_, g_))
+        tt_left_apply(xr.reshape(n, a_, Q, r, g_), Lt, Y, b)
     return out
+
+
+def halves_head(L, R, X, head, out, scratch=None):
+    """``act(X @ W_q + bias_q) @ V_q + c_q`` into ``out[q]`` (``(Q, B, n_out)``), ``head`` =
+    ``(bias, act, Vt, c)`` as ``tt_left_head`` takes them: ``halves_forward`` with the
+    activation and the dense layer after it in the same pass, the activations never
+    stored.  The right half's product is laid out rows last (``R^T`` times ``X^T``, one
+    BLAS product for every set) so that the fused pass runs over rows."""
+    (Q, a_, e_, r), (_, _, c_, g_) = L.shape, R.shape
+    B = X.shape[0]
+    Rt = np.ascontiguousarray(R.transpose(0, 1, 3, 2).reshape(Q * r * g_, c_), np.float32)
+    rows = max(1, min(B, HEAD_FLOATS // (a_ * (Q * r * g_ + c_))))
+    Xt = _pass_buffer(scratch, "Xt", (c_, a_ * rows))
+    XR = _pass_buffer(scratch, "XRt", (Q * r * g_, a_ * rows))
+    Lt = _left_t(L)
+    for b in range(0, B, rows):
+        n = min(rows, B - b)
+        if n < rows:  # the last pass, shorter
+            Xt, XR = np.empty((c_, a_ * n), np.float32), np.empty((Q * r * g_, a_ * n), np.float32)
+        Xt.reshape(c_, a_, n)[...] = X[b:b + n].reshape(n, a_, c_).transpose(2, 1, 0)
+        np.matmul(Rt, Xt, out=XR)
+        tt_left_head(XR.reshape(Q, r, g_, a_, n), Lt, *head, out, b)
+    return out
+
+
+def _left_t(L):
+    """The stacked left halves as the left-half kernels take them: ``(Q, in_L r, out_L)``."""
+    Q, a_, e_, r = L.shape
+    return np.ascontiguousarray(L.transpose(0, 1, 3, 2).reshape(Q, a_ * r, e_), np.float32)
+
+
+def _pass_buffer(scratch, key, shape):
+    """A float32 pass buffer of ``shape``, kept in ``scratch`` (a dict) when given."""
+    buf = scratch.get(key) if scratch is not None else None
+    if buf is None or buf.shape != shape:
+        buf = np.empty(shape, np.float32)
+        if scratch is not None:
+            scratch[key] = buf
+    return buf
 
 
 def slab_gradients(L, R, X, D):
