@@ -228,16 +228,15 @@ class TTLinear:
     @staticmethod
     def _halves(L, R, H, out, scratch, head):
         """``halves_forward`` (or ``halves_head``) of every set: one product for all when
-        they share ``H``."""
-        def run(L, R, X, out, head):
+        they share ``H``, else one per set."""
+        sets = [slice(None)] if H.shape[0] == 1 else [slice(q, q + 1) for q in range(len(out))]
+        for q, s in enumerate(sets):
+            X = H[0] if H.shape[0] == 1 else H[q]
             if head is None:
-                return tt_split.halves_forward(L, R, X, out, scratch)
-            return tt_split.halves_head(L, R, X, head, out, scratch)
-        if H.shape[0] == 1:
-            return run(L, R, H[0], out, head)
-        for q in range(len(out)):
-            part = head and tuple(a if callable(a) else a[q:q + 1] for a in head)
-            run(L[q:q + 1], R[q:q + 1], H[q], out[q:q + 1], part)
+                tt_split.halves_forward(L[s], R[s], X, out[s], scratch)
+            else:
+                part = tuple(a if callable(a) else a[s] for a in head)
+                tt_split.halves_head(L[s], R[s], X, part, out[s], scratch)
         return out
 
     def _head_args(self, P, offsets, act, dense, dense_offsets):
