@@ -27,10 +27,10 @@ import argparse
 import os
 import platform
 
-import numpy as np
-from _runner import best_time
+import zotrain  # before numpy, as the zotrain command does: OpenBLAS's thread timeout
 
-import zotrain
+import numpy as np  # noqa: E402
+from _runner import best_time  # noqa: E402
 from zotrain.nn.activations import Activation
 from zotrain.nn.layers import TTLinear
 from zotrain.nn.tt import tt_matrix_to_dense
@@ -128,7 +128,8 @@ def main():
         ap.error(f"--models must name some of {sorted(models)}, got {args.models!r}")
     rng = np.random.default_rng(0)
     print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"numpy {np.__version__}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+          f"numpy {np.__version__}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
     rows = []
     for name in chosen:
         model = models[name]()

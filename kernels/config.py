@@ -5,7 +5,14 @@ reassociation: every kernel keeps a fixed summation order, so results do not
 depend on the number of threads.  Set ``ZOTRAIN_NUMBA_CACHE=0`` to disable the
 on-disk cache (for example on a read-only installation).
 
-Importing this module changes nothing in the process.  ``prepare_threads``
+Importing this module (``import zotrain`` does it first) sets one environment
+variable unless it is set: ``OPENBLAS_THREAD_TIMEOUT`` to ``BLAS_THREAD_TIMEOUT``.
+OpenBLAS's threads otherwise spin for 2^28 cycles (~0.1 s) after each product,
+and a Numba kernel right after a product shares a core with them: the rank-2
+PINN forward ran 1.5-1.8x slower (docs/benchmarks.md, "OpenBLAS's spinning
+threads").  OpenBLAS reads the variable when numpy loads, so it acts in a process
+that imports zotrain before numpy (the ``zotrain`` command) and in the child
+processes of any that imports zotrain.  ``prepare_threads``
 runs before the first kernel launch (every public kernel wrapper calls it):
 Numba's OpenMP workers spin after a parallel region and then fight BLAS's
 threads for the cores (a TT layer alternates the two; spinning made a
@@ -17,7 +24,12 @@ the thread pool starts.  Set ``THREAD_WAIT_POLICY = None`` (or
 
 import os
 
-import numpy as np
+#: log2 of the CPU cycles OpenBLAS's threads spin after a product before they sleep
+#: (OpenBLAS's own default: 28); set in the environment at import unless set there
+BLAS_THREAD_TIMEOUT = 20
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(BLAS_THREAD_TIMEOUT))
+
+import numpy as np  # noqa: E402  (after the variable: OpenBLAS reads it when numpy loads)
 
 _cache = os.environ.get("ZOTRAIN_NUMBA_CACHE", "1") != "0"
 

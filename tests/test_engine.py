@@ -2,6 +2,7 @@
 estimator and layer registries, the own-data example and ``zotrain train npz``."""
 
 import json
+import os
 import runpy
 import subprocess
 import sys
@@ -20,15 +21,37 @@ from zotrain.engine.checkpoint import save_model
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_import_leaves_environment_and_signals_unchanged():
-    code = ("import os, signal, json; env = dict(os.environ); "
-            "h = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}; "
-            "import zotrain, zotrain.pinn, zotrain.export.runtime; "
-            "from zotrain.kernels import config; "
-            "print(json.dumps([env == dict(os.environ), "
-            "h == {s: signal.getsignal(s) for s in h}, 'matplotlib.pyplot' in __import__('sys').modules]))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(r.stdout) == [True, True, False]
+@pytest.mark.parametrize("timeout", [None, "28"])
+def test_import_sets_only_openblas_thread_timeout_and_no_signals(timeout):
+    """Importing zotrain sets OPENBLAS_THREAD_TIMEOUT (before numpy loads) unless it is set,
+    and nothing else: no other variable, no signal handler, no plotting backend."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if timeout is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = timeout
+    code = """if True:
+        import os, signal, json, sys
+        env = dict(os.environ)
+        h = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        class Spy:  # the variable as numpy starts to load
+            at_numpy = "numpy not loaded"
+            def find_spec(self, name, path=None, target=None):
+                if name == "numpy" and Spy.at_numpy == "numpy not loaded":
+                    Spy.at_numpy = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+        sys.meta_path.insert(0, Spy())
+        import zotrain, zotrain.pinn, zotrain.export.runtime
+        from zotrain.kernels import config
+        changed = {k: v for k, v in os.environ.items() if env.get(k) != v}
+        print(json.dumps([changed, sorted(set(env) - set(os.environ)), Spy.at_numpy,
+                          h == {s: signal.getsignal(s) for s in h},
+                          "matplotlib.pyplot" in sys.modules]))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env=env)
+    from zotrain.kernels.config import BLAS_THREAD_TIMEOUT
+
+    value = timeout or str(BLAS_THREAD_TIMEOUT)
+    changed = {} if timeout else {"OPENBLAS_THREAD_TIMEOUT": value}
+    assert json.loads(r.stdout) == [changed, [], value, True, False]
 
 
 class Quadratic:

@@ -2,6 +2,8 @@
 
 The public API; the architecture is in the README ("Architecture")."""
 
+from zotrain.kernels import config as _config  # noqa: F401  (first: sets OpenBLAS's thread
+# timeout before numpy loads; zotrain.kernels.config says why)
 from zotrain import optim
 from zotrain.base import Cost
 from zotrain.base import ZotrainError
