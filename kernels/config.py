@@ -9,7 +9,7 @@ Importing this module (``import zotrain`` does it first) sets one environment
 variable unless it is set: ``OPENBLAS_THREAD_TIMEOUT`` to ``BLAS_THREAD_TIMEOUT``.
 OpenBLAS's threads otherwise spin for 2^28 cycles (~0.1 s) after each product,
 and a Numba kernel right after a product shares a core with them: the rank-2
-PINN forward ran 1.5-1.8x slower (docs/benchmarks.md, "OpenBLAS's spinning
+PINN forward ran 1.5-1.7x slower (docs/benchmarks.md, "OpenBLAS's spinning
 threads").  OpenBLAS reads the variable when numpy loads, so it acts in a process
 that imports zotrain before numpy (the ``zotrain`` command) and in the child
 processes of any that imports zotrain.  ``prepare_threads``
