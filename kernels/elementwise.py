@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .config import PARALLEL, PARALLEL_FN, SERIAL, check_array, prepare_threads
+from .config import PARALLEL, PARALLEL_FN, SERIAL, SERIAL_FN, check_array, prepare_threads
 
 _INV_PI = 1.0 / np.pi
 
@@ -113,6 +113,18 @@ def bias_activation_many(Y, P, bias_off, act):
     return Y
 
 
+@njit(inline="always", **SERIAL_FN)
+def activate(v, act, fast_sin):
+    """``v = act(v)`` in place (float32 ``v``); ``sin32`` in a loop of its own when
+    ``fast_sin``, which LLVM vectorises."""
+    if fast_sin:
+        for i in range(v.size):
+            v[i] = sin32(v[i])
+    else:
+        for i in range(v.size):
+            v[i] = np.float32(act(np.float64(v[i])))
+
+
 @njit(**PARALLEL_FN)
 def _bias_act_many(Y, P, bias_off, act, fast_sin):
     """The bias, then ``act`` (``sin32`` when ``fast_sin``: a loop of its own, which LLVM
@@ -126,12 +138,7 @@ def _bias_act_many(Y, P, bias_off, act, fast_sin):
             bias = P[0 if shared else q, bias_off:bias_off + F]
             for f in range(F):
                 row[f] += bias[f]
-        if fast_sin:
-            for f in range(F):
-                row[f] = sin32(row[f])
-        else:
-            for f in range(F):
-                row[f] = np.float32(act(np.float64(row[f])))
+        activate(row, act, fast_sin)
 
 
 @njit(**PARALLEL)

@@ -18,7 +18,19 @@ from numba import njit, prange
 
 from .config import (PARALLEL, PARALLEL_FN, SERIAL, WORK_ITEM_FLOATS, check_array,
                      prepare_threads)
-from .elementwise import SIN, sin32
+from .elementwise import SIN, activate, sin32
+
+
+@njit(inline="always", **SERIAL)
+def _axpy4(dst, first, g0, g1, g2, g3, s0, s1, s2, s3):
+    """``dst = g0 s0 + g1 s1 + g2 s2 + g3 s3``, added to ``dst`` unless ``first``: four
+    terms per pass, so each store carries four multiply-adds."""
+    if first:
+        for t in range(dst.size):
+            dst[t] = g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+    else:
+        for t in range(dst.size):
+            dst[t] += g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
 
 
 @njit(**SERIAL)
@@ -43,12 +55,7 @@ def _contract_step(T, U, core, left, K, M, L):
                 s1 = T[base + L:base + 2 * L] if k0 + 1 < K else s0
                 s2 = T[base + 2 * L:base + 3 * L] if k0 + 2 < K else s0
                 s3 = T[base + 3 * L:base + 4 * L] if k0 + 3 < K else s0
-                if k0 == 0:
-                    for t in range(L):
-                        dst[t] = g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
-                else:
-                    for t in range(L):
-                        dst[t] += g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+                _axpy4(dst, k0 == 0, g0, g1, g2, g3, s0, s1, s2, s3)
 
 
 @njit(**PARALLEL)
@@ -118,12 +125,7 @@ def _left_row(T, off, w, e, G, dst):
         g0, g1, g2, g3 = w[e, k0], w[e, k0 + 1], w[e, k0 + 2], w[e, k0 + 3]
         s0, s1 = T[off[k0]:off[k0] + G], T[off[k0 + 1]:off[k0 + 1] + G]
         s2, s3 = T[off[k0 + 2]:off[k0 + 2] + G], T[off[k0 + 3]:off[k0 + 3] + G]
-        if k0 == 0:
-            for t in range(G):
-                dst[t] = g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
-        else:
-            for t in range(G):
-                dst[t] += g0 * s0[t] + g1 * s1[t] + g2 * s2[t] + g3 * s3[t]
+        _axpy4(dst, k0 == 0, g0, g1, g2, g3, s0, s1, s2, s3)
 
 
 @njit(**PARALLEL)
@@ -185,22 +187,15 @@ def _tt_left_head(XRt, Lt, bias, act, fast_sin, Wt, head_bias, chunk, row0, out)
                         for i in range(nb):
                             z[i] = zb
                     if k0 < last:
-                        for i in range(nb):
-                            z[i] += g0 * s0[i] + g1 * s1[i] + g2 * s2[i] + g3 * s3[i]
+                        _axpy4(z, False, g0, g1, g2, g3, s0, s1, s2, s3)
                     elif n_out == 1 and fast_sin:  # the last terms, sine and head at once
                         wf, h0 = Wt[q, 0, f], h[0]
                         for i in range(nb):
                             h0[i] += sin32(z[i] + g0 * s0[i] + g1 * s1[i] + g2 * s2[i]
                                            + g3 * s3[i]) * wf
                     else:
-                        for i in range(nb):
-                            z[i] += g0 * s0[i] + g1 * s1[i] + g2 * s2[i] + g3 * s3[i]
-                        if fast_sin:
-                            for i in range(nb):
-                                z[i] = sin32(z[i])
-                        else:
-                            for i in range(nb):
-                                z[i] = np.float32(act(np.float64(z[i])))
+                        _axpy4(z, False, g0, g1, g2, g3, s0, s1, s2, s3)
+                        activate(z, act, fast_sin)
                         for j in range(n_out):
                             wf, hj = Wt[q, j, f], h[j]
                             for i in range(nb):
