@@ -163,7 +163,7 @@ def _relu_moved_loss(delta, j, ctx):
         f = near[t]
         zf = np.float64(zn[f])
         moved = zf + delta * Wn[j, f]
-        true = (moved if moved > 0.0 else 0.0) - hn[f]
+        true = (0.0 if moved <= 0.0 else moved) - hn[f]  # NaN stays NaN
         linear = delta * Wn[j, f] if zf > 0.0 else 0.0
         if true != linear:
             for c in range(work.shape[0]):
@@ -194,7 +194,7 @@ def _activity_cge_link_relu(Z, act, Wn, Zn, V, Wh, bh, labels, mu, scale, moved_
         n_near = 0
         for f in range(Fn):
             z = np.float64(Zn[b, f])
-            hn[f] = z if z > 0.0 else 0.0
+            hn[f] = 0.0 if z <= 0.0 else z
             if abs(z) <= mu * wmax[f] * 1.000001:
                 near[n_near] = f
                 n_near += 1

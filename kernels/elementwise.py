@@ -14,11 +14,17 @@ from numba import njit, prange
 from .config import PARALLEL, PARALLEL_FN, SERIAL, SERIAL_FN, check_array, prepare_threads
 
 _INV_PI = 1.0 / np.pi
+#: |x| beyond which ``SIN`` and ``sin32`` return NaN: their range reduction by a few parts
+#: of pi is exact to float32 rounding (1.5e-7, tested) only up to here.  A network whose
+#: pre-activations reach 1e5 has diverged; NaN makes the engine say so instead of
+#: training on a wrong sine (0.395 for sin(1e9) = 0.546)
+SIN_LIMIT = 1e5
+_SIN_LIMIT32 = np.float32(SIN_LIMIT)
 
 
 @njit(**SERIAL)
 def relu(x):
-    return x if x > 0.0 else 0.0
+    return 0.0 if x <= 0.0 else x  # NaN stays NaN (``x if x > 0 else 0`` made it 0)
 
 
 @njit(**SERIAL)
@@ -35,8 +41,8 @@ def identity(x):
 def _sin(x):
     """sin of a float64, vectorisable: reduce by multiples of pi, then the
     Taylor series to x^17 on [-pi/2, pi/2] (truncation error < 1e-11, far below
-    float32 rounding).  For |x| < 1e6; NumPy's ``np.sin`` has no Numba twin
-    that vectorises without Intel's SVML."""
+    float32 rounding).  NaN for |x| > ``SIN_LIMIT`` (and for NaN and inf, as the true
+    sine); NumPy's ``np.sin`` has no Numba twin that vectorises without Intel's SVML."""
     k = np.floor(x * _INV_PI + 0.5)
     r = x - k * np.pi
     r2 = r * r
@@ -50,7 +56,8 @@ def _sin(x):
     p = p * r2 - 1.0 / 6.0
     s = r + r * r2 * p
     half = k * 0.5
-    return -s if half != np.floor(half) else s
+    s = -s if half != np.floor(half) else s
+    return s if abs(x) <= SIN_LIMIT else np.nan
 
 
 sin = _sin
@@ -73,8 +80,9 @@ _S9, _S11, _S13 = (np.float32(1.0 / 362880.0), np.float32(-1.0 / 39916800.0),
 def sin32(x):
     """sin of a float32 in float32 arithmetic, 8 lanes per AVX2 instruction (``SIN``
     works in float64, 4 lanes): reduce by multiples of pi in three parts, then the
-    Taylor series to x^13.  Within 1.5e-7 of the true sine for |x| <= 1e5 (tested;
-    float32 rounding alone is 3e-8); the reduction grows less exact beyond."""
+    Taylor series to x^13.  Within 1.5e-7 of the true sine for |x| <= ``SIN_LIMIT``
+    (1e5; tested, float32 rounding alone is 3e-8); NaN beyond it, where the reduction
+    grows inexact (and for NaN and inf, as the true sine)."""
     k = np.floor(x * _INV_PI32 + _HALF32)
     r = ((x - k * _PI_A) - k * _PI_B) - k * _PI_C
     r2 = r * r
@@ -85,7 +93,8 @@ def sin32(x):
     p = p * r2 + _S5
     p = p * r2 + _S3
     s = r + r * r2 * p
-    return -s if np.int32(k) & 1 else s
+    s = -s if np.int32(k) & 1 else s
+    return s if abs(x) <= _SIN_LIMIT32 else np.float32(np.nan)
 
 
 def bias_activation_many(Y, P, bias_off, act):

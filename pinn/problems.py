@@ -84,6 +84,8 @@ class Problem:
         if lo.shape != (self.dim,) or hi.shape != (self.dim,):
             fail(f"lower and upper must hold dim = {self.dim} numbers each, got "
                  f"{len(np.atleast_1d(lo))} and {len(np.atleast_1d(hi))}")
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            fail(f"lower and upper must be finite numbers, got {tuple(lo)} and {tuple(hi)}")
         bad = np.flatnonzero(~(lo < hi))
         if bad.size:
             i = int(bad[0])

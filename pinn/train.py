@@ -44,6 +44,7 @@ from zotrain import optim
 from zotrain.base import NO_COST, Cost, StepResult, ZotrainError
 from zotrain.engine.checkpoint import save_model
 from zotrain.engine.loop import Engine
+from zotrain.engine.memory import check_fits
 from zotrain.engine.plots import save_figure
 from zotrain.nn import architectures
 from zotrain.zo import estimators
@@ -168,8 +169,11 @@ class PinnConfig:
                                "(they judge its steps), not " + repr(self.body))
         for name in ("sigma", "mu", "lr", "max_time_s"):
             v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ZotrainError(f"{name} must be > 0, got {v!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or
+                                  not 0 < v < math.inf):
+                raise ZotrainError(f"{name} must be > 0 and finite, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ZotrainError(f"seed must be an integer >= 0, got {self.seed!r}")
         for name in ("boundary_weight", "boundary_fraction"):
             w = getattr(self, name)
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
@@ -186,11 +190,16 @@ class PinnConfig:
         if self.boundary_rule not in BOUNDARY_RULES:
             raise ZotrainError(f"boundary_rule must be one of {', '.join(BOUNDARY_RULES)}, got "
                                f"{self.boundary_rule!r}")
-        if not self.ridge >= 0:
+        if isinstance(self.ridge, bool) or not isinstance(self.ridge, (int, float)) or \
+                not 0 <= self.ridge < math.inf:
             raise ZotrainError(f"ridge must be >= 0, got {self.ridge!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or \
                 self.workers < 1:
             raise ZotrainError(f"workers must be an integer >= 1, got {self.workers!r}")
+        if self.ray is not None and self.ray != "local":
+            from zotrain.distributed.pool import check_address  # no Ray imported
+
+            check_address(self.ray)
         if self.ray is not None and self.backend != "numba":
             raise ZotrainError("--ray runs the queries with the numba backend")
 
@@ -463,12 +472,18 @@ def run_config(run_dir, problem=None):
     """The settings a run directory was trained with (its ``model.npz``'s; ``{}`` if none);
     with ``problem``, refused unless the run is of that problem."""
     import json
+    import zipfile
 
     path = Path(run_dir) / "model.npz"
     if not path.is_file():
         raise ZotrainError(f"no model file at {path} (train first)")
-    with np.load(path) as z:
-        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            config = json.loads(str(z["config"])) if "config" in z.files else {}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ZotrainError(f"{path} is corrupted or not a zotrain model file ({e})") from None
+    if not isinstance(config, dict):
+        raise ZotrainError(f"{path}: its settings are not a JSON object")
     if problem is not None and config.get("problem") != problem.name:
         raise ZotrainError(f"{run_dir} holds a run of problem {config.get('problem')!r}, "
                            f"not {problem.name!r}")
@@ -489,29 +504,31 @@ def load_run(problem, run_dir):
     model, params = load_run_model(Path(run_dir) / "model.npz")
     known = PinnConfig.names()
     c = PinnConfig(**{k: v for k, v in config.items() if k in known})
-    c.backend = "numba"
+    c.backend, c.ray = "numba", None  # nothing read from a file decides where to connect
     return build(c, problem)[1], params
 
 
 def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=True,
-               callbacks=()):
+               callbacks=(), overwrite=False):
     """Train a PINN for ``problem`` (a ``zotrain.pinn.Problem``) forward-only and write the
     run's files; returns the metrics dict.  ``config`` defaults to
     ``PinnConfig.for_problem(problem)`` (the problem's recipe).  Raises
     ``DivergenceError`` (last good state kept in ``out_dir``) on a non-finite loss; Ctrl-C
     checkpoints the last completed iteration.  ``resume`` continues from
-    ``out_dir/checkpoint.npz``."""
+    ``out_dir/checkpoint.npz``; a new run into an ``out_dir`` holding one is refused unless
+    ``overwrite``."""
     c = config or PinnConfig.for_problem(problem)
     c.validate(problem)
     model, loss = build(c, problem)
     run_config = dict(dataclasses.asdict(c), problem=problem.name)
+    check_fits(model.n_params)
     task = PinnTask(problem, model, loss, c, run_config)
-    engine = Engine(task, optim.adam(optim.cosine(c.lr, c.iters)),
-                    epochs=math.ceil(c.iters / c.eval_every), seed=c.seed, out_dir=out_dir,
-                    config=run_config, resumable=RESUMABLE, callbacks=callbacks,
-                    progress=progress, log_every=0, max_time_s=c.max_time_s,
-                    evaluate_at_start=True, total_steps=c.iters)
     try:
+        engine = Engine(task, optim.adam(optim.cosine(c.lr, c.iters)),
+                        epochs=math.ceil(c.iters / c.eval_every), seed=c.seed, out_dir=out_dir,
+                        config=run_config, resumable=RESUMABLE, callbacks=callbacks,
+                        progress=progress, log_every=0, max_time_s=c.max_time_s,
+                        evaluate_at_start=True, total_steps=c.iters, overwrite=overwrite)
         return engine.run(resume=resume)
     finally:
         model.release_buffers()

@@ -10,6 +10,7 @@ ray = pytest.importorskip("ray")
 
 from zotrain.base import ZotrainError  # noqa: E402
 from zotrain.distributed import ModelObjectives, QueryPool  # noqa: E402
+from zotrain.distributed.pool import start_local_ray  # noqa: E402
 from zotrain.nn.activations import ReLU, Tanh  # noqa: E402
 from zotrain.nn.layers import Dense, TTLinear  # noqa: E402
 from zotrain.nn.sequential import Sequential  # noqa: E402
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.ray
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray(2)
     yield
     ray.shutdown()
 
@@ -189,27 +190,6 @@ def test_pinn_queries_on_ray_match_one_process(tmp_path):
     assert one["forward_passes"] == two["forward_passes"]
 
 
-@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
-def test_workers_must_be_a_positive_integer(workers):
-    with pytest.raises(ZotrainError, match="workers must be an integer >= 1"):
-        ClassifierConfig(evaluator="none", ray="local", workers=workers).validate()
-    with pytest.raises(ZotrainError, match="--workers must be an integer >= 1"):
-        QueryPool(ModelObjectives(deep()), workers)
-
-
-def test_activity_perturbation_is_refused_with_the_reason():
-    with pytest.raises(ZotrainError, match="activity perturbation evaluates"):
-        ClassifierConfig(ray="local").validate()
-
-
-def test_bad_transports_are_named():
-    with pytest.raises(ZotrainError, match="unknown transport 'seeds'"):
-        ClassifierConfig(evaluator="none", ray="local", transport="seeds").validate()
-    with pytest.raises(ZotrainError, match="--transport replay .* needs --ray and --evaluator "
-                                           "none"):
-        ClassifierConfig(perturb="weight", ray="local", transport="replay").validate()
-
-
 @pytest.mark.parametrize("transport", ["params", "replay"])
 def test_checkpoint_and_resume_work_unchanged(mnist_dir, tmp_path, transport):
     """One process for 2 epochs = Ray for 1 epoch, stop, resume on Ray (new actors) for 1."""
@@ -299,9 +279,3 @@ def test_block_parallel_staleness_is_one_step_per_block():
     for s in segs[1]:
         np.testing.assert_array_equal(grads[1][s.slice], g1[s.slice])
     assert isinstance(plan.rule, BlockParallelStep)
-
-
-def test_block_parallel_needs_ray_the_local_evaluator_and_no_prototypes():
-    for kw in (dict(), dict(ray="local", evaluator="none"), dict(ray="local", proto=0.5)):
-        with pytest.raises(ZotrainError, match="--block-parallel trains the local"):
-            ClassifierConfig(block_parallel=True, **kw).validate()

@@ -121,8 +121,9 @@ def test_hybrid_switches_on_plateau_and_epoch():
 
 @pytest.mark.parametrize("name", sorted(estimators.ESTIMATORS))
 def test_conformance(name):
-    """Every registered estimator: shape, dtype, segments, determinism, forward count."""
-    fn, _ = quadratic()
+    """Every registered estimator: shape, dtype, segments, determinism, forward count, and a
+    descent direction (an all-zero or wrong-signed estimate fails)."""
+    fn, grad = quadratic()
     est = estimators.get(name)
     runs = []
     for _ in range(2):
@@ -134,6 +135,7 @@ def test_conformance(name):
     assert out.grad.shape == (D1 + D2,) and out.grad.dtype == np.float32
     assert np.all(np.isfinite(out.grad)) and not out.grad[:D1].any()
     assert np.array_equal(out.grad, runs[1].grad) and out.loss == pytest.approx(fn(X0[None])[0])
+    assert out.grad[D1:] @ grad(X0.astype(np.float64))[D1:] > 0
 
 
 def test_query_split_by_group_size():

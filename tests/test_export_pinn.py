@@ -65,6 +65,35 @@ def test_pinn_training_on_onnxruntime_matches_numba(tmp_path):
     assert m[1]["config"]["backend"] == "onnxruntime"
 
 
+def test_a_zeroth_order_step_on_onnxruntime_is_the_numba_step():
+    """The body's RGE estimate from onnxruntime's losses of the perturbed parameter sets is
+    the one from the Numba forward (the end-to-end run above cannot tell: the head solve
+    decides its error, so noise in place of onnxruntime's outputs would pass it)."""
+    from zotrain.pinn.train import pinn_objective
+    from zotrain.zo import estimators
+
+    problem = problems.get("poisson2d")
+    c = PinnConfig(width=32, points=8)
+    grads = []
+    for backend in ("numba", "onnxruntime"):
+        c.backend = backend
+        model, loss = build(c, problem)
+        p0 = init_params(model, problem, 0)
+        x, xb = problem.sample(8, [0, 1]), problem.sample_boundary(2, [0, 1])
+        body = [s.name for s in model.layout if s.slice.stop <= loss.head_slice().start]
+        est = estimators.rge(6, 1e-3, per_group=False).estimate(
+            pinn_objective(loss, model.layout, x, xb), p0, body, seed=0, step=1)
+        grads.append(est.grad)
+        P = p0 + 1e-3 * np.random.default_rng(0).standard_normal((5, p0.size)).astype(np.float32)
+        if backend == "numba":
+            ref = loss(P, x, xb)
+        else:
+            np.testing.assert_allclose(loss(P, x, xb), ref, rtol=1e-4)  # Stein: 1.6e-5
+    a, b = grads
+    assert np.abs(a).max() > 0
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.999
+
+
 def test_cli_exports_a_pinn_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["pinn", "poisson2d", "--iters", "2", "--width", "16", "--head-points", "64",

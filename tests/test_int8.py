@@ -113,8 +113,21 @@ def test_int8_runs_as_its_numpy_reading_says(tmp_path, hidden, rank, depth, seed
     Y = _session(path).run(None, {"X": X})[0]
     step = max(float(v) for k, v in env.items() if k.endswith("_scale") and np.ndim(v) == 0)
     np.testing.assert_allclose(Y, ref, atol=1.01 * step)
+    # and it is the model: every int8 weight is the model's own weight rounded to its column's
+    # grid (half a step at most), every bias the model's bias (the reference above reads only
+    # the file, so this is its link to the model)
+    arrays = model.unflatten(params)
+    for name, value in arrays.items():
+        if name.endswith("bias"):
+            np.testing.assert_array_equal(env[name], value)
+            continue
+        w = value.reshape(weights[f"{name}_quantized"].dims)
+        scale, zero = env[f"{name}_scale"], env[f"{name}_zero_point"]
+        assert not zero.any()  # symmetric
+        deq = env[f"{name}_quantized"].astype(np.float64) * scale
+        assert np.all(np.abs(deq - w) <= 0.5 * scale * (1 + 1e-6)), name
     exact = model.apply(params, X)
-    assert np.abs(ref - exact).max() < 0.1 * np.abs(exact).max()  # and it is the model
+    assert np.abs(ref - exact).max() < 0.1 * np.abs(exact).max()
 
 
 def test_int8_needs_calibration_inputs(tmp_path):

@@ -94,16 +94,32 @@ def test_bad_kernel_arguments_are_named(match, call):
 
 def test_the_table_runs_when_the_arguments_are_right():
     """The same calls with fitting arguments pass the checks (so each case above fails for
-    the one thing it breaks)."""
-    tt.tt_contract_many(z((1, 5, 4)), P, META, z((3, 5, 6)))
-    tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)), z((1, 3, 5, 4)), 1, 1)
-    tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD, 0, 1)
-    elementwise.bias_activation_many(z((2, 3, 4)), P[:2], 16, RELU)
-    losses.dense_loss_many(z((1, 5, 4)), P, 0, 12, 3, losses.XENT, z(5, i64), None, 8)
-    random.perturb_into(z((1, 20)), z(20), np.array([10], i64), np.array([10], i64), 0, 0,
-                        z(1, i64), z(1, f64), random.GAUSSIAN)
-    activity.activity_cge_link_relu(z((2, 4)), RELU, z((4, 3)), z((2, 3)), z((2, 4, 2)),
-                                    z((3, 2)), z(2, f64), LABELS, 1e-3, 1.0)
+    the one thing it breaks) and compute: outputs start as NaN and must come back written
+    with what zero inputs give (zeros; log 3 for three zero logits)."""
+    def nan(shape):
+        return np.full(shape, np.nan, f32)
+
+    out = nan((3, 5, 6))
+    np.testing.assert_array_equal(tt.tt_contract_many(z((1, 5, 4)), P, META, out), 0)
+    Y = nan((1, 3, 5, 4))
+    tt.tt_left_apply(z((2, 3, 1, 1, 4)), z((1, 3, 5)), Y, 1, 1)
+    assert np.isnan(Y[:, 0]).all() and (Y[:, 1:] == 0).all()  # rows from row0 = 1 only
+    head_out = nan((1, 2, 1))
+    tt.tt_left_head(z((1, 1, 4, 3, 2)), *HEAD[:-1], head_out, 0, 1)
+    np.testing.assert_array_equal(head_out, 0)
+    for sign in (-1, 1):
+        Yb = np.full((2, 3, 4), sign, f32)
+        assert elementwise.bias_activation_many(Yb, P[:2], 16, RELU) is Yb
+        np.testing.assert_array_equal(Yb, max(sign, 0))
+    np.testing.assert_allclose(losses.dense_loss_many(z((1, 5, 4)), P, 0, 12, 3, losses.XENT,
+                                                      z(5, i64), None, 8), np.log(3))
+    Pp, base = nan((1, 20)), np.arange(20, dtype=f32)
+    random.perturb_into(Pp, base, np.array([10], i64), np.array([10], i64), 0, 0, z(1, i64),
+                        z(1, f64), random.GAUSSIAN)
+    np.testing.assert_array_equal(Pp[0], base)  # scale 0: the parameters themselves
+    D = activity.activity_cge_link_relu(z((2, 4)), RELU, z((4, 3)), z((2, 3)), z((2, 4, 2)),
+                                        z((3, 2)), z(2, f64), LABELS, 1e-3, 1.0)
+    assert D.shape == (2, 4) and not D.any()
 
 
 def test_kernels_taking_a_function_are_not_cached_on_disk():

@@ -28,12 +28,17 @@ def run(c, out, resume=False, problem=POISSON):
 
 
 def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
-    c = small()
+    """Below the frozen random-feature body too (its head solve alone gives 5.3e-3 here, the
+    trained body 1.4e-3): the body's training, not only the head solve, is what is tested.
+    (The default RGE body does not beat the frozen one in 6 iterations: 1.28e-3 against
+    1.39e-3 at depth 2.)"""
+    c = small(body="gauss-newton", depth=1)
     model, loss = build(c, POISSON)
     untrained = rel_l2(loss, init_params(model, POISSON, 0), 500, 12345)
     m = run(c, tmp_path)
+    frozen = run(small(body="frozen", depth=1), tmp_path / "frozen")
     assert untrained > 0.5
-    assert m["rel_l2"] < 0.02
+    assert m["rel_l2"] < frozen["rel_l2"] / 2 < 0.02
     assert m["forward_passes"] > 0 and m["trainable_params"] == model.n_params
     for name in ("metrics.json", "model.npz", "checkpoint.npz", "log.jsonl"):
         assert (tmp_path / name).exists()
@@ -44,9 +49,10 @@ def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
 
 def test_zo_head_trains_everything_by_rge(tmp_path):
     """``head="zo"``: one step is Adam on the RGE estimate of the whole vector (head
-    included) at that step's collocation points, with no head solve before or after."""
-    from zotrain import optim
-    from zotrain.zo.objective import FunctionObjective
+    included) at that step's collocation points, with no head solve before or after.  The
+    expectation is computed here by hand from the loss alone: the antithetic RGE formula
+    over the counter-based Gaussian directions, then Adam's first step."""
+    from zotrain.kernels import random as krandom
 
     c = small(head="zo", iters=1, eval_every=1, queries=3)
     model, loss = build(c, POISSON)
@@ -54,13 +60,17 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     run(c, tmp_path)
     x = POISSON.sample(c.points, [c.seed, 1])
     xb = POISSON.sample_boundary(c.points // 4, [c.seed, 1])
-    est = estimators.rge(c.queries, c.mu, per_group=False).estimate(
-        FunctionObjective(lambda P: loss(P, x, xb), model.layout), p0, model.layout.names,
-        seed=c.seed, step=1)
-    opt = optim.adam(optim.cosine(c.lr, c.iters))
-    expected, _ = opt.update(est.grad, opt.init(p0), p0)
+    U = krandom.directions(c.seed, 1, np.arange(c.queries, dtype=np.int64), p0.size,
+                           krandom.GAUSSIAN).astype(np.float64)
+    g = np.zeros(p0.size)
+    for u in U:
+        plus, minus = (p0 + np.float32(s * c.mu) * u.astype(np.float32) for s in (1, -1))
+        lp, lm = loss(np.stack([plus, minus]), x, xb)
+        g += (lp - lm) / (2 * c.mu * c.queries) * u
+    g = g.astype(np.float32).astype(np.float64)
+    expected = p0 - c.lr * g / (np.abs(g) + 1e-8)  # Adam's first step, bias-corrected
     with np.load(tmp_path / "model.npz") as z:
-        np.testing.assert_allclose(z["params"], expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(z["params"], expected, rtol=1e-5, atol=1e-8)
     assert (expected != p0)[loss.head_slice()].all()
 
 

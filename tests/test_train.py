@@ -81,17 +81,12 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(mnist_dir, tmp_path):
     c = config(mnist_dir, evaluator="none", lr=1e9, head_lr=1e9, epochs=3)
     with pytest.raises(DivergenceError, match="diverged at step \\d+.*last good state \\(none yet"):
         run(c, tmp_path / "d", mnist_dir=mnist_dir)
-    from zotrain import optim
-    params, _, meta = load_checkpoint(tmp_path / "d" / "checkpoint.npz", optim.partition(
-        {"zo": optim.adam(1.0), "head": optim.adam(1.0)},
-        {"zo": np.ones(params_size(), bool), "head": np.zeros(params_size(), bool)}).init(
-        np.zeros(params_size(), np.float32)))
+    from zotrain.recipes.classification import build_optimizer, build_step
+
+    plan = build_step(c, architectures.mnist_mlp(rank=16))
+    template = build_optimizer(c, plan, 1).init(np.zeros(plan.layout.n_params, np.float32))
+    params, _, meta = load_checkpoint(tmp_path / "d" / "checkpoint.npz", template)
     assert np.all(np.isfinite(params)) and meta["history"]["step"] == 0
-
-
-def params_size():
-    from zotrain.nn import architectures as models
-    return architectures.mnist_mlp(rank=16).n_params
 
 
 def test_cli_writes_the_run_files(mnist_dir, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """The ``zotrain`` command line."""
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,69 +37,114 @@ def _cmd_models(args):
     return 0
 
 
-def _cmd_train(args):
-    import dataclasses
+#: what a ``zotrain train`` run records beside its ClassifierConfig (config.json)
+RUN_KEYS = ("dataset", "data", "model", "rank", "hidden", "max_params", "preset")
+#: arguments that say what to do with a run, not how to train it
+NOT_SETTINGS = {"command", "func", "task", "file", "out", "resume", "quiet", "overwrite"}
 
+
+def _cmd_train(args):
     from zotrain.data import load_dataset
-    from zotrain.engine.checkpoint import write_json
     from zotrain.recipes.classification import ClassifierConfig, train_classifier
 
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
-    if args.resume:
-        out, saved = Path(args.resume), Path(args.resume) / "config.json"
-        if not saved.is_file():
-            return _fail("train", f"cannot resume: {out} holds no config.json/checkpoint.npz")
-        run = json.loads(saved.read_text())
-        if args.epochs is not None:
-            run["epochs"] = args.epochs
-    else:
-        if (args.task == "npz") != (args.file is not None):
-            return _fail("train", "npz takes a FILE (zotrain train npz data.npz); mnist and "
-                         "fashion-mnist take none (use --data DIR)")
-        given = _with_preset(args)
-        if given is None:
-            return _fail("train", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
-        run = dict(dataclasses.asdict(ClassifierConfig(**{k: v for k, v in given.items()
-                                                          if k in fields})),
-                   dataset=args.task, data=args.file or args.data,
-                   model=given.get("model", "mlp"), rank=given.get("rank", 16),
-                   hidden=given.get("hidden", 1024), max_params=given.get("max_params"),
-                   preset=args.preset)
-        out = Path(args.out or f"runs/{_run_name(run)}-{run['evaluator']}-seed{run['seed']}")
     try:
+        if args.resume:
+            out = Path(args.resume)
+            run = _resumed_run(args, out)
+        else:
+            run = _new_run(args, fields)
+            out = Path(args.out or f"runs/{_run_name(run)}")
         data = load_dataset(run["dataset"], run["data"])
         model = _budgeted_model(data.n_features, data.n_classes, run, run.get("preset"))
         config = ClassifierConfig(**{k: v for k, v in run.items() if k in fields})
         config.validate()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ValueError(f"output directory {out} is not writable ({e.strerror})") from None
-        write_json(out / "config.json", run)
-        extra = {k: run.get(k) for k in ("dataset", "data", "model", "rank", "hidden", "preset")}
+        extra = {k: run.get(k) for k in RUN_KEYS}
+        if not args.resume or "data_digest" in run:  # (runs before 0.2 did not record it)
+            extra["data_digest"] = data.digest()
         metrics = train_classifier(model, data, config, out, resume=bool(args.resume),
-                                   progress=not args.quiet, run_config=extra)
+                                   progress=not args.quiet, run_config=extra,
+                                   overwrite=args.overwrite)
     except Exception as e:  # noqa: BLE001 - every known failure becomes a one-line message
         return _report("train", e)
     return _finished(metrics, out, f"test accuracy {metrics['test_accuracy']:.4f} (best "
                      f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs")
 
 
+def _new_run(args, fields):
+    from zotrain.recipes.classification import ClassifierConfig
+
+    if (args.task == "npz") != (args.file is not None):
+        raise ValueError("npz takes a FILE (zotrain train npz data.npz); mnist and "
+                         "fashion-mnist take none (use --data DIR)")
+    given = _with_preset(args)
+    return dict(dataclasses.asdict(ClassifierConfig(**{k: v for k, v in given.items()
+                                                       if k in fields})),
+                dataset=args.task, data=args.file or args.data,
+                model=given.get("model", "mlp"), rank=given.get("rank", 16),
+                hidden=given.get("hidden", 1024), max_params=given.get("max_params"),
+                preset=args.preset)
+
+
+def _resumed_run(args, out):
+    """The settings of the run in ``out`` (its config.json), with the budgets given now; any
+    other setting given that differs is refused by name.  Where the run's queries went
+    (``ray``, ``workers``) is shown, never used: only ``--ray`` given now connects."""
+    from zotrain.recipes.classification import RESUMABLE
+
+    path = out / "config.json"
+    if not path.is_file():
+        raise ValueError(f"cannot resume: {out} holds no config.json (not a zotrain train run)")
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot resume: {path} is not readable JSON ({e})") from None
+    if not isinstance(run, dict) or "dataset" not in run:
+        raise ValueError(f"cannot resume: {path} does not hold a zotrain train run's settings")
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in NOT_SETTINGS}
+    given.update(dataset=args.task, **({"data": args.file} if args.file else {}))
+    changed = sorted(k for k, v in given.items() if k not in RESUMABLE and run.get(k) != v)
+    if changed:
+        raise ValueError(f"cannot resume {out} with other settings: " + ", ".join(
+            f"{k} {run.get(k)!r} -> {given[k]!r}" for k in changed) + " (only budgets, time "
+            "limits, the data's location, the backend and Ray may change; start a new run "
+            "with --out)")
+    stored = {k: run.get(k) for k in ("ray", "workers", "transport")}
+    run.update(ray=args.ray, workers=args.workers or 1, transport=args.transport or "auto")
+    if stored["ray"] is not None and args.ray is None and not args.quiet:
+        print(f"the run used --ray {stored['ray']} --workers {stored['workers']}; resuming in "
+              "this process (give --ray again to use a cluster)", file=sys.stderr)
+    run.update({k: v for k, v in given.items() if k in RESUMABLE and k not in
+                ("ray", "workers", "transport")})
+    if run.get("block_parallel") and args.ray is None:
+        raise ValueError(f"{out} trained its blocks on Ray actors (--block-parallel); resume it "
+                         "with --ray given again")
+    return run
+
+
 def _with_preset(args):
-    """The options given, over the named preset's settings; None for an unknown preset."""
+    """The options given, over the named preset's settings."""
     if args.preset is not None and args.preset not in PRESETS:
-        return None
+        raise ValueError(f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
     return dict(PRESETS.get(args.preset, {}),
                 **{k: v for k, v in vars(args).items() if v is not None})
 
 
 def _budgeted_model(n_features, n_classes, settings, preset):
     """The classifier ``settings`` name (model, rank, hidden), refused when over its
-    parameter budget (``max_params``: a preset's or ``--max-params``)."""
-    name, rank, hidden = (settings.get("model") or "mlp", settings.get("rank") or 16,
-                          settings.get("hidden") or 1024)
+    parameter budget (``max_params``: a preset's or ``--max-params``) or over what this
+    machine can train, before anything of its size is allocated."""
+    from zotrain.engine.memory import check_fits
+
+    name = settings.get("model", "mlp")
     if name not in architectures.DEPTHS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(architectures.DEPTHS)}")
+    for key in ("rank", "hidden", "max_params"):
+        v = settings.get(key)
+        if (v is not None or key != "max_params") and (
+                isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"--{key.replace('_', '-')} must be an integer >= 1, got {v!r}")
+    rank, hidden = settings["rank"], settings["hidden"]
     model = architectures.classifier(n_features, n_classes, rank=rank,
                                      depth=architectures.DEPTHS[name], hidden=hidden)
     budget = settings.get("max_params")
@@ -107,6 +153,7 @@ def _budgeted_model(n_features, n_classes, settings, preset):
         raise ValueError(f"{what} allows at most {budget:,} parameters, but --rank {rank} "
                          f"--hidden {hidden} gives {model.n_params:,}; lower the rank or the "
                          "hidden width")
+    check_fits(model.n_params, f"--model {name} --rank {rank} --hidden {hidden}")
     return model
 
 
@@ -118,9 +165,18 @@ def _finished(metrics, out, result):
 
 
 def _run_name(run):
-    if run["dataset"] == "npz":
-        return Path(run["data"]).stem
-    return run["dataset"] if run["model"] in ("mlp", "mnist") else f"{run['dataset']}-{run['model']}"
+    """DATA-ARCHITECTURE-EVALUATOR-seedS: the preset's name or the model with the rank and
+    width where they are not the defaults."""
+    data = Path(run["data"]).stem if run["dataset"] == "npz" else run["dataset"]
+    if run.get("preset"):
+        arch = run["preset"]
+        base = PRESETS[run["preset"]]
+    else:
+        arch = "mlp" if run["model"] in ("mlp", "mnist") else run["model"]
+        base = {"rank": 16, "hidden": 1024}
+    arch += "".join(f"-{p}{run[k]}" for k, p in (("rank", "r"), ("hidden", "h"))
+                    if run[k] != base.get(k))
+    return f"{data}-{arch}-{run['evaluator']}-seed{run['seed']}"
 
 
 def _fail(command, message, code=2):
@@ -195,8 +251,10 @@ def _add_train(sub):
     p.add_argument("--patience", type=int, help="early stopping on the validation loss")
     p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    p.add_argument("--out", metavar="DIR",
-                   help="output directory (default runs/DATA-EVALUATOR-seedS)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default "
+                   "runs/DATA-MODEL-EVALUATOR-seedS, the model with its rank and width where "
+                   "they are not the defaults, or the preset's name); an existing run is "
+                   "refused unless --overwrite"),
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
                    "new total)")
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
@@ -210,6 +268,8 @@ def _add_train(sub):
                    "have each actor replay the updates from the step's losses and seeds "
                    "(replay); auto (default) measures both on the first steps and keeps the "
                    "faster (the same parameters either way)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
+                   "output directory (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
@@ -293,17 +353,13 @@ def _pinn_loss_of_run(run_dir):
 
 
 def _cmd_device(args):
-    import dataclasses
-
     from zotrain.data import MEAN, STD
     from zotrain.export.device import write_device_bundle
     from zotrain.recipes.classification import ClassifierConfig
 
-    given = _with_preset(args)
-    if given is None:
-        return _fail("device", f"unknown preset {args.preset!r}; known: {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
     try:
+        given = dict({"model": "mlp", "rank": 16, "hidden": 1024}, **_with_preset(args))
         config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields},
                                   evaluator="none", estimator="rge")
         config.validate()
@@ -370,6 +426,11 @@ def _cmd_pinn(args):
         problem = problems.get(args.problem)
         if args.resume:  # the run's own settings (recipe or not), then the options given
             saved = run_config(args.resume, problem)
+            if saved.get("ray") is not None and args.ray is None and not args.quiet:
+                print(f"the run used --ray {saved['ray']} --workers {saved.get('workers')}; "
+                      "resuming in this process (give --ray again to use a cluster)",
+                      file=sys.stderr)
+            saved = dict(saved, ray=None, workers=1)  # where it connects: only what is given
             config = PinnConfig(**{**{k: v for k, v in saved.items() if k in names}, **given})
             taken = {}
         elif args.no_recipe:
@@ -382,7 +443,7 @@ def _cmd_pinn(args):
                 f"--{k.replace('_', '-')} {v}" for k, v in taken.items()))
         out = Path(args.resume or args.out or f"runs/pinn-{args.problem}-seed{config.seed}")
         metrics = train_pinn(problem, config, out, progress=not args.quiet,
-                             resume=args.resume is not None)
+                             resume=args.resume is not None, overwrite=args.overwrite)
     except Exception as e:  # noqa: BLE001
         return _report("pinn", e)
     return _finished(metrics, out, f"relative L2 error {metrics['rel_l2']:.3e} after "
@@ -465,10 +526,14 @@ def _add_pinn(sub):
                    f"(default {d.test_points})")
     p.add_argument("--no-recipe", action="store_true",
                    help="ignore the problem's recipe: the defaults below")
-    p.add_argument("--out", metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="output directory (default "
+                   "runs/pinn-PROBLEM-seedS); an existing run is refused unless --overwrite")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR with the settings "
-                   "it was started with (--iters, --max-time and the backend may change)")
-    p.add_argument("--quiet", action="store_true")
+                   "it was started with (--iters, --max-time and the backend may change; "
+                   "--ray only where given again)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
+                   "output directory (refused otherwise)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_pinn)
 
 

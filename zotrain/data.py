@@ -21,8 +21,9 @@ import struct
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -213,24 +214,33 @@ def load_fashion_mnist(data_dir=None):
 
 class Dataset(NamedTuple):
     """Training and test arrays: ``x`` ``(n, features)`` float32, ``y`` ``(n,)`` integer
-    class labels."""
+    class labels; ``classes`` the number of classes when it was given explicitly."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    classes: Optional[int] = None
 
     @classmethod
-    def from_arrays(cls, x_train, y_train, x_test, y_test, *, name="data"):
-        """Check and convert: 2-D finite float32 inputs of one width, int64 labels >= 0."""
+    def from_arrays(cls, x_train, y_train, x_test, y_test, *, name="data", n_classes=None):
+        """Check and convert: 2-D finite float32 inputs of one width, int64 labels >= 0.
+
+        Without ``n_classes`` the classes are 0..max label, and each must occur among the
+        training labels (a stray label 17 among 0-3 would otherwise make an 18-class
+        head); with it, labels must lie in [0, n_classes)."""
         xs, ys = [], []
         for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
             x = np.asarray(x)
-            if x.ndim != 2 or len(x) < 1:
+            if x.ndim != 2 or len(x) < 1 or x.shape[1] < 1:
                 raise DataError(f"{name}: x_{split} must be 2-D (examples, features) with at "
-                                f"least one example, got shape {x.shape}")
-            if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
-                raise DataError(f"{name}: x_{split} must hold finite numbers (no NaN or inf)")
+                                f"least one example and one feature, got shape {x.shape}")
+            if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating) \
+                    or not np.all(np.isfinite(x)):
+                raise DataError(f"{name}: x_{split} must hold finite numbers (real, no NaN or "
+                                f"inf), got {x.dtype}")
+            if np.issubdtype(x.dtype, np.floating) and np.abs(x).max() > np.finfo(np.float32).max:
+                raise DataError(f"{name}: x_{split} holds values beyond float32's range")
             y = np.asarray(y)
             if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
                 raise DataError(f"{name}: y_{split} must be {len(x)} integer class labels >= 0, "
@@ -240,7 +250,8 @@ class Dataset(NamedTuple):
         if xs[0].shape[1] != xs[1].shape[1]:
             raise DataError(f"{name}: x_train has {xs[0].shape[1]} features, x_test "
                             f"{xs[1].shape[1]}")
-        return cls(xs[0], ys[0], xs[1], ys[1])
+        _check_classes(name, ys[0], ys[1], n_classes)
+        return cls(xs[0], ys[0], xs[1], ys[1], None if n_classes is None else int(n_classes))
 
     @property
     def n_features(self):
@@ -248,7 +259,18 @@ class Dataset(NamedTuple):
 
     @property
     def n_classes(self):
+        if self.classes is not None:
+            return self.classes
         return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    def digest(self):
+        """A short fingerprint of the arrays: a resumed run checks it trains on the same data
+        wherever the files now are."""
+        h = hashlib.sha256()
+        for a in (self.x_train, self.y_train, self.x_test, self.y_test):
+            h.update(str(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
 
     def check(self, model):
         """Raise unless ``model`` maps this data's width to at least its classes."""
@@ -260,25 +282,55 @@ class Dataset(NamedTuple):
                             f"{self.n_classes} classes")
 
 
+def _check_classes(name, y_train, y_test, n_classes):
+    if n_classes is not None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or \
+                n_classes < 2:
+            raise DataError(f"{name}: n_classes must be an integer >= 2, got {n_classes!r}")
+        top = int(max(y_train.max(), y_test.max()))
+        if top >= n_classes:
+            raise DataError(f"{name}: label {top} is outside [0, {n_classes}) (n_classes="
+                            f"{n_classes})")
+        return
+    top = int(max(y_train.max(), y_test.max()))
+    missing = sorted(set(range(top + 1)) - set(np.unique(y_train).tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise DataError(f"{name}: labels run 0..{top} but no training example has class "
+                        f"{shown} ({len(missing)} of {top + 1} classes missing); fix the "
+                        "labels, or give the number of classes explicitly (n_classes=, or "
+                        "an n_classes entry in the .npz)")
+
+
 def load_npz(path):
     """A ``Dataset`` from an ``.npz`` file with ``x_train``, ``y_train``, ``x_test``, ``y_test``
-    (inputs of any shape are flattened per example)."""
+    (inputs of any shape are flattened per example) and optionally ``n_classes``."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no data file at {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # every .npz is a zip archive
+        raise DataError(f"{path} is not an .npz archive (NumPy's np.savez writes one)")
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             files = z.files
             arrays = [z[k] for k in keys if k in files]
-    except (OSError, ValueError, EOFError) as e:
+            n_classes = z["n_classes"] if "n_classes" in files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path} is not a readable .npz file ({e})") from None
     missing = [k for k in keys if k not in files]
     if missing:
         raise DataError(f"{path} lacks the arrays {', '.join(missing)} (has {', '.join(files)})")
     for i in (0, 2):
         arrays[i] = arrays[i].reshape(len(arrays[i]), -1) if arrays[i].ndim > 2 else arrays[i]
-    return Dataset.from_arrays(*arrays, name=str(path))
+    if n_classes is not None:
+        if n_classes.shape != () or not np.issubdtype(n_classes.dtype, np.integer):
+            raise DataError(f"{path}: n_classes must be one integer, got {n_classes.dtype} "
+                            f"{n_classes.shape}")
+        n_classes = int(n_classes)
+    return Dataset.from_arrays(*arrays, name=str(path), n_classes=n_classes)
 
 
 def _idx_dataset(d):

@@ -8,7 +8,15 @@ fetches them once and builds its objective; then each query call sends only what
 the queries need (parameters and seeds, or parameter rows) and gets losses
 back.  An actor that dies is replaced, given the step's arguments again, and
 its calls re-run: the results are the same, since every query is a pure
-function of what it is sent.
+function of what it is sent; a call whose actor dies ``max_retries`` times fails
+the step with a ``ZotrainError``, and so does a call with no result within
+``call_timeout_s``.
+
+Where it connects is only what the caller names: a ``HOST:PORT`` (or
+``ray://HOST:PORT``) address, or ``None`` for a new local instance that listens
+on the loopback interface only (never ``RAY_ADDRESS`` or the file a running
+cluster leaves in /tmp: ``address="local"``).  The pool shuts down the Ray
+instance it started.
 """
 
 import os
@@ -43,16 +51,26 @@ def blas_threads():
     return len(os.sched_getaffinity(0))
 
 
+def check_address(address):
+    """``(host, port)`` of a cluster address ``HOST:PORT`` or ``ray://HOST:PORT``; anything
+    else (``auto`` too: Ray would read the address from a file) is refused."""
+    if not isinstance(address, str):
+        raise ZotrainError(f"--ray address must be HOST:PORT, got {address!r}")
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto":
+        raise ZotrainError("--ray auto is not supported: Ray would take the cluster's address "
+                           "from a file it leaves in /tmp; give the address, HOST:PORT")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ZotrainError(f"--ray address must be HOST:PORT or ray://HOST:PORT, got "
+                           f"{address!r}")
+    return host, int(port)
+
+
 def _check_reachable(address, timeout_s):
     """Refuse quickly an address with nothing listening (Ray itself waits minutes)."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise ZotrainError(f"--ray address must be HOST:PORT, ray://HOST:PORT or auto, got "
-                           f"{address!r}")
+    host, port = check_address(address)
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as e:
         raise ZotrainError(f"cannot reach a Ray cluster at {address!r} "
                            f"({e.strerror or e}); start one with `ray start --head` or omit "
@@ -125,38 +143,49 @@ class _Worker:
 class QueryPool:
     """``workers`` Ray actors each holding ``factory`` (see the module docstring).
 
-    ``address``: a Ray cluster to join (``"auto"``, ``"ray://host:port"`` or
-    ``"host:port"``); None starts a local Ray instance with ``workers`` CPUs.
-    ``timeout_s`` bounds the wait for the cluster and for the actors to start."""
+    ``address``: a Ray cluster to join (``"ray://host:port"`` or ``"host:port"``); None
+    starts a local Ray instance with ``workers`` CPUs on the loopback interface.
+    ``timeout_s`` bounds the wait for the cluster and for the actors to start,
+    ``call_timeout_s`` the wait for any one result; a call is re-run on a new actor at most
+    ``max_retries`` times."""
 
-    def __init__(self, factory, workers, address=None, timeout_s=60.0):
+    def __init__(self, factory, workers, address=None, timeout_s=60.0, call_timeout_s=600.0,
+                 max_retries=2):
         if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
             raise ZotrainError(f"--workers must be an integer >= 1, got {workers!r}")
+        for name, v in (("timeout_s", timeout_s), ("call_timeout_s", call_timeout_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ZotrainError(f"{name} must be a number > 0, got {v!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ZotrainError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        if address is not None:
+            check_address(address)
         ray = self.ray = import_ray()
-        self.factory, self.n = factory, int(workers)
-        if not ray.is_initialized():
-            if address is not None:
-                _check_reachable(address, min(timeout_s, 10.0))
-            try:
-                if address is None:
-                    ray.init(num_cpus=self.n, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
-                else:
-                    ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
-                raise ZotrainError(f"cannot reach a Ray cluster at {address!r} ({e})") from None
+        self.factory, self.n, self.actors = factory, int(workers), []
+        self.call_timeout_s, self.max_retries = float(call_timeout_s), max_retries
+        self.owns_ray = not ray.is_initialized()
+        if self.owns_ray:
+            _init_ray(ray, address, self.n, timeout_s)
+        try:
+            self._start_actors(timeout_s)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def _start_actors(self, timeout_s):
+        ray = self.ray
         threads = str(blas_threads())  # OpenBLAS products differ with the thread count:
         # the actors use the driver's, so that a query's loss is the driver's to the bit
         self.remote_class = ray.remote(num_cpus=1, max_restarts=0, runtime_env={"env_vars": {
             "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}})(_Worker)
         self.timeout_s = timeout_s
-        self.actors = [self._start() for _ in range(self.n)]
         self.step_key, self.step_ref = None, None
         self.bytes_sent = 0  # step arguments (once per step and actor) and query calls
         self.replaced = 0
         self.message = self.message_ref = self.resync = None  # the replay transport's
         self.resyncs = 0  # replicas sent in full because they were not in step
+        for _ in range(self.n):  # one at a time: a failed start leaves the others listed
+            self.actors.append(self._start())
 
     def _start(self):
         actor = self.remote_class.remote(self.factory)
@@ -209,14 +238,22 @@ class QueryPool:
 
     def _wait(self, calls, resubmit):
         """Results of ``calls`` ``[(worker, item, ref)]`` in order; a call whose actor died
-        is re-run (``resubmit(worker, item)``) on a replacement actor."""
+        is re-run (``resubmit(worker, item)``) on a replacement actor, at most
+        ``max_retries`` times."""
         out = []
         for w, item, ref in calls:
-            while True:
+            for attempt in range(self.max_retries + 1):
                 try:
-                    out.append(self.ray.get(ref))
+                    out.append(self.ray.get(ref, timeout=self.call_timeout_s))
                     break
+                except self.ray.exceptions.GetTimeoutError:
+                    raise ZotrainError(f"Ray worker {w} gave no result within "
+                                       f"{self.call_timeout_s:.0f} s") from None
                 except self.ray.exceptions.RayActorError:
+                    if attempt == self.max_retries:
+                        raise ZotrainError(
+                            f"a query killed its Ray worker {self.max_retries + 1} times (worker "
+                            f"{w}); the step fails rather than retry forever") from None
                     self._replace(w)
                     ref = resubmit(w, item)
         return out
@@ -248,9 +285,41 @@ class QueryPool:
         self.ray.kill(self.actors[worker])
 
     def shutdown(self):
+        """Kill the actors, and stop the Ray instance if this pool started it."""
         for a in self.actors:
             try:
                 self.ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
         self.actors = []
+        if self.owns_ray and self.ray.is_initialized():
+            self.ray.shutdown()
+        self.owns_ray = False
+
+
+def start_local_ray(n_cpus):
+    """Start a local Ray instance with ``n_cpus`` CPUs on the loopback interface (what a
+    pool without an address does)."""
+    _init_ray(import_ray(), None, n_cpus, 60.0)
+
+
+def _init_ray(ray, address, n, timeout_s):
+    """Join the cluster at ``address``, or start a local instance (None) that listens on the
+    loopback interface only."""
+    if address is not None:
+        _check_reachable(address, min(timeout_s, 10.0))
+    try:
+        if address is None:
+            from ray._private import ray_constants
+
+            # a node whose IP is the loopback one binds every server to 127.0.0.1 (Ray
+            # otherwise listens on all interfaces); the driver's setting reaches the
+            # processes it starts through their command lines
+            ray_constants.ENABLE_RAY_CLUSTER = False
+            ray.init(address="local", num_cpus=n, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as e:
+        raise ZotrainError(f"cannot reach a Ray cluster at {address!r} ({e})") from None

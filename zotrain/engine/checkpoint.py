@@ -74,21 +74,62 @@ def save_checkpoint(path, params, opt_state, meta):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path, opt_template):
+def load_checkpoint(path, opt_template, n_params=None):
     """``(params, opt_state, meta)`` from ``save_checkpoint``; ``opt_template`` gives
-    the optimizer state's structure (``optimizer.init(params)``)."""
+    the optimizer state's structure (``optimizer.init(params)``), ``n_params`` (optional)
+    the parameter count.  A file that is not
+    such a checkpoint, holds a state of another shape, or holds NaN or inf is refused
+    with a ``CheckpointError`` naming the file and the fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    template = tree_leaves(opt_template)
+    try:
+        with np.load(path) as z:
+            params = z["params"]
+            meta = json.loads(bytes(z["meta"]).decode())
+            leaves = [z[f"opt_{k}"] for k in range(len(template))]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path} is corrupted or incomplete ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: its metadata is not a JSON object")
+    if params.ndim != 1 or params.dtype.kind != "f":
+        raise CheckpointError(f"checkpoint {path}: params must be a 1-D float vector, got "
+                              f"{params.dtype} {params.shape}")
+    if n_params is not None and params.shape != (n_params,):
+        raise CheckpointError(f"checkpoint {path} holds {params.shape[0]} parameters; this "
+                              f"run trains {n_params}")
+    for k, (leaf, t) in enumerate(zip(leaves, template)):
+        if np.shape(leaf) != np.shape(t):
+            raise CheckpointError(f"checkpoint {path}: optimizer state opt_{k} has shape "
+                                  f"{np.shape(leaf)}, this run's optimizer needs "
+                                  f"{np.shape(t)}")
+    for name, a in [("params", params)] + [(f"opt_{k}", v) for k, v in enumerate(leaves)]:
+        if np.asarray(a).dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise CheckpointError(f"checkpoint {path} holds NaN or inf in {name}: not a "
+                                  "state to continue from")
+    return params, tree_replace(opt_template, leaves), meta
+
+
+def read_meta(path):
+    """The JSON metadata of checkpoint ``path`` alone (a dict), or a ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         with np.load(path) as z:
-            params = z["params"]
             meta = json.loads(bytes(z["meta"]).decode())
-            n = len(tree_leaves(opt_template))
-            leaves = [z[f"opt_{k}"] for k in range(n)]
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"checkpoint {path} is corrupted or incomplete ({e})") from None
-    return params, tree_replace(opt_template, leaves), meta
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path}: its metadata is not a JSON object")
+    return meta
+
+
+def all_finite(params, opt_state=()):
+    """Whether ``params`` and every floating leaf of ``opt_state`` are finite."""
+    return all(np.all(np.isfinite(a)) for a in [params] + tree_leaves(opt_state)
+               if np.asarray(a).dtype.kind == "f")
 
 
 def save_model(path, model, params, config, **extra):

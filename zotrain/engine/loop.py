@@ -12,8 +12,12 @@ writes ``checkpoint.npz`` and ``model.npz`` atomically.
   functions of (seed, epoch, step), and the checkpoint holds the parameters,
   the optimizer state, the history and the task's own state.  A checkpoint
   made with other settings (other than those in ``resumable``) is refused.
-* A run whose loss or parameters stop being finite raises
-  ``DivergenceError``; its last good checkpoint stays on disk.
+* A run whose loss, parameters or optimizer state stop being finite (after the
+  update and after every task hook) raises ``DivergenceError``; its last good
+  checkpoint stays on disk, and no non-finite state is ever written.
+* A new run refuses an ``out_dir`` that holds a run unless ``overwrite=True``;
+  ``config.json`` (the run's settings) is written when a run starts and when a
+  resume has been accepted, never by a refused one.
 * Ctrl-C (``KeyboardInterrupt``) checkpoints the last completed step and
   ends the run with ``stopped = "interrupted"``; no signal handler is
   installed, so the engine runs on any thread.
@@ -28,13 +32,18 @@ import numpy as np
 
 from zotrain.base import ZotrainError
 from zotrain.engine.callbacks import JsonlLog, ProgressBar
-from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, \
-    write_json
+from zotrain.engine.checkpoint import CheckpointError, all_finite, load_checkpoint, \
+    read_meta, save_checkpoint, write_json
 from zotrain.engine.memory import peak_rss_mb
 
 
 class DivergenceError(RuntimeError):
     """The loss or the parameters became NaN or inf."""
+
+
+#: the files of a run directory; a new run refuses a directory holding any of them
+RUN_FILES = ("checkpoint.npz", "model.npz", "metrics.json", "config.json", "log.jsonl",
+             "curves.png")
 
 
 @dataclass
@@ -79,12 +88,13 @@ class Engine:
     stored with every checkpoint and compared on resume, except its keys in
     ``resumable``.  ``callbacks`` receive ``on_step(engine, loss)`` and
     ``on_epoch(engine, record)`` and may set ``engine.stop`` to a reason.
-    ``evaluate_at_start`` adds a record of the untrained parameters."""
+    ``evaluate_at_start`` adds a record of the untrained parameters.  ``overwrite``
+    lets a new run replace the run already in ``out_dir`` (otherwise refused)."""
 
     def __init__(self, task, optimizer, *, epochs, seed, out_dir=None, config=None,
                  resumable=(), callbacks=(), progress=True, log_every=50, max_time_s=None,
                  max_forward_passes=None, max_forward_equivalents=None,
-                 evaluate_at_start=False, total_steps=None):
+                 evaluate_at_start=False, total_steps=None, overwrite=False):
         _positive("epochs", epochs, integer=True)
         _positive("the time limit", max_time_s)
         _positive("the forward-pass budget", max_forward_passes)
@@ -94,7 +104,7 @@ class Engine:
         self.config, self.resumable = dict(config or {}), set(resumable)
         self.max_time_s, self.max_forward_passes = max_time_s, max_forward_passes
         self.max_forward_equivalents = max_forward_equivalents
-        self.evaluate_at_start = evaluate_at_start
+        self.evaluate_at_start, self.overwrite = evaluate_at_start, overwrite
         self.callbacks = list(callbacks)
         self.progress = ProgressBar(total_steps, disable=not progress)
         if self.out is not None:
@@ -115,7 +125,9 @@ class Engine:
         if self.evaluate_at_start:
             self._evaluate(loss=None)
         self.params, cost = self.task.on_start(self.params)
+        self._check_finite(0.0, self.params, self.opt_state, "the task's on_start hook")
         self.history.spend(cost, time.perf_counter() - t0)
+        self._write_config()
         self.save()
 
     def resume(self):
@@ -123,24 +135,37 @@ class Engine:
         if self.out is None:
             raise CheckpointError("cannot resume without an output directory")
         path = self.out / "checkpoint.npz"
-        template = self.optimizer.init(np.zeros(self.task.n_params, np.float32))
-        params, opt_state, meta = load_checkpoint(path, template)
-        old = {k: v for k, v in meta.get("config", {}).items() if k not in self.resumable}
+        meta = read_meta(path)  # the settings first: a run of others is named as such
+        old = meta.get("config", {})
+        old = {k: v for k, v in (old if isinstance(old, dict) else {}).items()
+               if k not in self.resumable}
         new = {k: v for k, v in self.config.items() if k not in self.resumable}
         if old != new:
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise CheckpointError(f"the checkpoint in {self.out} was made with other settings: "
                                   f"{', '.join(diff)}")
-        if params.shape != (self.task.n_params,):
-            raise CheckpointError(f"checkpoint {path} holds {params.shape[0]} parameters; this "
-                                  f"run trains {self.task.n_params}")
-        self.params, self.opt_state = params, opt_state
-        self.history = History(**meta["history"])
+        template = self.optimizer.init(np.zeros(self.task.n_params, np.float32))
+        params, opt_state, meta = load_checkpoint(path, template, self.task.n_params)
+        try:
+            history = History(**meta["history"])
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {path} holds no valid run history (metadata "
+                                  f"'history': {type(e).__name__} {e})") from None
         self.task.load_state(meta.get("task_state"))
+        self.params, self.opt_state, self.history = params, opt_state, history
+        self._write_config()  # the resume is accepted: record its settings (budgets may differ)
+
+    def _write_config(self):
+        if self.out is not None:
+            write_json(self.out / "config.json", self.config)
 
     def save(self):
+        """Write the checkpoint and the model; a non-finite state is never written."""
         if self.out is None:
             return
+        if not all_finite(self.params, self.opt_state):
+            raise DivergenceError(f"refusing to save a non-finite state to {self.out}; the "
+                                  "last good checkpoint is kept")
         meta = {"history": vars(self.history), "config": self.config,
                 "task_state": self.task.state()}
         save_checkpoint(self.out / "checkpoint.npz", self.params, self.opt_state, meta)
@@ -149,15 +174,21 @@ class Engine:
     def _prepare_dir(self):
         if self.out is None:
             return
+        held = [n for n in RUN_FILES if (self.out / n).exists()]
+        if held and not self.overwrite:
+            raise ZotrainError(f"{self.out} already holds a run ({', '.join(held)}); resume it, "
+                               "choose another output directory, or overwrite it (--overwrite, "
+                               "overwrite=True)")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+            for n in held:
+                (self.out / n).unlink()
             probe = self.out / ".zotrain-write-test"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as e:
             raise ZotrainError(f"output directory {self.out} is not writable "
                                f"({e.strerror})") from None
-        (self.out / "log.jsonl").unlink(missing_ok=True)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, *, resume=False):
@@ -187,10 +218,11 @@ class Engine:
             t0 = time.perf_counter()
             out = self.task.step(self.params, batch, seed=self.seed, step=h.step)
             params, opt_state = self.optimizer.update(out.grad, self.opt_state, self.params)
-            self._check_finite(out, params)
+            self._check_finite(out.loss, params, opt_state, "the update")
             self._check_budgets(h.wall_time_s + time.perf_counter() - t0, out.cost)
             params, hook_cost = self.task.after_step(
                 params, step=h.step, last=self.stop is not None or (is_last and last_epoch))
+            self._check_finite(out.loss, params, opt_state, "the task's after_step hook")
             # commit in one assignment each: an interrupt never sees half a step
             self.params, self.opt_state = params, opt_state
             h.step, h.batch, loss = h.step + 1, b + 1, out.loss
@@ -204,16 +236,17 @@ class Engine:
         self._evaluate(loss)
         self.save()
 
-    def _check_finite(self, out, params):
-        finite = np.all(np.isfinite(params))
-        if math.isfinite(out.loss) and finite:
+    def _check_finite(self, loss, params, opt_state, after):
+        finite = all_finite(params, opt_state)
+        if math.isfinite(loss) and finite:
             return
         good = self.history.records[-1]["step"] if self.history.records else None
         where = f" in {self.out}" if self.out is not None else ""
         raise DivergenceError(
-            f"training diverged at step {self.history.step + 1}: loss {out.loss}"
-            f"{'' if finite else ', non-finite parameters'}; the last good state "
-            f"({'step ' + str(good) if good is not None else 'none yet'}) is kept{where}. "
+            f"training diverged at step {self.history.step + 1}: loss {loss}"
+            f"{'' if finite else ', non-finite parameters or optimizer state'}; the last good "
+            f"state ({'step ' + str(good) if good is not None else 'none yet'}) is kept{where}. "
+            f"{'' if after == 'the update' else f'It became non-finite in {after}. '}"
             "Lower the learning rate or mu.")
 
     def _check_budgets(self, wall, cost):
@@ -252,6 +285,8 @@ class Engine:
             "stopped": self.stop or "completed", "config": self.config, "history": h.records})
         if self.out is not None:
             write_json(self.out / "metrics.json", metrics)
+            if not all_finite(self.params):  # never reached: every step is checked
+                raise DivergenceError(f"refusing to save a non-finite model to {self.out}")
             self.task.save_model(self.out / "model.npz", self.params)
             self.task.plot(self.out / "curves.png", self.params, h.records)
         return metrics

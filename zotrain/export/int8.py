@@ -24,7 +24,7 @@ import numpy as np
 from zotrain.nn.activations import Activation
 from zotrain.nn.layers import Dense, TTLinear
 
-from .onnx import ExportError, Graph, check_exportable, write_model
+from .onnx import ExportError, Graph, check_exportable, check_finite_params, write_model
 
 
 def _tt_matmuls(g, H, cores, layer):
@@ -50,7 +50,7 @@ def to_onnx_matmul(model, params, path):
     from onnx import TensorProto, numpy_helper
 
     check_exportable(model)
-    arrays = model.unflatten(np.asarray(params, np.float32))
+    arrays = model.unflatten(check_finite_params(model, params))
     g = Graph()
 
     def init(name, value):

@@ -131,12 +131,22 @@ def write_model(g, inputs, outputs, path):
     return path
 
 
+def check_finite_params(model, params):
+    """``params`` as float32, refused (``ExportError``) unless they are the model's count of
+    finite real numbers: NaN or inf is no trained model to deploy."""
+    params = np.asarray(model._check_params(params), np.float32)
+    if not np.all(np.isfinite(params)):
+        raise ExportError("the parameters hold NaN or inf (or values beyond float32's range): "
+                          "refusing to export a diverged model")
+    return params
+
+
 def to_onnx(model, params, path, *, trainable=False):
     """Write the model's forward as ONNX (see the module doc); returns the path."""
     from onnx import TensorProto, numpy_helper
 
     check_exportable(model)
-    arrays = model.unflatten(np.asarray(params, np.float32))
+    arrays = model.unflatten(check_finite_params(model, params))
     g = Graph()
     X = "X"
     inputs = [g.h.make_tensor_value_info(X, TensorProto.FLOAT, ["batch", model.in_features])]
@@ -219,7 +229,7 @@ def load_run_model(path):
     if not path.is_file():
         raise ExportError(f"no model file at {path} (train with `zotrain train` first)")
     try:
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             params, spec = z["params"], json.loads(str(z["spec"]))
         model = Sequential.from_spec(spec)
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
@@ -227,4 +237,7 @@ def load_run_model(path):
     if params.shape != (model.n_params,):
         raise ExportError(f"{path} holds {params.shape} parameters but its architecture needs "
                           f"{model.n_params}")
+    if params.dtype.kind != "f" or not np.all(np.isfinite(params)):
+        raise ExportError(f"{path} holds non-finite (NaN or inf) or non-float parameters: not "
+                          "a trained model")
     return model, params

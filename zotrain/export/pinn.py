@@ -17,7 +17,8 @@ against ``PinnLoss.predict``).  A problem with a transform but no
 
 import numpy as np
 
-from zotrain.export.onnx import ExportError, Graph, check_exportable, forward_nodes, write_model
+from zotrain.export.onnx import ExportError, Graph, check_exportable, check_finite_params, \
+    forward_nodes, write_model
 from zotrain.pinn import inputs as input_map
 
 
@@ -44,7 +45,7 @@ def to_onnx_pinn(loss, params, path):
                           "returns the nodes (a, c) of transform(x, nn) = a + c * nn")
     check_exportable(model)
     g = Graph()
-    for name, value in model.unflatten(np.asarray(params, np.float32)).items():
+    for name, value in model.unflatten(check_finite_params(model, params)).items():
         g.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
     d = problem.dim
     z = np.asarray(loss.stein.nodes)

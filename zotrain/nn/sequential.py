@@ -72,18 +72,29 @@ class Layout:
         return [{"name": s.name, "shape": list(s.shape), "offset": s.offset} for s in self.segments]
 
 
+def real_numbers(name, a):
+    """``a`` as an array, refused unless it holds real numbers (ints, floats or bools: not
+    complex, text or Python objects, which a float32 cast would silently mangle)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
 def as_input(X, in_features):
-    X = np.asarray(X)
+    X = real_numbers("X", X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D (batch, {in_features}), got ndim {X.ndim} (shape {X.shape})")
     if X.shape[1] != in_features:
         raise ValueError(f"X has width {X.shape[1]}, expected in_features = {in_features}")
     if X.shape[0] < 1:
         raise ValueError("X must hold at least one example")
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    if not np.isfinite(X).all():
-        raise ValueError("X contains non-finite values (NaN or inf)")
-    return X
+    X32 = np.ascontiguousarray(X, dtype=np.float32)
+    if not np.isfinite(X32).all():
+        beyond = np.isfinite(X).all()  # finite, but not in float32
+        raise ValueError("X contains non-finite values (NaN or inf)" if not beyond else
+                         "X holds values beyond float32's range (|x| > 3.4e38)")
+    return X32
 
 
 class Sequential:
@@ -160,14 +171,14 @@ class Sequential:
         return flat
 
     def _check_params(self, params):
-        params = np.asarray(params)
+        params = real_numbers("params", params)
         if params.ndim != 1 or params.shape[0] != self.n_params:
             raise ValueError(f"params must be 1-D with n_params = {self.n_params} entries, "
                              f"got shape {params.shape}")
         return params
 
     def check_many(self, P):
-        P = np.asarray(P)
+        P = real_numbers("P", P)
         if P.ndim != 2 or P.shape[1] != self.n_params:
             raise ValueError(f"P must be 2-D (Q, n_params = {self.n_params}), got shape {P.shape}")
         if P.shape[0] < 1:
@@ -324,14 +335,22 @@ class Sequential:
     @classmethod
     def from_spec(cls, spec):
         """Rebuild a model from ``spec()``."""
+        if not isinstance(spec, list) or not spec:
+            raise ValueError(f"a model spec is a non-empty list of layers, got "
+                             f"{type(spec).__name__}")
         built = []
         for i, entry in enumerate(spec):
+            if not isinstance(entry, dict):
+                raise ValueError(f"spec[{i}] must be an object with a 'type', got {entry!r}")
             entry = dict(entry)
             kind = entry.pop("type", None)
             if kind not in LAYERS:
                 raise ValueError(f"spec[{i}] has unknown layer type {kind!r}; known: "
                                  f"{sorted(LAYERS)}")
-            built.append(LAYERS[kind](**entry))
+            try:
+                built.append(LAYERS[kind](**entry))
+            except TypeError as e:  # an unknown or missing key
+                raise ValueError(f"spec[{i}] ({kind}): {e}") from None
         return cls(built)
 
     def __repr__(self):

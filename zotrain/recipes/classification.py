@@ -21,6 +21,7 @@ from zotrain.data import minibatches
 from zotrain.engine.callbacks import EarlyStopping
 from zotrain.engine.checkpoint import save_model
 from zotrain.engine.loop import Engine
+from zotrain.engine.memory import check_fits
 from zotrain.engine.plots import save_figure
 from zotrain.nn import losses
 from zotrain.zo import estimators
@@ -30,7 +31,7 @@ from zotrain.zo.steps import EvaluatorStep, ZOStep
 EVALUATORS = ("none", "global", "local")
 #: settings that may change when a run is resumed
 RESUMABLE = ("epochs", "time_limit_s", "max_forward_passes", "max_forward_equivalents",
-             "patience", "data", "ray", "workers", "transport")
+             "patience", "data", "ray", "workers", "transport", "backend")
 
 
 @dataclass
@@ -72,10 +73,25 @@ class ClassifierConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ZotrainError(f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("train_limit", "patience"):  # None: no limit
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ZotrainError(f"{name} must be an integer >= 1 (or None), got {v!r}")
+        if isinstance(self.val_size, bool) or not isinstance(self.val_size, int) or \
+                self.val_size < 0:
+            raise ZotrainError(f"val_size must be an integer >= 0, got {self.val_size!r}")
         for name in ("mu", "lr", "head_lr"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-                raise ZotrainError(f"{name} must be > 0, got {v!r}")
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and
+                                           v > 0):
+                raise ZotrainError(f"{name} must be > 0 and finite, got {v!r}")
+        for name, label in (("lam", "lam (lambda)"), ("proto", "proto")):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and np.isfinite(v) and
+                                           v >= 0):
+                raise ZotrainError(f"{label} must be >= 0 and finite, got {v!r}")
         choices = {"backend": ("numba", "onnxruntime"), "schedule": ("constant", "cosine"),
                    "evaluator": EVALUATORS, "perturb": ("activity", "weight")}
         for name, known in choices.items():
@@ -99,7 +115,11 @@ class ClassifierConfig:
         if self.backend == "onnxruntime" and self.evaluator != "none":
             raise ZotrainError("the onnxruntime backend runs weight-perturbation estimators on "
                                "whole-model forwards: use it with --evaluator none")
-        from zotrain.distributed.replay import TRANSPORTS  # no Ray imported
+        from zotrain.distributed.pool import check_address  # no Ray imported
+        from zotrain.distributed.replay import TRANSPORTS
+
+        if self.ray is not None and self.ray != "local":
+            check_address(self.ray)
 
         if self.transport not in TRANSPORTS:
             raise ZotrainError(f"unknown transport {self.transport!r}; known: "
@@ -110,8 +130,6 @@ class ClassifierConfig:
                                "block's input each step anyway)")
         if isinstance(self.link, bool) or not isinstance(self.link, int) or self.link < 0:
             raise ZotrainError(f"link (m) must be an integer >= 0, got {self.link!r}")
-        if not (isinstance(self.lam, (int, float)) and self.lam >= 0):
-            raise ZotrainError(f"lam (lambda) must be >= 0, got {self.lam!r}")
         if self.optimizer not in optim.OPTIMIZERS:
             raise ZotrainError(f"unknown optimizer {self.optimizer!r}; known: "
                                f"{', '.join(optim.OPTIMIZERS)}")
@@ -141,7 +159,18 @@ class StepPlan(NamedTuple):
 
 
 def build_step(c, model):
-    """The ``StepPlan`` of config ``c`` for ``model``."""
+    """The ``StepPlan`` of config ``c`` for ``model``; a Ray pool it started is shut down
+    again if building the rest fails."""
+    pools = []
+    try:
+        return _build_step(c, model, pools)
+    except BaseException:
+        for pool in pools:
+            pool.shutdown()
+        raise
+
+
+def _build_step(c, model, pools):
     out = len(model.layers) - 1
     est = estimators.get(c.estimator, c.options())
     if c.evaluator == "none":
@@ -156,12 +185,13 @@ def build_step(c, model):
         if c.ray is not None and c.transport == "params":
             from zotrain.distributed import ModelObjectives, pool_objectives
 
-            pool = _pool(c, ModelObjectives(model))
+            pool = _pool(c, ModelObjectives(model), pools)
             make = pool_objectives(pool, model)
         elif c.ray is not None:  # replay, or auto: measure both
             from zotrain.distributed.replay import ReplayedStep, ReplicaObjectives
 
-            pool = _pool(c, ReplicaObjectives(model, rule.loss, est, zo_names, c.exact_head))
+            pool = _pool(c, ReplicaObjectives(model, rule.loss, est, zo_names, c.exact_head),
+                         pools)
             rule = ReplayedStep(rule, pool, c.transport)
         if make is not None:
             rule = dataclasses.replace(rule, make_objective=make)
@@ -175,19 +205,21 @@ def build_step(c, model):
     if c.block_parallel:
         from zotrain.distributed.blocks import BlockEvaluators, BlockParallelStep
 
-        pool = _pool(c, BlockEvaluators(model, plan, model.out_features))
+        pool = _pool(c, BlockEvaluators(model, plan, model.out_features), pools)
         rule = BlockParallelStep(ev, pool)
     elif c.ray is not None:
         from zotrain.distributed import BlockObjectives
 
-        pool = ev.strategy.pool = _pool(c, BlockObjectives(model, plan, model.out_features))
+        pool = ev.strategy.pool = _pool(c, BlockObjectives(model, plan, model.out_features),
+                                        pools)
     return StepPlan(rule, ev.layout, heads, ev.init, est if mode == "weight" else None, pool)
 
 
-def _pool(c, factory):
+def _pool(c, factory, pools):
     from zotrain.distributed import QueryPool
 
-    return QueryPool(factory, c.workers, None if c.ray == "local" else c.ray)
+    pools.append(QueryPool(factory, c.workers, None if c.ray == "local" else c.ray))
+    return pools[-1]
 
 
 def build_optimizer(c, plan, total_steps):
@@ -302,8 +334,12 @@ def splits(data, config):
 
 
 def train_classifier(model, data, config=None, out_dir=None, *, resume=False, progress=True,
-                     callbacks=(), run_config=None):
+                     callbacks=(), run_config=None, overwrite=False):
     """Train ``model`` on ``data`` (a ``Dataset``) forward-only; returns the metrics.
+
+    A new run into an ``out_dir`` that holds one is refused unless ``overwrite``;
+    ``resume`` continues it (its settings must match, budgets aside).  A Ray pool the
+    config asks for is shut down on every exit.
 
     ``run_config`` (a dict) is stored with the config in every checkpoint and
     ``model.npz`` (the CLI records the data set and architecture names there)."""
@@ -314,7 +350,21 @@ def train_classifier(model, data, config=None, out_dir=None, *, resume=False, pr
     if len(train.y) < c.batch_size:
         raise ZotrainError(f"batch_size {c.batch_size} exceeds the {len(train.y)} training "
                            "examples")
+    check_fits(model.n_params)
     plan = build_step(c, model)
+    try:
+        return _train(model, plan, (train, val, test), c, out_dir, resume=resume,
+                      progress=progress, callbacks=callbacks, run_config=run_config,
+                      overwrite=overwrite)
+    finally:
+        model.release_buffers()
+        if plan.pool is not None:
+            plan.pool.shutdown()
+
+
+def _train(model, plan, data, c, out_dir, *, resume, progress, callbacks, run_config,
+           overwrite):
+    train, val, test = data
     full = dict(run_config or {}, **dataclasses.asdict(c))
     task = ClassificationTask(model, plan, train, val, test, batch_size=c.batch_size,
                               config=full)
@@ -327,10 +377,6 @@ def train_classifier(model, data, config=None, out_dir=None, *, resume=False, pr
                     out_dir=out_dir, config=full, resumable=RESUMABLE, callbacks=cbs,
                     progress=progress, max_time_s=c.time_limit_s,
                     max_forward_passes=c.max_forward_passes,
-                    max_forward_equivalents=c.max_forward_equivalents, total_steps=total)
-    try:
-        return engine.run(resume=resume)
-    finally:
-        model.release_buffers()
-        if plan.pool is not None:
-            plan.pool.shutdown()
+                    max_forward_equivalents=c.max_forward_equivalents, total_steps=total,
+                    overwrite=overwrite)
+    return engine.run(resume=resume)
