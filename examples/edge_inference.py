@@ -1,7 +1,7 @@
 """Classify the MNIST test set with onnxruntime alone, as an inference-only device would.
 
 No zotrain import: the model file comes from `zotrain export RUN_DIR`, the
-images from the IDX file, normalised as zotrain trained them.
+images from the IDX file as pixels in [0, 1] (the graph normalises them itself).
 
     python examples/edge_inference.py MODEL.onnx [--data DIR]
 """
@@ -13,9 +13,6 @@ import struct
 
 import numpy as np
 import onnxruntime as ort
-
-MEAN, STD = 0.1307, 0.3081  # zotrain.data's normalisation
-
 
 def read_idx(path):
     with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
@@ -39,7 +36,7 @@ args = ap.parse_args()
 
 images = read_idx(find(args.data, "t10k-images-idx3-ubyte"))
 labels = read_idx(find(args.data, "t10k-labels-idx1-ubyte"))
-X = ((images.reshape(len(images), -1).astype(np.float32) / 255.0) - MEAN) / STD
+X = images.reshape(len(images), -1).astype(np.float32) / 255.0
 
 session = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
 logits = session.run(["Y"], {"X": X})[0]

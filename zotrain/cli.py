@@ -284,9 +284,12 @@ def _add_ray(p, what):
 def _cmd_export(args):
     from zotrain.export.onnx import ExportError, load_run_model, to_onnx
 
+    from zotrain.data import input_scaling
+
     run_dir = Path(args.run_dir)
     try:
         model, params = load_run_model(run_dir / "model.npz")
+        mean, std = input_scaling(_run_settings(run_dir).get("dataset"))
         out = Path(args.out) if args.out else run_dir / (
             "model.trainable.onnx" if args.trainable else "model.onnx")
         pinn = None if args.trainable else _pinn_loss_of_run(run_dir)
@@ -297,13 +300,14 @@ def _cmd_export(args):
                 raise ExportError("--int8 exports a classifier's inference graph (not "
                                   "--trainable, not a PINN run)")
             out = Path(args.out) if args.out else run_dir / "model.int8.onnx"
-            to_onnx_int8(model, params, out, _calibration(run_dir, args))
+            to_onnx_int8(model, params, out, _calibration(run_dir, args) * std + mean,
+                         mean=mean, std=std)
         elif pinn is not None:
             from zotrain.export.pinn import to_onnx_pinn
 
             to_onnx_pinn(pinn, params, out)
         else:
-            to_onnx(model, params, out, trainable=args.trainable)
+            to_onnx(model, params, out, trainable=args.trainable, mean=mean, std=std)
     except Exception as e:  # noqa: BLE001
         return _report("export", e)
     kind = "int8 inference" if args.int8 else "trainable" if args.trainable else \
@@ -311,6 +315,12 @@ def _cmd_export(args):
     print(f"wrote {out} ({out.stat().st_size:,} bytes; {model.n_params:,} parameters, "
           f"{kind} graph)")
     return 0
+
+
+def _run_settings(run_dir):
+    """The settings stored in a run's model.npz (``{}`` where it holds none)."""
+    with np.load(run_dir / "model.npz") as z:
+        return json.loads(str(z["config"])) if "config" in z.files else {}
 
 
 def _calibration(run_dir, args):
@@ -321,8 +331,7 @@ def _calibration(run_dir, args):
 
     if args.calibration < 1:
         raise ExportError(f"--calibration must be >= 1, got {args.calibration}")
-    with np.load(run_dir / "model.npz") as z:
-        config = json.loads(str(z["config"])) if "config" in z.files else {}
+    config = _run_settings(run_dir)
     dataset, source = config.get("dataset"), args.data or config.get("data")
     if dataset is None:
         raise ExportError(f"{run_dir} does not name its training data, so --int8 has no "
@@ -360,16 +369,17 @@ def _cmd_device(args):
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
     try:
         given = dict({"model": "mlp", "rank": 16, "hidden": 1024}, **_with_preset(args))
-        config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields},
-                                  evaluator="none", estimator="rge")
+        config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields})
         config.validate()
         model = _budgeted_model(784, 10, given, args.preset)
-        out = write_device_bundle(model, model.init(config.seed), config, args.out_dir,
-                                  mean=MEAN, std=STD)
+        out = write_device_bundle(model, config, args.out_dir, mean=MEAN, std=STD,
+                                  train_examples=args.train_examples,
+                                  overwrite=args.overwrite)
     except Exception as e:  # noqa: BLE001
         return _report("device", e)
-    print(f"wrote {out}: features.onnx, losses.onnx, init.npy, recipe.json ({model.n_params:,} "
-          f"parameters); train with python examples/on_device_training.py {out} MNIST_DIR")
+    print(f"wrote {out}: step.onnx, features.onnx, losses.onnx, init.npy, recipe.json "
+          f"({model.n_params:,} parameters); train with python examples/on_device_training.py "
+          f"{out} MNIST_DIR")
     return 0
 
 
@@ -379,21 +389,30 @@ def _add_device(sub):
     d = ClassifierConfig()
     p = sub.add_parser("device", help="write what a device with only an inference runtime "
                        "needs to train an MNIST model itself",
-                       description="Writes DIR/features.onnx, losses.onnx, init.npy and "
-                       "recipe.json for examples/on_device_training.py (NumPy + onnxruntime): "
-                       "RGE on the body, the exact head gradient, Adam.")
+                       description="Writes DIR/step.onnx (one training step of the recipe "
+                       "zotrain train runs: activity perturbation, exact heads, Adam), "
+                       "features.onnx and losses.onnx (evaluation and the black-box mode), "
+                       "init.npy and recipe.json, for examples/on_device_training.py (NumPy "
+                       "+ onnxruntime). The graphs take pixels in [0, 1].")
     p.add_argument("out_dir", metavar="DIR")
     p.add_argument("--preset", help="; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
     p.add_argument("--model", help="mlp or deep (default mlp)")
     p.add_argument("--rank", type=int, help="TT rank (default 16)")
     p.add_argument("--hidden", type=int, help="hidden width (default 1024)")
-    p.add_argument("--queries", type=int, help=f"RGE queries per step (default {d.queries})")
-    p.add_argument("--mu", type=float, help=f"RGE smoothing (default {d.mu})")
+    p.add_argument("--mu", type=float, help=f"activity (and RGE) perturbation (default {d.mu})")
+    p.add_argument("--queries", type=int, help=f"RGE queries per step of the black-box mode "
+                   f"(default {d.queries})")
     p.add_argument("--lr", type=float, help=f"body learning rate (default {d.lr})")
     p.add_argument("--head-lr", type=float, help=f"head learning rate (default {d.head_lr})")
+    p.add_argument("--schedule", choices=("cosine", "constant"),
+                   help=f"learning-rate schedule (default {d.schedule})")
     p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
     p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
     p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    p.add_argument("--train-examples", type=int, default=60000, metavar="N",
+                   help="training examples on the device, validation included (default "
+                   "60000, MNIST's): the cosine schedule's length follows")
+    p.add_argument("--overwrite", action="store_true", help="replace a bundle already in DIR")
     p.set_defaults(func=_cmd_device)
 
 
@@ -401,7 +420,9 @@ def _add_export(sub):
     p = sub.add_parser("export", help="write a trained model as ONNX",
                        description="Export RUN_DIR/model.npz (from zotrain train) as ONNX: TT "
                        "layers stay factorised; --trainable makes the parameters graph inputs. "
-                       "A `zotrain pinn` run exports its smoothed predictor u_sigma(x).")
+                       "The graph takes the inputs as the data set has them (MNIST: pixels "
+                       "in [0, 1]; the normalisation is inside). A `zotrain pinn` run exports "
+                       "its smoothed predictor u_sigma(x).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", metavar="FILE", help="default RUN_DIR/model.onnx")
     p.add_argument("--trainable", action="store_true",

@@ -359,6 +359,12 @@ def load_dataset(name, source=None):
     raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
 
 
+def input_scaling(dataset):
+    """``(mean, std)`` with which a data set's inputs were standardised for training (MNIST's
+    and Fashion-MNIST's pixels in [0, 1]: ``MEAN``, ``STD``; an npz file's: as given)."""
+    return (MEAN, STD) if dataset in ("mnist", "fashion-mnist") else (0.0, 1.0)
+
+
 def normalize(images):
     """uint8 images ``(n, 28, 28)`` to float32 ``(n, 784)``, standardised with MNIST's mean and std."""
     images = np.asarray(images)

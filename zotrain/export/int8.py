@@ -24,7 +24,8 @@ import numpy as np
 from zotrain.nn.activations import Activation
 from zotrain.nn.layers import Dense, TTLinear
 
-from .onnx import ExportError, Graph, check_exportable, check_finite_params, write_model
+from .onnx import (ExportError, Graph, check_exportable, check_finite_params, scaled_input,
+                   write_model)
 
 
 def _tt_matmuls(g, H, cores, layer):
@@ -44,9 +45,10 @@ def _tt_matmuls(g, H, cores, layer):
     return g.op("Reshape", [T, g.const([0, s.out_features])])
 
 
-def to_onnx_matmul(model, params, path):
-    """The model's forward as ONNX with every weight a MatMul operand (input ``X``,
-    output ``Y``): the float graph that ``to_onnx_int8`` quantizes."""
+def to_onnx_matmul(model, params, path, *, mean=0.0, std=1.0):
+    """The model's forward as ONNX with every weight a MatMul operand (input ``X``, scaled
+    as ``(X - mean) / std`` inside; output ``Y``): the float graph that ``to_onnx_int8``
+    quantizes."""
     from onnx import TensorProto, numpy_helper
 
     check_exportable(model)
@@ -57,7 +59,7 @@ def to_onnx_matmul(model, params, path):
         g.inits.append(numpy_helper.from_array(np.ascontiguousarray(value, np.float32), name))
         return name
 
-    H = "X"
+    H = scaled_input(g, "X", mean, std)
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Activation):
             H = layer.onnx(g, H)
@@ -89,9 +91,10 @@ def _check_calibration(model, calibration):
     return X.astype(np.float32)
 
 
-def to_onnx_int8(model, params, path, calibration, *, batch=100):
+def to_onnx_int8(model, params, path, calibration, *, batch=100, mean=0.0, std=1.0):
     """Write the model quantized to int8 (QDQ, per-channel weights, activations calibrated
-    on ``calibration`` ``(N, in)``, fed in batches of ``batch``); returns the path."""
+    on ``calibration`` ``(N, in)``, inputs as the graph takes them, fed in batches of
+    ``batch``; the input scaled as ``(X - mean) / std`` inside); returns the path."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
 
@@ -108,7 +111,7 @@ def to_onnx_int8(model, params, path, calibration, *, batch=100):
     if not path.parent.is_dir():
         raise ExportError(f"cannot write {path}: directory {path.parent} does not exist")
     with tempfile.TemporaryDirectory() as d:
-        float_path = to_onnx_matmul(model, params, Path(d) / "float.onnx")
+        float_path = to_onnx_matmul(model, params, Path(d) / "float.onnx", mean=mean, std=std)
         tmp = Path(d) / "int8.onnx"
         root = logging.getLogger()  # the quantizer advises pre-processing on the root logger
         level = root.level

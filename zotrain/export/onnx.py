@@ -58,6 +58,16 @@ class Graph:
         return name
 
 
+def scaled_input(g, X, mean=0.0, std=1.0):
+    """``(X - mean) / std`` as nodes of ``g`` (``X`` itself for 0 and 1): the graphs take the
+    inputs as the user has them (pixels in [0, 1] for MNIST) and normalise inside."""
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise ExportError(f"the input scaling needs a finite mean and std > 0, got {mean}, {std}")
+    if mean == 0.0 and std == 1.0:
+        return X
+    return g.op("Div", [g.op("Sub", [X, g.const(mean, np.float32)]), g.const(std, np.float32)])
+
+
 def check_exportable(model):
     """Raise ``ExportError`` naming the first layer with no ONNX form."""
     for i, layer in enumerate(model.layers):
@@ -141,8 +151,10 @@ def check_finite_params(model, params):
     return params
 
 
-def to_onnx(model, params, path, *, trainable=False):
-    """Write the model's forward as ONNX (see the module doc); returns the path."""
+def to_onnx(model, params, path, *, trainable=False, mean=0.0, std=1.0):
+    """Write the model's forward as ONNX (see the module doc), its input ``X`` scaled as
+    ``(X - mean) / std`` inside (zotrain's MNIST runs: ``zotrain.data.MEAN``, ``STD``, so
+    the graph takes pixels in [0, 1]); returns the path."""
     from onnx import TensorProto, numpy_helper
 
     check_exportable(model)
@@ -154,7 +166,8 @@ def to_onnx(model, params, path, *, trainable=False):
         g.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         if trainable:
             inputs.append(g.h.make_tensor_value_info(name, TensorProto.FLOAT, list(value.shape)))
-    Y, features = forward_nodes(g, model, X, lambda name: name, batched=False)
+    Y, features = forward_nodes(g, model, scaled_input(g, X, mean, std), lambda name: name,
+                                batched=False)
     g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
     outputs = [g.h.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", model.out_features])]
     if trainable:
@@ -164,7 +177,7 @@ def to_onnx(model, params, path, *, trainable=False):
     return write_model(g, inputs, outputs, path)
 
 
-def _q_batched(model):
+def _q_batched(model, mean=0.0, std=1.0):
     """A graph with inputs ``P`` ``(Q, n_params)`` and ``X``, and the node of the
     outputs ``(Q, batch, out)`` of the Q parameter sets."""
     from onnx import TensorProto
@@ -180,31 +193,31 @@ def _q_batched(model):
                               g.const([1])])
         return g.op("Reshape", [flat, g.const([-1] + list(s.shape))])
 
-    Y, _ = forward_nodes(g, model, "X", segment, batched=True)
+    Y, _ = forward_nodes(g, model, scaled_input(g, "X", mean, std), segment, batched=True)
     return g, inputs, Y
 
 
-def to_onnx_outputs(model, path):
+def to_onnx_outputs(model, path, *, mean=0.0, std=1.0):
     """Write the Q-batched forward: ``Y = f(P, X)`` ``(Q, batch, out)``."""
     from onnx import TensorProto
 
-    g, inputs, Y = _q_batched(model)
+    g, inputs, Y = _q_batched(model, mean, std)
     g.nodes.append(g.h.make_node("Identity", [Y], ["Y"]))
     return write_model(g, inputs, [g.h.make_tensor_value_info(
         "Y", TensorProto.FLOAT, ["Q", "batch", model.out_features])], path)
 
 
-def to_onnx_losses(model, path, loss="xent"):
+def to_onnx_losses(model, path, loss="xent", *, mean=0.0, std=1.0):
     """Write the Q-batched loss graph: ``losses = f(P, X, target)`` (see the module doc)."""
     from onnx import TensorProto
 
     if loss not in ("xent", "mse"):
         raise ExportError(f"loss must be 'xent' or 'mse', got {loss!r}")
-    g, inputs, Y = _q_batched(model)  # Y: (Q, batch, out)
+    g, inputs, Y = _q_batched(model, mean, std)  # Y: (Q, batch, out)
     if loss == "xent":
         inputs.append(g.h.make_tensor_value_info("target", TensorProto.INT64, ["batch"]))
         logp = g.op("LogSoftmax", [Y], axis=2)
-        depth = g.const([model.out_features])
+        depth = g.const(model.out_features)
         onehot = g.op("OneHot", ["target", depth, g.const([0.0, 1.0], np.float32)], axis=-1)
         picked = g.op("ReduceSum", [g.op("Mul", [logp, onehot]), g.const([2])], keepdims=0)
         per_set = g.op("Neg", [g.op("ReduceMean", [picked], axes=[1], keepdims=0)])
