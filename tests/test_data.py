@@ -26,7 +26,35 @@ def test_data_dir_resolution(monkeypatch, tmp_path, mnist_dir):
     assert data.resolve_data_dir() == mnist_dir
     assert len(data.load_mnist(download_missing=False).x_test) == 1000
     monkeypatch.delenv("ZOTRAIN_DATA")
-    assert data.resolve_data_dir() == tmp_path / "cache" / "zotrain" / "mnist"
+    assert data.resolve_data_dir() == data.SHIPPED_DIR  # an empty cache: the shipped copy
+    cache = tmp_path / "cache" / "zotrain" / "mnist"
+    cache.mkdir(parents=True)
+    for f in mnist_dir.glob("*.gz"):
+        (cache / f.name).write_bytes(f.read_bytes())
+    assert data.resolve_data_dir() == cache  # a complete cache comes first
+
+
+def test_mnist_loads_with_no_network_from_the_shipped_copy(monkeypatch):
+    """A fresh machine offline: no --data, no ZOTRAIN_DATA, an empty cache."""
+    def offline(*a, **k):
+        raise AssertionError("tried the network")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    d = data.load_mnist()
+    assert d.x_train.shape == (60000, 28, 28) and d.x_test.shape == (10000, 28, 28)
+    assert np.bincount(d.y_test).tolist()[:3] == [980, 1135, 1032]  # the original test set
+
+
+def test_a_damaged_shipped_copy_is_named(monkeypatch, tmp_path):
+    for f in data.SHIPPED_DIR.glob("*.gz"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    raw = bytearray((tmp_path / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    raw[-5] ^= 0xFF
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(raw))
+    monkeypatch.setattr(data, "SHIPPED_DIR", tmp_path)
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte.gz does not match its "
+                                             "checksum"):
+        data.load_mnist()
 
 
 def test_raw_files_read(tmp_path, mnist_dir):
@@ -144,8 +172,10 @@ def test_a_file_matching_any_known_checksum_is_accepted(tmp_path, mnist_dir, mir
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 
 
-@pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="no ../shared/data/mnist beside the checkout")
-def test_the_shared_mnist_files_have_known_checksums():
+@pytest.mark.parametrize("directory", [SHARED_MNIST, data.SHIPPED_DIR], ids=["shared", "shipped"])
+def test_the_shared_and_shipped_mnist_files_have_known_checksums(directory):
+    if not directory.is_dir():
+        pytest.skip(f"no {directory}")
     for name, known in data.SHA256.items():
-        digest = hashlib.sha256((SHARED_MNIST / name).read_bytes()).hexdigest()
+        digest = hashlib.sha256((directory / name).read_bytes()).hexdigest()
         assert digest in known, name

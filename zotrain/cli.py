@@ -254,7 +254,7 @@ def _add_train(sub):
     p.add_argument("--out", metavar="DIR", help="output directory (default "
                    "runs/DATA-MODEL-EVALUATOR-seedS, the model with its rank and width where "
                    "they are not the defaults, or the preset's name); an existing run is "
-                   "refused unless --overwrite"),
+                   "refused unless --overwrite")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
                    "new total)")
     p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "

@@ -35,7 +35,7 @@ FILES = {
 }
 
 #: accepted sha256 of each ``.gz`` file.  The training images also accept the
-#: rebuilt copy shipped in the project's shared data (one grey level apart).
+#: rebuilt copy shipped with the package (one grey level apart, ``_data/mnist/README.md``).
 SHA256 = {
     "train-images-idx3-ubyte.gz": {
         "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -74,12 +74,25 @@ def default_data_dir():
     return Path(cache) / "zotrain" / "mnist"
 
 
+#: the copy of MNIST shipped with the package (``zotrain/_data/mnist``)
+SHIPPED_DIR = Path(__file__).resolve().parent / "_data" / "mnist"
+
+
+def _complete(directory):
+    return all(_find(Path(directory), stem) is not None for stem in FILES.values())
+
+
 def resolve_data_dir(data_dir=None):
-    """The data directory: argument, then ``ZOTRAIN_DATA``, then the user cache."""
+    """The data directory: argument, then ``ZOTRAIN_DATA``, then the user cache if it holds
+    the four files, then the copy shipped with the package (then the cache, to download
+    into)."""
     if data_dir is not None:
         return Path(data_dir)
     env = os.environ.get("ZOTRAIN_DATA")
-    return Path(env) if env else default_data_dir()
+    if env:
+        return Path(env)
+    cache = default_data_dir()
+    return SHIPPED_DIR if not _complete(cache) and _complete(SHIPPED_DIR) else cache
 
 
 def read_idx(path):
@@ -160,9 +173,20 @@ def _how_to_get(directory, missing):
 def load_mnist(data_dir=None, *, download_missing=True, mirrors=None):
     """Load MNIST as uint8 arrays, downloading missing files when allowed."""
     directory = resolve_data_dir(data_dir)
+    if directory == SHIPPED_DIR:
+        _check_shipped()
     return _load_idx_dir(directory, _how_to_get,
                          (lambda name: download(name, directory, mirrors))
                          if download_missing else None)
+
+
+def _check_shipped():
+    """The shipped files' checksums (as a download's): a damaged installation is named."""
+    for stem in FILES.values():
+        path = SHIPPED_DIR / (stem + ".gz")
+        if _sha256(path) not in SHA256[path.name]:
+            raise DataError(f"{path} does not match its checksum: the installation is "
+                            "damaged; reinstall zotrain or give --data DIR")
 
 
 def _load_idx_dir(directory, how_to_get, fetch):

@@ -232,7 +232,7 @@ class QueryPool:
             pass
         self.actors[w] = self._start()
         self.replaced += 1
-        self.ray.get(self._prepare(w))
+        self.ray.get(self._prepare(w), timeout=self.call_timeout_s)
         if self.resync is not None and self.message is None:  # past this step's prepare
             self._resync(w)
 
