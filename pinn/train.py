@@ -34,6 +34,7 @@ last good state, and ``resume`` continues bit-identically.
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -414,8 +415,26 @@ class PinnTask:
             self.window.add(*batch, params)
         return params, cost
 
+    #: evaluations still to come when the engine stops on the time limit: the epoch's and
+    #: the final one (at least as many points), which the engine keeps time for
+    evaluations_after_stop = 2
+
     def evaluate(self, params, n=None, seed=1):
-        return evaluate(self.loss, params, n or self.c.eval_points, seed)
+        n = n or self.c.eval_points
+        t0 = time.perf_counter()
+        out = evaluate(self.loss, params, n, seed)
+        self.seconds_per_point = (time.perf_counter() - t0) / n
+        return out
+
+    def _final_points(self, records):
+        """``test_points``, or as many as fit in what ``max_time_s`` leaves (at least
+        ``eval_points``), measured by the last evaluation's time per point."""
+        c, n = self.c, self.c.test_points
+        per_point = getattr(self, "seconds_per_point", None)
+        if c.max_time_s is None or per_point is None or not records:
+            return n
+        left = c.max_time_s - records[-1]["wall_time_s"]
+        return max(min(c.eval_points, n), min(n, int(left / per_point)))
 
     def observe(self, epoch, record):
         pass
@@ -438,7 +457,11 @@ class PinnTask:
         c, loss = self.c, self.loss
         steps = records[-1]["step"] if records else 0
         fp = records[-1]["forward_passes"] if records else 0
-        return dict(self.evaluate(params, c.test_points, 12345), iters=steps,
+        n = self._final_points(records)
+        note = {} if n == c.test_points else {"note": f"the final error on {n} points, not "
+                                              f"test_points {c.test_points}, to end within "
+                                              f"max_time_s {c.max_time_s:g}"}
+        return dict(self.evaluate(params, n, 12345), test_points=n, **note, iters=steps,
                     network_evaluations=int(round(fp * c.points * loss.evaluations)),
                     evaluations_per_point=loss.evaluations,
                     trainable_params=self.model.n_params, dense_params=self.model.dense_params,

@@ -47,7 +47,7 @@ def _cmd_train(args):
     from zotrain.data import load_dataset
     from zotrain.recipes.classification import ClassifierConfig, train_classifier
 
-    fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
+    fields, out = {f.name for f in dataclasses.fields(ClassifierConfig)}, None
     try:
         if args.resume:
             out = Path(args.resume)
@@ -66,9 +66,11 @@ def _cmd_train(args):
                                    progress=not args.quiet, run_config=extra,
                                    overwrite=args.overwrite)
     except Exception as e:  # noqa: BLE001 - every known failure becomes a one-line message
-        return _report("train", e)
+        return _report("train", e, f"{_resume_command(args)} --resume {out}"
+                       if out is not None else None)
     return _finished(metrics, out, f"test accuracy {metrics['test_accuracy']:.4f} (best "
-                     f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs")
+                     f"{metrics['best_test_accuracy']:.4f}) after {metrics['epochs']:.2f} epochs",
+                     _resume_command(args))
 
 
 def _new_run(args, fields):
@@ -157,11 +159,23 @@ def _budgeted_model(n_features, n_classes, settings, preset):
     return model
 
 
-def _finished(metrics, out, result):
-    """Print a run's result; exit code 130 for an interrupted run (as a shell would)."""
+def _finished(metrics, out, result, resume):
+    """Print a run's result; for an interrupted run the command that continues it, and
+    exit code 130 (as a shell would)."""
     print(f"{result}, {metrics['forward_passes']:,.0f} forward passes, "
           f"{metrics['wall_time_s']:.0f} s; {metrics['stopped']}. Files in {out}")
-    return 130 if metrics["stopped"] == "interrupted" else 0
+    if metrics["stopped"] != "interrupted":
+        return 0
+    print(f"interrupted after step {metrics['steps']}; continue with: {resume} --resume "
+          f"{out}", file=sys.stderr)
+    return 130
+
+
+def _resume_command(args):
+    """The command that resumes this run (its settings come from the run directory)."""
+    if args.command == "pinn":
+        return f"zotrain pinn {args.problem}"
+    return f"zotrain train {args.task}" + (f" {args.file}" if args.file else "")
 
 
 def _run_name(run):
@@ -184,12 +198,15 @@ def _fail(command, message, code=2):
     return code
 
 
-def _report(command, error):
+def _report(command, error, resume=None):
     """Exit codes: 3 for a diverged run, 2 for bad input; anything else is a bug: re-raised."""
     from zotrain.engine.loop import DivergenceError
 
     if isinstance(error, DivergenceError):
-        return _fail(command, error, 3)
+        hint = "" if resume is None else (
+            f" To continue from it: {resume}; with the same settings it diverges again, so "
+            "rather start a new run with a lower --lr (--out NEW_DIR).")
+        return _fail(command, f"{error}{hint}", 3)
     if isinstance(error, (ValueError, OSError)):  # CheckpointError, DataError, ExportError...
         return _fail(command, error)
     raise error
@@ -443,6 +460,7 @@ def _cmd_pinn(args):
 
     names = PinnConfig.names()
     given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    out = None
     try:
         problem = problems.get(args.problem)
         if args.resume:  # the run's own settings (recipe or not), then the options given
@@ -466,9 +484,11 @@ def _cmd_pinn(args):
         metrics = train_pinn(problem, config, out, progress=not args.quiet,
                              resume=args.resume is not None, overwrite=args.overwrite)
     except Exception as e:  # noqa: BLE001
-        return _report("pinn", e)
-    return _finished(metrics, out, f"relative L2 error {metrics['rel_l2']:.3e} after "
-                     f"{metrics['iters']} iterations")
+        return _report("pinn", e, f"{_resume_command(args)} --resume {out}" if out else None)
+    error = (f"relative L2 error {metrics['rel_l2']:.3e}" if "rel_l2" in metrics else
+             f"mean squared residual {metrics['residual_loss']:.3e}")
+    return _finished(metrics, out, f"{error} after {metrics['iters']} iterations",
+                     _resume_command(args))
 
 
 def _add_pinn(sub):

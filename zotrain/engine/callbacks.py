@@ -6,48 +6,72 @@ reads ``engine.history`` and may set ``engine.stop`` to a reason string.
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 
 class ProgressBar:
-    """A tqdm bar over steps showing the loss, the last accuracy (or error) and forward
-    passes per second, and one line per evaluation."""
+    """Progress of a run on ``stream`` (standard error): on a terminal a tqdm bar over steps
+    showing the loss, the last evaluation and forward passes per second; elsewhere (a file,
+    a pipe) a plain line every ``every_s`` seconds instead, never a carriage return.  One
+    line per evaluation on standard output."""
 
-    def __init__(self, total_steps=None, disable=False):
+    def __init__(self, total_steps=None, disable=False, stream=None, every_s=30.0):
         self.total, self.disable, self.bar = total_steps, disable, None
+        self.stream, self.every_s = stream or sys.stderr, every_s
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
         self.acc = None
-        self._t0, self._f0 = time.perf_counter(), None
+        self._t0, self._f0, self._last = time.perf_counter(), None, None
 
     def _open(self, start):
         from tqdm import tqdm
 
         self.bar = tqdm(total=self.total, initial=start, unit="step", disable=self.disable,
-                        dynamic_ncols=True)
+                        dynamic_ncols=True, file=self.stream)
 
-    def on_step(self, engine, loss):
-        h = engine.history
-        if self.bar is None:
-            self._open(h.step - 1)
-            self._t0, self._f0 = time.perf_counter(), h.forward_passes
-        rate = (h.forward_passes - self._f0) / max(time.perf_counter() - self._t0, 1e-9)
+    def _post(self, loss, rate):
         post = {"loss": f"{loss:.4g}", "fwd/s": f"{rate:,.0f}"}
         if self.acc is not None:
             post["eval"] = f"{self.acc:.4g}"
-        self.bar.set_postfix(post, refresh=False)
-        self.bar.update(1)
+        return post
+
+    def on_step(self, engine, loss):
+        if self.disable:
+            return
+        h = engine.history
+        if self._f0 is None:
+            self._t0, self._f0, self._last = time.perf_counter(), h.forward_passes, 0.0
+            if self.terminal:
+                self._open(h.step - 1)
+        now = time.perf_counter()
+        rate = (h.forward_passes - self._f0) / max(now - self._t0, 1e-9)
+        self._loss, self._rate = loss, rate
+        if self.terminal:
+            self.bar.set_postfix(self._post(loss, rate), refresh=False)
+            self.bar.update(1)
+        elif now - self._t0 - self._last >= self.every_s:
+            self._last = now - self._t0
+            total = f"/{self.total}" if self.total else ""
+            self._print(f"step {h.step}{total} " + " ".join(
+                f"{k}={v}" for k, v in self._post(loss, rate).items()))
+
+    def _print(self, line, stream=None):
+        stream = stream or self.stream
+        if self.bar is not None:
+            self.bar.write(line, file=stream)
+        else:
+            print(line, file=stream, flush=True)
 
     def on_epoch(self, engine, record):
         self.acc = next((record[k] for k in ("test_accuracy", "val_accuracy", "rel_l2",
                                              "residual_loss") if record.get(k) is not None), None)
         if self.disable:
             return
-        line = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in record.items())
-        if self.bar is None:
-            print(line, flush=True)
-        else:
-            self.bar.write(line)
+        if self.bar is not None and self._f0 is not None:  # the bar shows this evaluation now
+            self.bar.set_postfix(self._post(self._loss, self._rate))
+        self._print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in record.items() if v is not None), sys.stdout)
 
     def close(self):
         if self.bar is not None:

@@ -254,6 +254,7 @@ class ClassificationTask:
         self.train, self.val, self.test, self.batch_size = train, val, test, batch_size
         self.n_params = plan.layout.n_params
         self.steps_per_epoch = max(1, len(train.y) // batch_size)
+        self.steps_done = 0  # the last step taken (an interrupted run has no record of it)
 
     def init(self, seed):
         return self.plan.init(seed)
@@ -262,6 +263,7 @@ class ClassificationTask:
         return minibatches(self.train.x, self.train.y, self.batch_size, seed=seed, epoch=epoch)
 
     def step(self, params, batch, *, seed, step):
+        self.steps_done = step + 1
         return self.plan.rule(params, *batch, seed=seed, step=step)
 
     def on_start(self, params):
@@ -291,7 +293,7 @@ class ClassificationTask:
     def summary(self, params, records):
         recs = [r for r in records if "test_accuracy" in r]
         best_val = max(recs, key=lambda r: r.get("val_accuracy", 0)) if recs else {}
-        steps = records[-1]["step"] if records else 0
+        steps = max(records[-1]["step"] if records else 0, self.steps_done)
         return {"test_accuracy": recs[-1]["test_accuracy"] if recs else None,
                 "best_test_accuracy": max(r["test_accuracy"] for r in recs) if recs else None,
                 "test_accuracy_at_best_val": best_val.get("test_accuracy"),
@@ -303,16 +305,27 @@ class ClassificationTask:
         save_model(path, self.model, params[:self.model.n_params], self.config)
 
     def plot(self, path, params, records):
+        """Loss and accuracy against forward passes: the training minibatch's loss at each
+        evaluation, validation and test; the majority class's share as the trivial
+        baseline."""
         recs = [r for r in records if "test_accuracy" in r]
         if not recs:
             return
         fp = [r["forward_passes"] for r in recs]
+        majority = np.bincount(self.test.y).max() / len(self.test.y)
 
         def draw(axes):
-            for ax, keys, title in ((axes[0], ("val_loss", "test_loss"), "loss"),
-                                    (axes[1], ("val_accuracy", "test_accuracy"), "accuracy")):
-                for key in keys:
-                    ax.plot(fp, [r.get(key) for r in recs], marker="o", label=key)
+            loss, acc = axes
+            for key, label in (("loss", "training (last minibatch)"), ("val_loss", "validation"),
+                               ("test_loss", "test")):
+                if any(r.get(key) is not None for r in recs):
+                    loss.plot(fp, [r.get(key) for r in recs], marker="o", label=label)
+            loss.set_ylabel("cross-entropy (nats)")
+            for key, label in (("val_accuracy", "validation"), ("test_accuracy", "test")):
+                acc.plot(fp, [r.get(key) for r in recs], marker="o", label=label)
+            acc.axhline(majority, color="grey", ls=":", label=f"majority class ({majority:.2f})")
+            acc.set_ylabel("accuracy (fraction correct)")
+            for ax, title in ((loss, "loss"), (acc, "accuracy")):
                 ax.set_xlabel("forward passes")
                 ax.set_title(title)
                 ax.legend()
