@@ -43,7 +43,8 @@ import numpy as np
 
 from zotrain import optim
 from zotrain.base import NO_COST, Cost, StepResult, ZotrainError
-from zotrain.engine.checkpoint import save_model
+from zotrain.engine import rundir
+from zotrain.engine.rundir import save_model
 from zotrain.engine.loop import Engine
 from zotrain.engine.memory import check_fits
 from zotrain.engine.plots import save_figure
@@ -359,10 +360,8 @@ class PinnTask:
         if self.names:
             objective = pinn_objective(self.loss, self.model.layout, x, xb)
             if self.pool is not None:
-                from zotrain.distributed import RemoteObjective
-
                 self.pool.step(x, xb)
-                objective = RemoteObjective(objective, self.pool, self.loss)
+                objective = self.pool.remote(objective, self.loss)
             e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
             grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
         if self.c.body == "gauss-newton":  # applied in after_step, after the optimizer's
@@ -492,21 +491,9 @@ class PinnTask:
 
 
 def run_config(run_dir, problem=None):
-    """The settings a run directory was trained with (its ``model.npz``'s; ``{}`` if none);
-    with ``problem``, refused unless the run is of that problem."""
-    import json
-    import zipfile
-
-    path = Path(run_dir) / "model.npz"
-    if not path.is_file():
-        raise ZotrainError(f"no model file at {path} (train first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            config = json.loads(str(z["config"])) if "config" in z.files else {}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ZotrainError(f"{path} is corrupted or not a zotrain model file ({e})") from None
-    if not isinstance(config, dict):
-        raise ZotrainError(f"{path}: its settings are not a JSON object")
+    """The settings a run directory was trained with (``zotrain.engine.rundir``); with
+    ``problem``, refused unless the run is of that problem."""
+    config = rundir.model_settings(Path(run_dir) / rundir.MODEL)
     if problem is not None and config.get("problem") != problem.name:
         raise ZotrainError(f"{run_dir} holds a run of problem {config.get('problem')!r}, "
                            f"not {problem.name!r}")
@@ -521,10 +508,8 @@ def run_problem_name(run_dir):
 def load_run(problem, run_dir):
     """``(loss, params)`` of a run of ``problem`` saved in ``run_dir`` (its ``model.npz``):
     the smoothed predictor is ``loss.predict(params, x)``."""
-    from zotrain.export.onnx import load_run_model
-
     config = run_config(run_dir, problem)
-    model, params = load_run_model(Path(run_dir) / "model.npz")
+    model, params = rundir.load_model(run_dir)
     known = PinnConfig.names()
     c = PinnConfig(**{k: v for k, v in config.items() if k in known})
     c.backend, c.ray = "numba", None  # nothing read from a file decides where to connect

@@ -109,10 +109,12 @@ def test_output_directory_missing(tmp_path):
 
 
 def test_missing_or_corrupted_model_file(tmp_path, capsys):
-    with pytest.raises(ExportError, match="no model file"):
+    from zotrain.engine.rundir import RunDirError
+
+    with pytest.raises(RunDirError, match="no model file"):
         load_run_model(tmp_path / "model.npz")
     (tmp_path / "model.npz").write_bytes(b"not a zip")
-    with pytest.raises(ExportError, match="corrupted"):
+    with pytest.raises(RunDirError, match="corrupted"):
         load_run_model(tmp_path / "model.npz")
     assert cli.main(["export", str(tmp_path)]) == 2
     assert "corrupted" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from zotrain.base import ZotrainError
 from zotrain.data import DataError, Dataset, load_npz
 from zotrain.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from zotrain.engine.loop import DivergenceError, Engine
-from zotrain.export.onnx import ExportError, load_run_model
+from zotrain.engine.rundir import RunDirError, load_model as load_run_model
 from zotrain.nn import activations, architectures
 from zotrain.nn.layers import LAYERS
 from zotrain.recipes.classification import ClassifierConfig, train_classifier
@@ -218,7 +218,7 @@ def test_a_checkpoint_without_history_is_named_on_resume(tmp_path):
 
 
 def test_a_model_file_with_an_unknown_spec_key_or_nan_is_named(tmp_path, capsys):
-    from zotrain.engine.checkpoint import save_model
+    from zotrain.engine.rundir import save_model
 
     model = architectures.classifier(16, 4, rank=2, depth=1, hidden=16)
     params = model.init(0)
@@ -228,14 +228,14 @@ def test_a_model_file_with_an_unknown_spec_key_or_nan_is_named(tmp_path, capsys)
     spec = json.loads(str(entries["spec"]))
     spec[0]["colour"] = "red"
     np.savez(tmp_path / "model.npz", **dict(entries, spec=json.dumps(spec)))
-    with pytest.raises(ExportError, match=r"spec\[0\] \(TTLinear\).*colour"):
+    with pytest.raises(RunDirError, match=r"spec\[0\] \(TTLinear\).*colour"):
         load_run_model(tmp_path / "model.npz")
     assert cli.main(["export", str(tmp_path)]) == 2
     assert "colour" in capsys.readouterr().err
     bad = params.copy()
     bad[0] = np.inf
     save_model(tmp_path / "model.npz", model, bad, {})
-    with pytest.raises(ExportError, match="non-finite"):
+    with pytest.raises(RunDirError, match="non-finite"):
         load_run_model(tmp_path / "model.npz")
 
 

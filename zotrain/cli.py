@@ -2,7 +2,6 @@
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
@@ -94,15 +93,14 @@ def _resumed_run(args, out):
     (``ray``, ``workers``) is shown, never used: only ``--ray`` given now connects."""
     from zotrain.recipes.classification import RESUMABLE
 
-    path = out / "config.json"
-    if not path.is_file():
+    from zotrain.engine import rundir
+
+    if not (out / rundir.CONFIG).is_file():
         raise ValueError(f"cannot resume: {out} holds no config.json (not a zotrain train run)")
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot resume: {path} is not readable JSON ({e})") from None
-    if not isinstance(run, dict) or "dataset" not in run:
-        raise ValueError(f"cannot resume: {path} does not hold a zotrain train run's settings")
+    run = rundir.settings(out)
+    if "dataset" not in run:
+        raise ValueError(f"cannot resume: {out / rundir.CONFIG} does not hold a zotrain train "
+                         "run's settings")
     given = {k: v for k, v in vars(args).items() if v is not None and k not in NOT_SETTINGS}
     given.update(dataset=args.task, **({"data": args.file} if args.file else {}))
     changed = sorted(k for k, v in given.items() if k not in RESUMABLE and run.get(k) != v)
@@ -299,14 +297,15 @@ def _add_ray(p, what):
 
 
 def _cmd_export(args):
-    from zotrain.export.onnx import ExportError, load_run_model, to_onnx
+    from zotrain.engine import rundir
+    from zotrain.export.onnx import ExportError, to_onnx
 
     from zotrain.data import input_scaling
 
     run_dir = Path(args.run_dir)
     try:
-        model, params = load_run_model(run_dir / "model.npz")
-        mean, std = input_scaling(_run_settings(run_dir).get("dataset"))
+        model, params = rundir.load_model(run_dir)
+        mean, std = input_scaling(rundir.model_settings(run_dir / rundir.MODEL).get("dataset"))
         out = Path(args.out) if args.out else run_dir / (
             "model.trainable.onnx" if args.trainable else "model.onnx")
         pinn = None if args.trainable else _pinn_loss_of_run(run_dir)
@@ -334,12 +333,6 @@ def _cmd_export(args):
     return 0
 
 
-def _run_settings(run_dir):
-    """The settings stored in a run's model.npz (``{}`` where it holds none)."""
-    with np.load(run_dir / "model.npz") as z:
-        return json.loads(str(z["config"])) if "config" in z.files else {}
-
-
 def _calibration(run_dir, args):
     """The first ``args.calibration`` training inputs of the run's data set (``--data``
     overrides where the run found it)."""
@@ -348,7 +341,9 @@ def _calibration(run_dir, args):
 
     if args.calibration < 1:
         raise ExportError(f"--calibration must be >= 1, got {args.calibration}")
-    config = _run_settings(run_dir)
+    from zotrain.engine import rundir
+
+    config = rundir.model_settings(run_dir / rundir.MODEL)
     dataset, source = config.get("dataset"), args.data or config.get("data")
     if dataset is None:
         raise ExportError(f"{run_dir} does not name its training data, so --int8 has no "

@@ -26,7 +26,7 @@ import socket
 import numpy as np
 
 from zotrain.base import ZotrainError
-from zotrain.distributed.objective import REPLICA
+from zotrain.distributed.objective import REPLICA, RemoteObjective
 
 INSTALL = 'pip install "zotrain[distributed]"'
 
@@ -195,6 +195,11 @@ class QueryPool:
             raise ZotrainError(f"a Ray worker did not start within {self.timeout_s:.0f} s "
                                "(does the cluster have a free CPU?)") from None
         return actor
+
+    def remote(self, objective, account=None):
+        """``objective`` (the driver's, for this step) with its queries run on the actors:
+        what a caller wraps without importing this package's objective module."""
+        return RemoteObjective(objective, self, account)
 
     def set_replica(self, message, resync):
         """The replay transport: ``message`` goes to every actor with the next step (its

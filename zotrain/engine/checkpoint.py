@@ -130,13 +130,3 @@ def all_finite(params, opt_state=()):
     """Whether ``params`` and every floating leaf of ``opt_state`` are finite."""
     return all(np.all(np.isfinite(a)) for a in [params] + tree_leaves(opt_state)
                if np.asarray(a).dtype.kind == "f")
-
-
-def save_model(path, model, params, config, **extra):
-    """A trained model's file: parameters, layout, architecture and the run's config
-    (plus ``extra`` JSON-serialisable entries), written atomically."""
-    entries = {"params": np.asarray(params, np.float32),
-               "layout": json.dumps(model.layout.to_dict()), "spec": json.dumps(model.spec()),
-               "config": json.dumps(config, default=_json_default)}
-    entries.update({k: json.dumps(v, default=_json_default) for k, v in extra.items()})
-    atomic_write(path, lambda f: np.savez(f, **entries))

@@ -32,18 +32,14 @@ import numpy as np
 
 from zotrain.base import ZotrainError
 from zotrain.engine.callbacks import JsonlLog, ProgressBar
+from zotrain.engine import rundir
 from zotrain.engine.checkpoint import CheckpointError, all_finite, load_checkpoint, \
-    read_meta, save_checkpoint, write_json
+    read_meta, save_checkpoint
 from zotrain.engine.memory import peak_rss_mb
 
 
 class DivergenceError(RuntimeError):
     """The loss or the parameters became NaN or inf."""
-
-
-#: the files of a run directory; a new run refuses a directory holding any of them
-RUN_FILES = ("checkpoint.npz", "model.npz", "metrics.json", "config.json", "log.jsonl",
-             "curves.png")
 
 
 @dataclass
@@ -158,7 +154,7 @@ class Engine:
 
     def _write_config(self):
         if self.out is not None:
-            write_json(self.out / "config.json", self.config)
+            rundir.write_settings(self.out, self.config)
 
     def save(self):
         """Write the checkpoint and the model; a non-finite state is never written."""
@@ -175,7 +171,7 @@ class Engine:
     def _prepare_dir(self):
         if self.out is None:
             return
-        held = [n for n in RUN_FILES if (self.out / n).exists()]
+        held = [n for n in rundir.RUN_FILES if (self.out / n).exists()]
         if held and not self.overwrite:
             raise ZotrainError(f"{self.out} already holds a run ({', '.join(held)}); resume it, "
                                "choose another output directory, or overwrite it (--overwrite, "
@@ -291,7 +287,7 @@ class Engine:
             "wall_time_s": round(h.wall_time_s, 2), "peak_rss_mb": peak_rss_mb(),
             "stopped": self.stop or "completed", "config": self.config, "history": h.records})
         if self.out is not None:
-            write_json(self.out / "metrics.json", metrics)
+            rundir.write_json(self.out / "metrics.json", metrics)
             if not all_finite(self.params):  # never reached: every step is checked
                 raise DivergenceError(f"refusing to save a non-finite model to {self.out}")
             self.task.save_model(self.out / "model.npz", self.params)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zotrain.engine.rundir import load_model as load_run_model  # noqa: F401 (its old name)
 from zotrain.nn.activations import Activation
 from zotrain.nn.layers import Dense, TTLinear
 
@@ -229,28 +230,3 @@ def to_onnx_losses(model, path, loss="xent", *, mean=0.0, std=1.0):
     g.nodes.append(g.h.make_node("Identity", [per_set], ["losses"]))
     outputs = [g.h.make_tensor_value_info("losses", TensorProto.FLOAT, ["Q"])]
     return write_model(g, inputs, outputs, path)
-
-
-def load_run_model(path):
-    """``(model, params)`` from a training run's ``model.npz``."""
-    import json
-    import zipfile
-
-    from zotrain.nn.sequential import Sequential
-
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"no model file at {path} (train with `zotrain train` first)")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            params, spec = z["params"], json.loads(str(z["spec"]))
-        model = Sequential.from_spec(spec)
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ExportError(f"{path} is corrupted or not a zotrain model file ({e})") from None
-    if params.shape != (model.n_params,):
-        raise ExportError(f"{path} holds {params.shape} parameters but its architecture needs "
-                          f"{model.n_params}")
-    if params.dtype.kind != "f" or not np.all(np.isfinite(params)):
-        raise ExportError(f"{path} holds non-finite (NaN or inf) or non-float parameters: not "
-                          "a trained model")
-    return model, params

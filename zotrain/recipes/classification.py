@@ -19,7 +19,7 @@ from zotrain import optim
 from zotrain.base import NO_COST, ZotrainError
 from zotrain.data import minibatches
 from zotrain.engine.callbacks import EarlyStopping
-from zotrain.engine.checkpoint import save_model
+from zotrain.engine.rundir import save_model
 from zotrain.engine.loop import Engine
 from zotrain.engine.memory import check_fits
 from zotrain.engine.plots import save_figure

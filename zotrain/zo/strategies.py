@@ -50,11 +50,9 @@ class WeightStrategy:
         obj.prime(bp, {i: cache[(k, i)][0][None] for i in lin},
                   {i: cache[(k, i)][1][None] for i in lin}, outs[k + 1][None])
         if self.pool is not None:
-            from zotrain.distributed import RemoteObjective
-
             self.pool.step(params, k, outs[k], labels,
                            list(self.prototypes.means) if self.prototypes else None)
-            obj = RemoteObjective(obj, self.pool, account)
+            obj = self.pool.remote(obj, account)
         est = self.plan.estimator.estimate(obj, bp, body.layout.names, seed=seed, step=step)
         account.block_forwards += obj.forward_passes
         account.flops += obj.flops
