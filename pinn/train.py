@@ -435,9 +435,6 @@ class PinnTask:
         left = c.max_time_s - records[-1]["wall_time_s"]
         return max(min(c.eval_points, n), min(n, int(left / per_point)))
 
-    def observe(self, epoch, record):
-        pass
-
     def state(self):
         if self.c.body != "gauss-newton":
             return None

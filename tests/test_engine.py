@@ -244,3 +244,37 @@ def test_the_own_data_example_trains(tmp_path, monkeypatch, capsys):
     assert m["test_accuracy"] > 0.5 and (tmp_path / "run" / "checkpoint.npz").is_file()
     assert "test accuracy" in capsys.readouterr().out
     assert len((ROOT / "examples" / "own_data.py").read_text().splitlines()) <= 16
+
+
+def test_a_task_needs_only_the_contract_and_its_missing_members_are_named(tmp_path):
+    """The five members every task has (``zotrain.base.Task``); the hooks are optional."""
+    from zotrain import optim
+    from zotrain.base import NO_COST, StepResult, ZotrainError
+
+    class Minimal:
+        n_params = 2
+
+        def init(self, seed):
+            return np.ones(2, np.float32)
+
+        def batches(self, epoch, seed):
+            return range(3)
+
+        def step(self, params, batch, *, seed, step):
+            return StepResult(params.copy(), float(params @ params), NO_COST)
+
+        def evaluate(self, params):
+            return {"norm": float(np.linalg.norm(params))}
+
+        def summary(self, params, records):
+            return {"norm": records[-1]["norm"]}
+
+    m = Engine(Minimal(), optim.sgd(0.1), epochs=2, seed=0, out_dir=tmp_path,
+               progress=False).run()
+    assert m["norm"] == pytest.approx(np.sqrt(2) * 0.9 ** 6, rel=1e-6) and m["steps"] == 6
+    with pytest.raises(ZotrainError, match="must be an \\(init, update\\) pair"):
+        Engine(Minimal(), "adam", epochs=1, seed=0)
+    del Minimal.summary, Minimal.evaluate
+    with pytest.raises(ZotrainError, match=r"the task \(Minimal\) lacks evaluate, summary "
+                                           r"\(zotrain.base.Task\)"):
+        Engine(Minimal(), optim.sgd(0.1), epochs=1, seed=0)

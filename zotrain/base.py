@@ -135,7 +135,8 @@ class Task(Protocol):
 
     The engine owns the loop, the optimizer update, budgets, checkpoints,
     resume, the divergence stop, interrupts and callbacks; a task owns the
-    mathematics: its batches, its step, its hooks and its evaluation."""
+    mathematics: its batches, its step and its evaluation.  These are what every task
+    has; ``TaskHooks`` lists what a task may add."""
 
     n_params: int
 
@@ -145,11 +146,25 @@ class Task(Protocol):
 
     def step(self, params, batch, *, seed, step) -> StepResult: ...
 
+    def evaluate(self, params) -> dict: ...
+
+    def summary(self, params, records) -> dict: ...
+
+
+class TaskHooks(Protocol):
+    """Optional: a task defines those it needs, the engine does nothing for the others.
+
+    ``on_start``/``after_step`` return ``(params, Cost)`` (the PINN's head solve);
+    ``observe`` sees each evaluation record; ``state``/``load_state`` go into the
+    checkpoint; ``save_model`` and ``plot`` write the run's files;
+    ``evaluations_after_stop`` (default 1) is how many evaluations the task runs after
+    a time limit stops it, which the limit keeps time for."""
+
+    evaluations_after_stop: int
+
     def on_start(self, params) -> tuple: ...
 
     def after_step(self, params, *, step, last) -> tuple: ...
-
-    def evaluate(self, params) -> dict: ...
 
     def observe(self, epoch, record) -> None: ...
 
@@ -157,8 +172,18 @@ class Task(Protocol):
 
     def load_state(self, state) -> None: ...
 
-    def summary(self, params, records) -> dict: ...
-
     def save_model(self, path, params) -> None: ...
 
     def plot(self, path, params, records) -> None: ...
+
+
+def require(obj, protocol, what):
+    """``obj``, refused (``ZotrainError``) unless it has every member of ``protocol``: the
+    message names ``what`` and the members missing."""
+    members = [m for m in dir(protocol) if not m.startswith("_")]
+    members += [m for m in getattr(protocol, "__annotations__", {}) if m not in members]
+    missing = sorted(m for m in members if not hasattr(obj, m))
+    if missing:
+        raise ZotrainError(f"{what} ({type(obj).__name__}) lacks {', '.join(missing)} "
+                           f"(zotrain.base.{protocol.__name__})")
+    return obj

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zotrain.base import ZotrainError
+from zotrain.base import NO_COST, Task, ZotrainError, require
 from zotrain.engine.callbacks import JsonlLog, ProgressBar
 from zotrain.engine import rundir
 from zotrain.engine.checkpoint import CheckpointError, all_finite, load_checkpoint, \
@@ -91,6 +91,11 @@ class Engine:
                  resumable=(), callbacks=(), progress=True, log_every=50, max_time_s=None,
                  max_forward_passes=None, max_forward_equivalents=None,
                  evaluate_at_start=False, total_steps=None, overwrite=False):
+        require(task, Task, "the task")
+        if not (callable(getattr(optimizer, "init", None)) and
+                callable(getattr(optimizer, "update", None))):
+            raise ZotrainError(f"the optimizer ({type(optimizer).__name__}) must be an "
+                               "(init, update) pair, as zotrain.optim builds")
         _positive("epochs", epochs, integer=True)
         _positive("the time limit", max_time_s)
         _positive("the forward-pass budget", max_forward_passes)
@@ -121,7 +126,7 @@ class Engine:
         t0 = time.perf_counter()
         if self.evaluate_at_start:
             self._evaluate(loss=None)
-        self.params, cost = self.task.on_start(self.params)
+        self.params, cost = self._hook("on_start", self.params)
         self._check_finite(0.0, self.params, self.opt_state, "the task's on_start hook")
         self.history.spend(cost, time.perf_counter() - t0)
         self._write_config()
@@ -148,9 +153,20 @@ class Engine:
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"checkpoint {path} holds no valid run history (metadata "
                                   f"'history': {type(e).__name__} {e})") from None
-        self.task.load_state(meta.get("task_state"))
+        if hasattr(self.task, "load_state"):
+            self.task.load_state(meta.get("task_state"))
         self.params, self.opt_state, self.history = params, opt_state, history
         self._write_config()  # the resume is accepted: record its settings (budgets may differ)
+
+    def _hook(self, name, params, **kw):
+        """The task's optional hook ``name`` (``zotrain.base.TaskHooks``): ``(params,
+        Cost)``; nothing for a task without it."""
+        hook = getattr(self.task, name, None)
+        return (params, NO_COST) if hook is None else hook(params, **kw)
+
+    def _save_model(self):
+        if hasattr(self.task, "save_model"):
+            self.task.save_model(self.out / rundir.MODEL, self.params)
 
     def _write_config(self):
         if self.out is not None:
@@ -164,9 +180,9 @@ class Engine:
             raise DivergenceError(f"refusing to save a non-finite state to {self.out}; the "
                                   "last good checkpoint is kept")
         meta = {"history": vars(self.history), "config": self.config,
-                "task_state": self.task.state()}
+                "task_state": self.task.state() if hasattr(self.task, "state") else None}
         save_checkpoint(self.out / "checkpoint.npz", self.params, self.opt_state, meta)
-        self.task.save_model(self.out / "model.npz", self.params)
+        self._save_model()
 
     def _prepare_dir(self):
         if self.out is None:
@@ -217,8 +233,9 @@ class Engine:
             params, opt_state = self.optimizer.update(out.grad, self.opt_state, self.params)
             self._check_finite(out.loss, params, opt_state, "the update")
             self._check_budgets(h.wall_time_s + time.perf_counter() - t0, out.cost)
-            params, hook_cost = self.task.after_step(
-                params, step=h.step, last=self.stop is not None or (is_last and last_epoch))
+            params, hook_cost = self._hook(
+                "after_step", params, step=h.step,
+                last=self.stop is not None or (is_last and last_epoch))
             self._check_finite(out.loss, params, opt_state, "the task's after_step hook")
             # commit in one assignment each: an interrupt never sees half a step
             self.params, self.opt_state = params, opt_state
@@ -271,7 +288,8 @@ class Engine:
         h.wall_time_s += self.eval_s
         record["wall_time_s"] = round(h.wall_time_s, 3)
         h.records.append(record)
-        self.task.observe(h.epoch, record)
+        if hasattr(self.task, "observe"):
+            self.task.observe(h.epoch, record)
         for cb in self.callbacks:
             cb.on_epoch(self, record)
 
@@ -290,8 +308,9 @@ class Engine:
             rundir.write_json(self.out / "metrics.json", metrics)
             if not all_finite(self.params):  # never reached: every step is checked
                 raise DivergenceError(f"refusing to save a non-finite model to {self.out}")
-            self.task.save_model(self.out / "model.npz", self.params)
-            self.task.plot(self.out / "curves.png", self.params, h.records)
+            self._save_model()
+            if hasattr(self.task, "plot"):
+                self.task.plot(self.out / "curves.png", self.params, h.records)
         return metrics
 
 

@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from zotrain import optim
-from zotrain.base import NO_COST, ZotrainError
+from zotrain.base import Network, ZotrainError, require
 from zotrain.data import minibatches
 from zotrain.engine.callbacks import EarlyStopping
 from zotrain.engine.rundir import save_model
@@ -266,12 +266,6 @@ class ClassificationTask:
         self.steps_done = step + 1
         return self.plan.rule(params, *batch, seed=seed, step=step)
 
-    def on_start(self, params):
-        return params, NO_COST
-
-    def after_step(self, params, *, step, last):
-        return params, NO_COST
-
     def evaluate(self, params):
         record = {}
         for name, split in (("val", self.val), ("test", self.test)):
@@ -356,6 +350,7 @@ def train_classifier(model, data, config=None, out_dir=None, *, resume=False, pr
 
     ``run_config`` (a dict) is stored with the config in every checkpoint and
     ``model.npz`` (the CLI records the data set and architecture names there)."""
+    require(model, Network, "the model")
     c = config or ClassifierConfig()
     c.validate()
     data.check(model)

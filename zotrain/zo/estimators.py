@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from zotrain.base import Estimate
+from zotrain.base import Estimate, require
+from zotrain.base import Estimator as EstimatorContract
 from zotrain.kernels import random as krandom
 from zotrain.zo.objective import DIST
 
@@ -343,7 +344,8 @@ def get(name, options=None):
     ``Options()``); an unknown name lists the known ones."""
     if name not in ESTIMATORS:
         raise ValueError(f"unknown estimator {name!r}; known estimators: {', '.join(ESTIMATORS)}")
-    return ESTIMATORS[name](options or Options())
+    return require(ESTIMATORS[name](options or Options()), EstimatorContract,
+                   f"estimator {name!r}")
 
 
 register("rge", lambda o: rge(o.queries, o.mu, dist=o.dist, antithetic=o.antithetic,
