@@ -37,7 +37,7 @@ import time
 
 import numpy as np
 
-from zotrain.pinn import problems
+from zotrain.pinn import problems, solvers
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
 from zotrain.pinn.inputs import INPUTS
 from zotrain.pinn.train import PinnConfig, build, init_params
@@ -175,15 +175,15 @@ def gn_step(args):
         return problem.sample_boundary(max(1, n // 4), seed) if problem.boundary else None
 
     xb = boundary(args.points, 1)
-    params = loss.solve_head(params, problem.sample(1024, 1), 1e-6, xb)
+    params = solvers.solve_head(loss, params, problem.sample(1024, 1), 1e-6, xb)
     n = min(args.points, args.check_points)
     x, check = problem.sample(args.points, 2), (problem.sample(n, 3), boundary(n, 3))
     damping, times = 1e-3, []
     for _ in range(args.repeats + 1):
         t = time.perf_counter()
-        r, J = loss.body_jacobian(params, x, xb)
+        r, J = solvers.body_jacobian(loss, params, x, xb)
         t1 = time.perf_counter()
-        params, damping = loss.lm_step(params, r, J, check, damping)
+        params, damping = solvers.lm_step(loss, params, r, J, check, damping)
         times.append((t1 - t, time.perf_counter() - t1))
     jac, step = np.mean(times[1:], axis=0)
     print(f"{args.problem}, {args.points} points (+ {0 if xb is None else len(xb)} boundary), "

@@ -10,14 +10,14 @@ first iteration, after every ``head_every``-th and after the last, the last
 (Dense) layer is solved: one ridge-regularised Gauss-Newton step from the
 exact head Jacobian, built from the features entering the head at
 ``head_points`` collocation points (forward passes only; see
-``PinnLoss.head_jacobian``).  ``--head zo`` trains the head with the body by
+``zotrain.pinn.solvers.head_jacobian``).  ``--head zo`` trains the head with the body by
 RGE instead.  ``--body local`` updates the last hidden layer by a local rule
-with the exact head-side sensitivity (``PinnLoss.hidden_layer_gradient``) and
+with the exact head-side sensitivity (``solvers.hidden_layer_gradient``) and
 RGE below it (with ``--depth 1``, one TT hidden layer, that is the whole body,
 trained by its exact gradient); ``--body gauss-newton`` takes a
 Levenberg-Marquardt step each iteration on the last hidden layer and the head
 together, from the per-point Jacobian of the same local rule
-(``PinnLoss.lm_step``; its damping adapts and is checkpointed), RGE below;
+(``solvers.lm_step``; its damping adapts and is checkpointed), RGE below;
 each step solves the rows of the last ``window`` batches together (default 4;
 ``zotrain.pinn.lm_window``); ``--body frozen`` keeps the random features (the
 baseline).  A problem with boundary data (heat100d) adds the mean squared
@@ -54,6 +54,7 @@ from zotrain.zo.objective import FunctionObjective
 
 from . import inputs as input_map
 from .derivatives import METHODS
+from . import solvers
 from .lm_window import JacobianWindow
 from .loss import BOUNDARY_RULES, PinnLoss
 
@@ -206,8 +207,9 @@ class PinnConfig:
             raise ZotrainError("--ray runs the queries with the numba backend")
 
 
-def build(c, problem):
-    """``(model, loss)`` of a configuration for ``problem``."""
+def build(c, problem, account=None):
+    """``(model, loss)`` of a configuration for ``problem``; ``account`` (a
+    ``CostAccount``) counts the loss's network evaluations."""
     model = architectures.pinn_mlp(in_features=input_map.width(c.inputs, problem.dim),
                                    width=c.width, rank=c.rank, depth=c.depth)
     network = None
@@ -215,15 +217,15 @@ def build(c, problem):
         from zotrain.export.runtime import OrtNetwork
 
         network = OrtNetwork(model)
-    return model, make_loss(c, problem, model, network)
+    return model, make_loss(c, problem, model, network, account=account)
 
 
-def make_loss(c, problem, model, network=None, boundary_rule=None):
+def make_loss(c, problem, model, network=None, boundary_rule=None, account=None):
     """The ``PinnLoss`` of a configuration (``boundary_rule`` instead of its own, if given)."""
     return PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
                     samples=c.samples, seed=c.seed, network=network, inputs=c.inputs,
                     boundary_weight=c.boundary_weight,
-                    boundary_rule=boundary_rule or c.boundary_rule)
+                    boundary_rule=boundary_rule or c.boundary_rule, account=account)
 
 
 def pinn_objective(loss, layout, x, xb):
@@ -248,7 +250,7 @@ class PinnObjectives:
         if self.built is None:
             self.built = build(self.config, self.problem)
         model, loss = self.built
-        return pinn_objective(loss, model.layout, x, xb), loss
+        return pinn_objective(loss, model.layout, x, xb), loss.account
 
 
 def init_params(model, problem, seed):
@@ -301,14 +303,14 @@ class PinnTask:
         self.n_params = model.n_params
         self.local = model.linear_index()[-2] if config.body in ("local", "gauss-newton") \
             else None
-        self.damping, self.pending = 1e-3, None  # Levenberg-Marquardt (body gauss-newton)
+        self.damping = 1e-3  # Levenberg-Marquardt (body gauss-newton)
         self.body_cols = self.window = None
         if config.body == "gauss-newton":
-            self.body_cols = loss.body_columns()
+            self.body_cols = solvers.body_columns(loss)
             self.window = JacobianWindow(config.window_size, self.body_cols)
         self.fit = None  # the boundary steps' loss: the unsmoothed network at boundary points
         if config.boundary_steps:
-            self.fit = make_loss(config, problem, model, loss.network, "point")
+            self.fit = make_loss(config, problem, model, loss.network, "point", loss.account)
         self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
         if config.head == "gauss-newton":
             self.by_rge[loss.head_slice()] = False
@@ -346,7 +348,7 @@ class PinnTask:
         return self.fit is not None and it <= self.c.boundary_steps
 
     def _forwards(self):  # in collocation points of the derivative rule
-        return self.loss.point_forwards + (self.fit.point_forwards if self.fit else 0)
+        return self.loss.account.points
 
     def _spent(self, before):
         passes = (self._forwards() - before) / self.c.points
@@ -361,30 +363,43 @@ class PinnTask:
             objective = pinn_objective(self.loss, self.model.layout, x, xb)
             if self.pool is not None:
                 self.pool.step(x, xb)
-                objective = self.pool.remote(objective, self.loss)
+                objective = self.pool.remote(objective, self.loss.account)
             e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
             grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
-        if self.c.body == "gauss-newton":  # applied in after_step, after the optimizer's
+        assign = commit = None
+        if self.c.body == "gauss-newton":  # set after the optimizer's update
             n = self.c.check_size
             check = (self.problem.sample(n, [self.c.seed, it, 2]),
                      self._boundary_points(n, [self.c.seed, it, 2]))
             if self._boundary_step(it):  # the boundary data alone, outside the window
-                r, J = self.fit.body_jacobian(params, x[:0], xb)
-                new, damping = self.fit.lm_step(params, r, J, (x[:0], check[1]), self.damping)
-                self.pending = (new[self.body_cols], damping, None)
+                r, J = solvers.body_jacobian(self.fit, params, x[:0], xb)
+                new, damping = solvers.lm_step(self.fit, params, r, J, (x[:0], check[1]),
+                                               self.damping)
+                kept = None
             else:
-                r, J = self.loss.body_jacobian(params, x, xb)
-                new, damping = self.loss.lm_step(params, *self.window.rows(r, J), check,
-                                                 self.damping)
-                self.pending = (new[self.body_cols], damping, (it, params, r, J))
+                r, J = solvers.body_jacobian(self.loss, params, x, xb)
+                new, damping = solvers.lm_step(self.loss, params, *self.window.rows(r, J),
+                                               check, self.damping)
+                kept = (it, params, r, J)
+            assign, commit = (self.body_cols, new[self.body_cols]), self._commit(damping, kept)
             loss = float(r @ r) if loss is None else loss
         elif self.local is not None:
-            local_loss, g = self.loss.hidden_layer_gradient(params, x, xb)
+            local_loss, g = solvers.hidden_layer_gradient(self.loss, params, x, xb)
             grad += g
             loss = local_loss if loss is None else loss
         if loss is None:
             loss = float(self.loss(np.asarray(params)[None], x, xb)[0])
-        return StepResult(grad, loss, self._spent(before))
+        return StepResult(grad, loss, self._spent(before), assign, commit)
+
+    def _commit(self, damping, kept):
+        """The Levenberg-Marquardt step's state change, made once its parameters are final
+        (after the head solve): the damping, and the batch's rows into the window."""
+        def commit(params):
+            self.damping = damping
+            if kept is not None:
+                self.window.add(*kept, params)
+
+        return commit
 
     def _solve_head(self, params, it):
         c = self.c
@@ -394,24 +409,18 @@ class PinnTask:
         x = self.problem.sample(c.head_points, [c.seed, it, 1])
         xb = self._boundary_points(c.head_points, [c.seed, it, 1])
         if self._boundary_step(it):
-            params = self.fit.solve_head(params, x[:0], c.ridge, xb)
+            params = solvers.solve_head(self.fit, params, x[:0], c.ridge, xb)
         else:
-            params = self.loss.solve_head(params, x, c.ridge, xb)
+            params = solvers.solve_head(self.loss, params, x, c.ridge, xb)
         return params, self._spent(before)
 
     def on_start(self, params):
         return self._solve_head(params, 0)
 
     def after_step(self, params, *, step, last):
-        batch = None
-        if self.pending is not None:  # the task's state changes only here, between steps
-            params = np.array(params, np.float32, copy=True)
-            (params[self.body_cols], self.damping, batch), self.pending = self.pending, None
         it, cost = step + 1, NO_COST
         if it % self.c.head_every == 0 or last:
             params, cost = self._solve_head(params, it)
-        if batch is not None:
-            self.window.add(*batch, params)
         return params, cost
 
     #: evaluations still to come when the engine stops on the time limit: the epoch's and
@@ -445,7 +454,8 @@ class PinnTask:
             self.damping = float(state["damping"])
         if state and state.get("window"):
             def jacobian(it, params):
-                return self.loss.body_jacobian(params, *self._batch(it, self.c.seed)[1:])[1]
+                return solvers.body_jacobian(self.loss, params,
+                                             *self._batch(it, self.c.seed)[1:])[1]
 
             self.window.load(state["window"], jacobian)
 

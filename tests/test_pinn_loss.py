@@ -4,11 +4,20 @@ import numpy as np
 import pytest
 
 import zotrain
-from zotrain.pinn import problems
+from zotrain.pinn import problems, solvers
 from zotrain.pinn.derivatives import frame_rule, rule, shifted_inputs, smoothed_derivatives, \
     value_weights
 from zotrain.pinn.loss import PinnLoss
 from tests import reference
+
+
+def head_gradient(loss, params, x):
+    """The loss at ``x`` and its gradient in the head: ``2 r^T J / n`` from the exact
+    head Jacobian."""
+    r, J = solvers.head_jacobian(loss, params, x)
+    grad = np.zeros(loss.model.n_params, np.float32)
+    grad[loss.head_slice()] = 2.0 * (r @ J) / len(r)
+    return float(np.mean(r ** 2)), grad
 
 
 @pytest.mark.parametrize("name,method,inputs", [
@@ -79,7 +88,7 @@ def test_head_gradient_matches_finite_differences(name):
     params = model.init(3)
     x = p.sample(6, seed=1)
     loss = PinnLoss(model, p, sigma=0.1, method="degree5")
-    value, grad = loss.head_gradient(params, x)
+    value, grad = head_gradient(loss, params, x)
     assert value == pytest.approx(loss(params, x)[0], rel=1e-5)
     head = [s for s in model.layout if s.name.startswith("4.")]
     idx = np.concatenate([np.arange(s.offset, s.offset + s.size) for s in head])
@@ -108,8 +117,8 @@ def test_hidden_layer_gradient_matches_finite_differences(name, method, depth):
     loss = PinnLoss(model, p, sigma=0.1, method=method)
     x = p.sample(6, seed=1)
     xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None
-    params = loss.solve_head(params, p.sample(64, 4), 1e-6, xb)  # a loss not dominated by
-    value, grad = loss.hidden_layer_gradient(params, x, xb)     # the head's misfit
+    params = solvers.solve_head(loss, params, p.sample(64, 4), 1e-6, xb)  # a loss not dominated by
+    value, grad = solvers.hidden_layer_gradient(loss, params, x, xb)     # the head's misfit
     assert value == pytest.approx(loss(params[None], x, xb)[0], rel=1e-3)
     layer = [s for s in model.layout if s.layer == 2 * (depth - 1)]
     idx = np.concatenate([np.arange(s.offset, s.offset + s.size) for s in layer])
@@ -139,16 +148,16 @@ def test_body_jacobian_matches_finite_differences(name, method, depth, inputs):
     loss = PinnLoss(model, p, sigma=0.1, method=method, inputs=inputs)
     x = p.sample(5, seed=1)
     xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None
-    params = loss.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
-    cols = loss.body_columns()
-    r, J = loss.body_jacobian(params, x, xb)
+    params = solvers.solve_head(loss, model.init(3), p.sample(64, 4), 1e-6, xb)
+    cols = solvers.body_columns(loss)
+    r, J = solvers.body_jacobian(loss, params, x, xb)
     assert J.shape == (len(x) + (0 if xb is None else len(xb)), len(cols))
     assert r @ r == pytest.approx(loss(params[None], x, xb)[0], rel=1e-4)
-    _, grad = loss.hidden_layer_gradient(params, x, xb)
+    _, grad = solvers.hidden_layer_gradient(loss, params, x, xb)
     layer = cols[:len(cols) - (loss.head_slice().stop - loss.head_slice().start)]
     np.testing.assert_allclose((2 * J.T @ r)[:len(layer)], grad[layer], rtol=1e-3,
                                atol=1e-4 * np.abs(grad).max())
-    head_r, head_J = loss.head_jacobian(params, x)
+    head_r, head_J = solvers.head_jacobian(loss, params, x)
     # the residual's partials are taken at the network's float32 output here and at the
     # float64 head's output there: a nonlinear residual (hjb100d's |grad u|^2, without a
     # hard constraint to scale it) sees their rounding, ~4e-6 relative
@@ -162,7 +171,7 @@ def test_body_jacobian_matches_finite_differences(name, method, depth, inputs):
         moved = [params.astype(np.float64) for _ in range(2)]
         moved[0][cols] += h * u
         moved[1][cols] -= h * u
-        rp, rm = (loss.body_jacobian(m.astype(np.float32), x, xb)[0] for m in moved)
+        rp, rm = (solvers.body_jacobian(loss, m.astype(np.float32), x, xb)[0] for m in moved)
         np.testing.assert_allclose(J @ u, (rp - rm) / (2 * h), rtol=3e-2,
                                    atol=3e-3 * np.abs(J @ u).max())
 
@@ -183,10 +192,10 @@ def test_head_solve_is_exact_for_affine_residuals_and_never_raises_a_nonlinear_l
     x = p.sample(64, 1)
     before = loss.mean_loss(params, x)
     loss.residual_is_affine = True  # the plain Gauss-Newton step raises the loss here
-    assert loss.mean_loss(loss.solve_head(params, x, 1e-6), x) > before
+    assert loss.mean_loss(solvers.solve_head(loss, params, x, 1e-6), x) > before
     loss.residual_is_affine = False
     for _ in range(3):
-        new = loss.solve_head(params, x, 1e-6)
+        new = solvers.solve_head(loss, params, x, 1e-6)
         assert loss.mean_loss(new, x) + 1e-6 * np.sum(new[loss.head_slice()].astype(float) ** 2) \
             <= loss.mean_loss(params, x) + 1e-6 * np.sum(params[loss.head_slice()].astype(float) ** 2)
         params = new
@@ -202,7 +211,7 @@ def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_do
     params, x = model.init(3), p.sample(48, 2)
     head, ridge = loss.head_slice(), 1e-6
     theta = params[head].astype(np.float64)
-    r, J = loss.head_jacobian(params, x)
+    r, J = solvers.head_jacobian(loss, params, x)
     A = ridge * np.eye(len(theta)) + J.T @ J / len(r)
     g = ridge * theta + J.T @ r / len(r)
     unit = np.trace(A) / len(theta)
@@ -218,13 +227,13 @@ def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_do
         if full(q) <= full(params):
             expected = q
             break
-    np.testing.assert_allclose(loss.head_losses(params, candidates, x),
+    np.testing.assert_allclose(solvers.head_losses(loss, params, candidates, x),
                                [loss.mean_loss(np.concatenate([params[:head.start], c]).astype(
                                    np.float32), x) for c in candidates], rtol=1e-4)
     # (the network's own head runs in float32; the Stein rows' cancellation amplifies it)
-    before = loss.point_forwards
-    new = loss.solve_head(params, x, ridge)
-    assert loss.point_forwards - before == 2 * len(x)  # the Jacobian's pass and one more
+    before = loss.account.points
+    new = solvers.solve_head(loss, params, x, ridge)
+    assert loss.account.points - before == 2 * len(x)  # the Jacobian's pass and one more
     np.testing.assert_array_equal(new, expected)
     assert not np.array_equal(new, params)
 
@@ -241,15 +250,15 @@ def test_the_hard_constraint_is_read_off_in_one_call_or_two(name):
     a = p.transform(xs, np.zeros(50))
     c = p.transform(xs, np.ones(50)) - a
     loss = PinnLoss(model, p, sigma=0.1, method="stein-mc", samples=4)
-    assert loss._one_call
-    got = loss._affine(xs)
+    assert loss.constraint.one_call
+    got = loss.constraint.affine(xs)
     np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
     real_only = dataclasses.replace(
         p, transform=lambda x, nn: p.transform(x, np.asarray(nn, np.float64)))
     loss = PinnLoss(model, real_only, sigma=0.1, method="stein-mc", samples=4)
-    assert not loss._one_call
-    got = loss._affine(xs)
+    assert not loss.constraint.one_call
+    got = loss.constraint.affine(xs)
     np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
 
@@ -263,19 +272,19 @@ def test_boundary_weight_scales_the_boundary_term_and_its_rows():
     x, xb = p.sample(4, seed=1), p.sample_boundary(3, seed=2)
     one, four = (PinnLoss(model, p, sigma=0.1, method="radial", boundary_weight=w)
                  for w in (1.0, 4.0))
-    params = one.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
+    params = solvers.solve_head(one, model.init(3), p.sample(64, 4), 1e-6, xb)
     interior = one(params[None], x)[0]
     boundary = one(params[None], x, xb)[0] - interior
     assert interior > 0 and boundary > 0
     assert four(params[None], x, xb)[0] == pytest.approx(interior + 4 * boundary, rel=1e-6)
     assert four.losses(params[None], x, xb)[0] == pytest.approx(interior + 4 * boundary,
                                                                 rel=1e-6)
-    (r1, J1), (r4, J4) = (loss.body_jacobian(params, x, xb) for loss in (one, four))
+    (r1, J1), (r4, J4) = (solvers.body_jacobian(loss, params, x, xb) for loss in (one, four))
     np.testing.assert_allclose(r4[:len(x)], r1[:len(x)])
     np.testing.assert_allclose(J4[:len(x)], J1[:len(x)])
     np.testing.assert_allclose(r4[len(x):], 2 * r1[len(x):], rtol=1e-12)
     np.testing.assert_allclose(J4[len(x):], 2 * J1[len(x):], rtol=1e-12)
-    h1, h4 = (loss.head_jacobian(params, xb, boundary=True) for loss in (one, four))
+    h1, h4 = (solvers.head_jacobian(loss, params, xb, boundary=True) for loss in (one, four))
     np.testing.assert_allclose(h4[0], 2 * h1[0], rtol=1e-12)
     np.testing.assert_allclose(h4[1], 2 * h1[1], rtol=1e-12)
 
@@ -299,7 +308,7 @@ def test_the_frame_boundary_rule_smooths_boundary_values_in_every_form():
     x, xb = p.sample(4, seed=1), p.sample_boundary(3, seed=2)
     same, frame = (PinnLoss(model, p, sigma=0.1, method="radial", boundary_rule=b, seed=5)
                    for b in ("same", "frame"))
-    params = same.solve_head(model.init(3), p.sample(64, 4), 1e-6, xb)
+    params = solvers.solve_head(same, model.init(3), p.sample(64, 4), 1e-6, xb)
     stein = frame_rule(p.dim, 5)
     pts = shifted_inputs(xb, 0.1, stein)  # heat100d's box is [0, 1]^101
     nn = reference.forward(model, params, pts.reshape(-1, p.dim))[:, 0]
@@ -307,25 +316,25 @@ def test_the_frame_boundary_rule_smooths_boundary_values_in_every_form():
     err = u - p.boundary(xb)
     interior = same(params[None], x)[0]
     assert frame(params[None], x)[0] == pytest.approx(interior, rel=1e-12)
-    before = frame.point_forwards
+    before = frame.account.points
     assert frame(params[None, :].repeat(2, 0), x, xb) == pytest.approx(
         interior + np.mean(err ** 2), rel=1e-4)
-    assert frame.point_forwards - before == pytest.approx(
+    assert frame.account.points - before == pytest.approx(
         2 * (len(x) + len(xb) * (2 * p.dim + 1) / frame.evaluations))
     assert frame.losses(params[None], x, xb)[0] == pytest.approx(interior + np.mean(err ** 2),
                                                                  rel=1e-4)
-    (r1, J1), (rf, Jf) = (loss.body_jacobian(params, x, xb) for loss in (same, frame))
+    (r1, J1), (rf, Jf) = (solvers.body_jacobian(loss, params, x, xb) for loss in (same, frame))
     np.testing.assert_allclose(rf[:len(x)], r1[:len(x)])
     np.testing.assert_allclose(Jf[:len(x)], J1[:len(x)])
     np.testing.assert_allclose(rf[len(x):] * np.sqrt(len(xb)), err, rtol=1e-3, atol=1e-6)
-    r, J = frame.head_jacobian(params, xb, boundary=True)
+    r, J = solvers.head_jacobian(frame, params, xb, boundary=True)
     np.testing.assert_allclose(r, err, rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(J, Jf[len(x):, -J.shape[1]:] * np.sqrt(len(xb)), rtol=1e-6)
     head, h = frame.head_slice(), 1e-2
     for k in (0, 5, J.shape[1] - 1):  # a weight, another, the bias
         moved = params.copy()
         moved[head.start + k] += h
-        step = frame.head_jacobian(moved, xb, boundary=True)[0] - r
+        step = solvers.head_jacobian(frame, moved, xb, boundary=True)[0] - r
         np.testing.assert_allclose(step / (moved[head.start + k] - params[head.start + k]),
                                    J[:, k], rtol=1e-3, atol=1e-6)
 

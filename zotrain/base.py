@@ -7,7 +7,7 @@ same code.  Implementations live in ``zotrain.nn`` (layers, networks),
 ``zotrain.pinn.train`` (tasks); ``zotrain.engine`` runs a task.
 """
 
-from typing import Any, Iterable, NamedTuple, Optional, Protocol, runtime_checkable
+from typing import Any, Callable, Iterable, NamedTuple, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -111,9 +111,16 @@ class Estimator(Protocol):
 
 
 class StepResult(NamedTuple):
+    """A step's update: ``grad`` for the optimizer; optionally ``assign`` ``(indices,
+    values)``, parameters the step solved for itself (set after the optimizer's update),
+    and ``commit(params)``, the step's own state change, which the engine calls once the
+    step's parameters are final (after the task's ``after_step`` hook)."""
+
     grad: np.ndarray
     loss: float
     cost: Cost
+    assign: Optional[tuple] = None
+    commit: Optional[Callable] = None
 
 
 @runtime_checkable

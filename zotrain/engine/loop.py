@@ -2,9 +2,10 @@
 
 ``Engine(task, optimizer, ...)`` runs epochs of the task's batches (seeded
 minibatches for classification, seeded collocation points for a PINN).  Each
-step asks the task for an update direction, applies the optimizer, checks
-that loss and parameters stay finite, calls the task's ``after_step`` hook
-(the PINN head solve) and the callbacks, and stops on a time or forward-pass
+step asks the task for its update (``zotrain.base.StepResult``), applies the
+optimizer and any parameters the step solved for itself, checks that loss and
+parameters stay finite, calls the task's ``after_step`` hook (the PINN head
+solve), commits the step (its ``commit``) and calls the callbacks, and stops on a time or forward-pass
 budget or a callback's request.  Each epoch it evaluates the task, logs, and
 writes ``checkpoint.npz`` and ``model.npz`` atomically.
 
@@ -231,6 +232,10 @@ class Engine:
             t0 = time.perf_counter()
             out = self.task.step(self.params, batch, seed=self.seed, step=h.step)
             params, opt_state = self.optimizer.update(out.grad, self.opt_state, self.params)
+            if out.assign is not None:  # parameters the step solved for itself
+                cols, values = out.assign
+                params = np.array(params, np.float32, copy=True)
+                params[cols] = values
             self._check_finite(out.loss, params, opt_state, "the update")
             self._check_budgets(h.wall_time_s + time.perf_counter() - t0, out.cost)
             params, hook_cost = self._hook(
@@ -239,6 +244,8 @@ class Engine:
             self._check_finite(out.loss, params, opt_state, "the task's after_step hook")
             # commit in one assignment each: an interrupt never sees half a step
             self.params, self.opt_state = params, opt_state
+            if out.commit is not None:
+                out.commit(params)
             h.step, h.batch, loss = h.step + 1, b + 1, out.loss
             h.spend(out.cost + hook_cost, time.perf_counter() - t0)
             for cb in self.callbacks:
