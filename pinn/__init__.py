@@ -5,19 +5,23 @@
 * ``derivatives``: u, grad u, Laplacian u and u_t of a Gaussian-smoothed
   function from function values (Stein's identity), on those rules or
   Monte-Carlo samples.
-* ``problems``: PDEs declared as data (HJB-20d, Black-Scholes, Poisson 2-D, heat,
-  Black-Scholes-Barenblatt and HJB in 100-D) with exact solutions, hard constraints
-  or boundary data, and the training options that suit them (``recipe``).
+* ``problem``: a PDE declared as data (``Problem``); ``problems``: the built-in ones
+  (HJB-20d, Black-Scholes, Poisson 2-D, heat, Black-Scholes-Barenblatt and HJB in
+  100-D) with exact solutions, hard constraints or boundary data, and the training
+  options that suit them (``recipe``).
 * ``inputs``: what the network sees of a point (box coordinates, or each
   coordinate and its square).
-* ``loss``: the mean squared residual of Q parameter sets in one batched
-  forward, the exact head Jacobian and solve, and the smoothed predictor.
+* ``loss``: the mean squared residual of Q parameter sets in one batched forward,
+  and the smoothed predictor; ``constraint``: a hard constraint's affine form;
+  ``solvers``: the head solve, body Jacobian, Levenberg-Marquardt step and local rule.
+* ``bodies``: how the body is trained (``RGE``, ``Local``, ``GaussNewton``, ``Frozen``);
+  ``config``: ``PinnConfig``; ``task``: the PINN as a task on the engine.
 
-The training loop behind ``zotrain pinn`` is ``zotrain.pinn.train``: ``train_pinn(problem,
-config, out_dir)`` trains any ``Problem``; ``load_run(problem, run_dir)`` reloads a run.
+``zotrain.pinn.train``: ``train_pinn(problem, config, out_dir)`` trains any ``Problem``
+(``zotrain pinn``); ``load_run(problem, run_dir)`` reloads a run.
 """
 
-from .problems import Problem, ProblemError
+from .problem import Problem, ProblemError
 from .train import PinnConfig, load_run, train_pinn
 
 __all__ = ["Problem", "ProblemError", "PinnConfig", "train_pinn", "load_run"]

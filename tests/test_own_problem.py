@@ -222,7 +222,7 @@ def test_the_built_in_recipes_are_valid_configurations(name):
     problem = problems.get(name)
     c = PinnConfig.for_problem(problem)
     c.validate(problem)
-    assert {k: getattr(c, k) for k in problem.recipe} == problem.recipe
+    assert {k: c.settings()[k] for k in problem.recipe} == problem.recipe
 
 
 def test_a_bad_recipe_names_the_problem():

@@ -81,11 +81,12 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     assert (expected != p0)[loss.head_slice()].all()
 
 
-@pytest.mark.parametrize("body,window", [("zo", 1), ("gauss-newton", 1), ("gauss-newton", 3)])
+@pytest.mark.parametrize("body,window", [("zo", None), ("gauss-newton", 1), ("gauss-newton", 3)])
 def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, window):
     """(gauss-newton: its adapted damping is part of the checkpoint, and with a window the
     kept batches, whose Jacobians the resumed run recomputes)"""
-    whole = run(small(body=body, window=window), tmp_path / "a")
+    options = {} if window is None else {"window": window}
+    whole = run(small(body=body, **options), tmp_path / "a")
     real = estimators.RGE.estimate
 
     def stop_at_5(self, objective, params, names, *, seed, step):
@@ -94,7 +95,7 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, windo
         return real(self, objective, params, names, seed=seed, step=step)
 
     monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
-    stopped = run(small(body=body, window=window), tmp_path / "b")
+    stopped = run(small(body=body, **options), tmp_path / "b")
     assert stopped["stopped"] == "interrupted"
     with np.load(tmp_path / "b" / "checkpoint.npz") as z:
         meta = json.loads(bytes(z["meta"]).decode())
@@ -102,7 +103,7 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, windo
     if body == "gauss-newton":  # iterations 3 and 4 kept, with the parameters they were at
         assert [b["it"] for b in meta["task_state"]["window"]] == [3, 4][:window - 1]
     monkeypatch.setattr(estimators.RGE, "estimate", real)
-    resumed = run(small(body=body, window=window), tmp_path / "b", resume=True)
+    resumed = run(small(body=body, **options), tmp_path / "b", resume=True)
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         np.testing.assert_array_equal(a["params"], b["params"])
     assert resumed["rel_l2"] == whole["rel_l2"]
@@ -144,10 +145,6 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
     ("derivatives", "autodiff", "unknown derivative method 'autodiff'"),
     ("sigma", 0.0, "sigma must be > 0"),
     ("inputs", "cubic", "unknown network inputs 'cubic'"),
-    ("window", 0, "window must be an integer >= 1"),
-    ("window", 2, "window 2 needs body 'gauss-newton' .*, not 'zo'"),
-    ("check_points", 0, "check_points must be an integer >= 1"),
-    ("check_points", 64, "check_points 64 needs body 'gauss-newton' .*, not 'zo'"),
     ("boundary_weight", 0.0, "boundary_weight must be a finite number > 0, got 0.0"),
     ("boundary_weight", float("inf"), "boundary_weight must be a finite number > 0, got inf"),
     ("boundary_weight", float("nan"), "boundary_weight must be a finite number > 0, got nan"),
@@ -157,6 +154,37 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
 def test_bad_config(field, value, msg, tmp_path):
     with pytest.raises(ValueError, match=msg):
         run(small(**{field: value}), tmp_path)
+
+
+@pytest.mark.parametrize("options,msg", [
+    (dict(window=0), "window must be an integer >= 1"),
+    (dict(check_points=0), "check_points must be an integer >= 1"),
+    (dict(boundary_steps=-1), "boundary_steps must be an integer >= 0, got -1"),
+    (dict(boundary_steps=2.0), "boundary_steps must be an integer >= 0, got 2.0"),
+    (dict(head="zo"), "body 'gauss-newton' solves the head .* needs head 'gauss-newton'"),
+    (dict(backend="onnxruntime"), "body 'gauss-newton' needs the numba backend"),
+])
+def test_a_body_checks_its_own_options(options, msg, tmp_path):
+    with pytest.raises(ValueError, match=msg):
+        run(small(body="gauss-newton", **options), tmp_path)
+
+
+def test_each_bodys_options_are_refused_on_every_other_body():
+    """A body owns its options: given with another body, they are refused naming the body
+    that has them, before anything runs."""
+    from zotrain.pinn import bodies
+
+    for name, cls in bodies.BODIES.items():
+        for option in bodies.options_of(cls):
+            for other in set(bodies.BODIES) - {name}:
+                if option in bodies.options_of(bodies.BODIES[other]):
+                    continue
+                with pytest.raises(ValueError, match=f"{option} is an option of body "
+                                                     f"'{name}', not of body '{other}'"):
+                    PinnConfig(body=other, **{option: 2})
+    assert bodies.options_of(bodies.GaussNewton) == ["window", "check_points", "boundary_steps"]
+    with pytest.raises(ValueError, match="give window to the body object"):
+        PinnConfig(body=bodies.GaussNewton(), window=2)
 
 
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
@@ -290,7 +318,7 @@ def test_gauss_newton_steps_are_judged_at_check_points(tmp_path, monkeypatch, ch
                                                        cap, expected):
     """The candidates are judged at ``check_points`` fresh points; by default as many as
     the batch, at most ``CHECK_POINTS``."""
-    from zotrain.pinn import train
+    from zotrain.pinn import bodies
 
     seen = []
     real = solvers.lm_step
@@ -300,7 +328,7 @@ def test_gauss_newton_steps_are_judged_at_check_points(tmp_path, monkeypatch, ch
         return real(loss, params, r, J, check, *a, **kw)
 
     monkeypatch.setattr(solvers, "lm_step", lm_step)
-    monkeypatch.setattr(train, "CHECK_POINTS", cap)
+    monkeypatch.setattr(bodies, "CHECK_POINTS", cap)
     run(small(body="gauss-newton", iters=2, check_points=check_points), tmp_path)
     assert seen == [expected, expected]
 
@@ -369,7 +397,7 @@ def test_boundary_steps_fit_the_boundary_data_alone():
         if it <= 2:
             r, _ = solvers.body_jacobian(fit, params, none, xb)
             assert res.loss == pytest.approx(float(r @ r), rel=1e-9)
-            check_b = task._boundary_points(c.check_size, [c.seed, it, 2])
+            check_b = task.boundary_points(c.check_size, [c.seed, it, 2])
             assert res.cost.passes == pytest.approx((len(xb) + 5 * len(check_b)) /
                                                     loss.evaluations / c.points)
             before, after = (fit.losses(p[None], none, check_b)[0] for p in (params, new))
@@ -377,19 +405,9 @@ def test_boundary_steps_fit_the_boundary_data_alone():
             moved += not np.array_equal(new, params)
         else:
             assert res.cost.passes > len(x) / c.points  # the interior rows' forwards
-        assert len(task.window.batches) == (it > 2)
+        assert len(task.body.rows.batches) == (it > 2)
         params = new
     assert moved
-
-
-@pytest.mark.parametrize("kw,msg", [
-    (dict(boundary_steps=-1), "boundary_steps must be an integer >= 0, got -1"),
-    (dict(boundary_steps=2.0), "boundary_steps must be an integer >= 0, got 2.0"),
-    (dict(boundary_steps=2), "boundary_steps 2 needs body 'gauss-newton'"),
-])
-def test_bad_boundary_steps(kw, msg, tmp_path):
-    with pytest.raises(ValueError, match=msg):
-        run(small(**kw), tmp_path)
 
 
 def test_boundary_steps_need_boundary_data(tmp_path):

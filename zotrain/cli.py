@@ -465,7 +465,7 @@ def _cmd_pinn(args):
                       "resuming in this process (give --ray again to use a cluster)",
                       file=sys.stderr)
             saved = dict(saved, ray=None, workers=1)  # where it connects: only what is given
-            config = PinnConfig(**{**{k: v for k, v in saved.items() if k in names}, **given})
+            config = PinnConfig.from_settings({**saved, **given})
             taken = {}
         elif args.no_recipe:
             config, taken = PinnConfig(**given), {}

@@ -1,0 +1,272 @@
+"""The PINN as a task on ``zotrain.engine``: collocation points per iteration, RGE steps
+on what no solver updates, the body's own update (``zotrain.pinn.bodies``), the head solved
+as the engine's ``on_start``/``after_step`` hooks, the error (or the losses) per
+evaluation."""
+
+import time
+
+import numpy as np
+
+from zotrain.base import NO_COST, Cost, StepResult
+from zotrain.engine.plots import save_figure
+from zotrain.engine.rundir import save_model
+from zotrain.zo import estimators
+from zotrain.zo.objective import FunctionObjective
+
+from zotrain.nn import architectures
+
+from . import inputs as input_map
+from . import solvers
+from .loss import PinnLoss
+
+
+def build(c, problem, account=None):
+    """``(model, loss)`` of a configuration for ``problem``; ``account`` (a
+    ``CostAccount``) counts the loss's network evaluations."""
+    model = architectures.pinn_mlp(in_features=input_map.width(c.inputs, problem.dim),
+                                   width=c.width, rank=c.rank, depth=c.depth)
+    network = None
+    if c.backend == "onnxruntime":
+        from zotrain.export.runtime import OrtNetwork
+
+        network = OrtNetwork(model)
+    return model, make_loss(c, problem, model, network, account=account)
+
+
+def make_loss(c, problem, model, network=None, boundary_rule=None, account=None):
+    """The ``PinnLoss`` of a configuration (``boundary_rule`` instead of its own, if given)."""
+    return PinnLoss(model, problem, sigma=c.sigma, method=c.derivatives, level=c.level,
+                    samples=c.samples, seed=c.seed, network=network, inputs=c.inputs,
+                    boundary_weight=c.boundary_weight,
+                    boundary_rule=boundary_rule or c.boundary_rule, account=account)
+
+
+def pinn_objective(loss, layout, x, xb):
+    """The PINN loss at the points ``x`` (and boundary points ``xb``) as an objective."""
+    return FunctionObjective(lambda P: loss(P, x, xb), layout)
+
+
+class PinnObjectives:
+    """Factory of the PINN objective on one iteration's points, for a Ray actor: sent as
+    the problem and the configuration, the model and loss rebuilt there."""
+
+    def __init__(self, problem, config):
+        self.problem, self.config, self.built = problem, config, None
+
+    def __getstate__(self):
+        return {"problem": self.problem, "config": self.config}
+
+    def __setstate__(self, state):
+        self.__init__(state["problem"], state["config"])
+
+    def __call__(self, x, xb):
+        if self.built is None:
+            self.built = build(self.config, self.problem)
+        model, loss = self.built
+        return pinn_objective(loss, model.layout, x, xb), loss.account
+
+
+def init_params(model, problem, seed):
+    """``model.init(seed)``, with the first layer's frequencies scaled by ``problem.omega``
+    and, when scaled, its biases spread over [-pi, pi] (SIREN-style random Fourier
+    features for low-dimensional problems)."""
+    params = model.init(seed)
+    if problem.omega != 1.0:
+        first = model.layout.of_layer(0)
+        params[first[0].slice] *= problem.omega
+        for b in first:
+            if b.local == "bias":
+                rng = np.random.default_rng([seed, 7])
+                params[b.slice] = rng.uniform(-np.pi, np.pi, b.size)
+    return params
+
+
+def rel_l2(loss, params, n, seed):
+    """Relative L2 error of the smoothed predictor on ``n`` uniform points."""
+    x = loss.problem.sample(n, seed)
+    exact = loss.problem.exact(x)
+    return float(np.linalg.norm(loss.predict(params, x) - exact) / np.linalg.norm(exact))
+
+
+def residual_losses(loss, params, n, seed):
+    """Without an exact solution: the mean squared residual of the smoothed predictor on
+    ``n`` uniform points (and its mean squared boundary error on a quarter as many)."""
+    problem = loss.problem
+    out = {"residual_loss": loss.mean_loss(params, problem.sample(n, seed))}
+    if problem.boundary is not None:
+        xb = problem.sample_boundary(max(1, n // 4), seed)
+        out["boundary_loss"] = float(np.mean((loss.predict(params, xb) - problem.boundary(xb)) ** 2))
+    return out
+
+
+def evaluate(loss, params, n, seed):
+    """``rel_l2`` when the problem has an exact solution, else ``residual_losses``."""
+    if loss.problem.exact is not None:
+        return {"rel_l2": rel_l2(loss, params, n, seed)}
+    return residual_losses(loss, params, n, seed)
+
+
+class PinnTask:
+    """Collocation points per iteration, RGE steps on the body, exact head solves as the
+    engine's ``on_start``/``after_step`` hooks, the error (or the losses) per evaluation."""
+
+    def __init__(self, problem, model, loss, config, run_config):
+        self.problem, self.model, self.loss, self.c = problem, model, loss, config
+        self.run_config, self.body = run_config, config.body
+        self.n_params = model.n_params
+        self.local = model.linear_index()[-2] if self.body.trains_last_hidden else None
+        self.by_rge = np.ones(model.n_params, bool)  # what the RGE step updates
+        if config.head == "gauss-newton":
+            self.by_rge[loss.head_slice()] = False
+        if self.body.frozen:
+            self.by_rge[:loss.head_slice().start] = False
+        for s in model.layout.of_layer(self.local) if self.local is not None else ():
+            self.by_rge[s.slice] = False
+        self.names = [s.name for s in model.layout if self.by_rge[s.slice].all()]
+        self.estimator = estimators.rge(config.queries, config.mu, per_group=False)
+        self.body.start(self)
+        self.pool = None  # a zotrain.distributed.QueryPool of PinnObjectives, if any
+        if config.ray is not None and self.names:
+            from zotrain.distributed import QueryPool
+
+            self.pool = QueryPool(PinnObjectives(problem, config), config.workers,
+                                  None if config.ray == "local" else config.ray)
+
+    def make_fit(self):
+        """The loss of the boundary steps: the unsmoothed network at boundary points."""
+        return make_loss(self.c, self.problem, self.model, self.loss.network, "point",
+                         self.loss.account)
+
+    def init(self, seed):
+        return init_params(self.model, self.problem, seed)
+
+    def boundary_points(self, n, seed):  # boundary_fraction as many as interior points
+        return None if self.problem.boundary is None else \
+            self.problem.sample_boundary(max(1, round(n * self.c.boundary_fraction)), seed)
+
+    def batch(self, it, seed=None):
+        seed = self.c.seed if seed is None else seed
+        return it, self.problem.sample(self.c.points, [seed, it]), \
+            self.boundary_points(self.c.points, [seed, it])
+
+    def batches(self, epoch, seed):
+        c = self.c
+        for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
+            yield self.batch(it, seed)
+
+    def _fits_boundary(self, it):
+        """Whether iteration ``it``'s step and head solve fit the boundary data alone."""
+        return getattr(self.body, "fits_boundary", lambda it: False)(it)
+
+    def _forwards(self):  # in collocation points of the derivative rule
+        return self.loss.account.points
+
+    def _spent(self, before):
+        passes = (self._forwards() - before) / self.c.points
+        return Cost(passes, passes)
+
+    def step(self, params, batch, *, seed, step):
+        it, x, xb = batch
+        before = self._forwards()
+        grad = np.zeros(self.n_params, np.float32)
+        loss = None
+        if self.names:
+            objective = pinn_objective(self.loss, self.model.layout, x, xb)
+            if self.pool is not None:
+                self.pool.step(x, xb)
+                objective = self.pool.remote(objective, self.loss.account)
+            e = self.estimator.estimate(objective, params, self.names, seed=seed, step=it)
+            grad, loss = np.where(self.by_rge, e.grad, 0).astype(np.float32), e.loss
+        body = self.body.update(self, params, x, xb, it)
+        if body.grad is not None:
+            grad += body.grad
+        loss = body.loss if loss is None else loss
+        if loss is None:
+            loss = float(self.loss(np.asarray(params)[None], x, xb)[0])
+        return StepResult(grad, loss, self._spent(before), body.assign, body.commit)
+
+    def _solve_head(self, params, it):
+        c = self.c
+        if c.head != "gauss-newton":
+            return params, NO_COST
+        before = self._forwards()
+        x = self.problem.sample(c.head_points, [c.seed, it, 1])
+        xb = self.boundary_points(c.head_points, [c.seed, it, 1])
+        if self._fits_boundary(it):
+            params = solvers.solve_head(self.body.fit, params, x[:0], c.ridge, xb)
+        else:
+            params = solvers.solve_head(self.loss, params, x, c.ridge, xb)
+        return params, self._spent(before)
+
+    def on_start(self, params):
+        return self._solve_head(params, 0)
+
+    def after_step(self, params, *, step, last):
+        it, cost = step + 1, NO_COST
+        if it % self.c.head_every == 0 or last:
+            params, cost = self._solve_head(params, it)
+        return params, cost
+
+    #: evaluations still to come when the engine stops on the time limit: the epoch's and
+    #: the final one (at least as many points), which the engine keeps time for
+    evaluations_after_stop = 2
+
+    def evaluate(self, params, n=None, seed=1):
+        n = n or self.c.eval_points
+        t0 = time.perf_counter()
+        out = evaluate(self.loss, params, n, seed)
+        self.seconds_per_point = (time.perf_counter() - t0) / n
+        return out
+
+    def _final_points(self, records):
+        """``test_points``, or as many as fit in what ``max_time_s`` leaves (at least
+        ``eval_points``), measured by the last evaluation's time per point."""
+        c, n = self.c, self.c.test_points
+        per_point = getattr(self, "seconds_per_point", None)
+        if c.max_time_s is None or per_point is None or not records:
+            return n
+        left = c.max_time_s - records[-1]["wall_time_s"]
+        return max(min(c.eval_points, n), min(n, int(left / per_point)))
+
+    def state(self):
+        return self.body.state()
+
+    def load_state(self, state):
+        self.body.load_state(self, state)
+
+    def summary(self, params, records):
+        c, loss = self.c, self.loss
+        steps = records[-1]["step"] if records else 0
+        fp = records[-1]["forward_passes"] if records else 0
+        n = self._final_points(records)
+        note = {} if n == c.test_points else {"note": f"the final error on {n} points, not "
+                                              f"test_points {c.test_points}, to end within "
+                                              f"max_time_s {c.max_time_s:g}"}
+        return dict(self.evaluate(params, n, 12345), test_points=n, **note, iters=steps,
+                    network_evaluations=int(round(fp * c.points * loss.evaluations)),
+                    evaluations_per_point=loss.evaluations,
+                    trainable_params=self.model.n_params, dense_params=self.model.dense_params,
+                    sigma=loss.sigma, derivatives=loss.method)
+
+    def save_model(self, path, params):
+        save_model(path, self.model, params, self.run_config)
+
+    def plot(self, path, params, records):
+        s = np.linspace(0, 1, 200)[:, None]
+        lo, hi = np.asarray(self.problem.lower), np.asarray(self.problem.upper)
+        x = lo + s * (hi - lo)  # the diagonal of the domain
+
+        key = "rel_l2" if self.problem.exact is not None else "residual_loss"
+
+        def draw(axes):
+            a, b = axes
+            if self.problem.exact is not None:
+                a.plot(s[:, 0], self.problem.exact(x), label="exact")
+            a.plot(s[:, 0], self.loss.predict(params, x), "--", label="smoothed network")
+            a.set_xlabel("position along the domain's diagonal")
+            a.legend()
+            b.semilogy([r["step"] for r in records], [r[key] for r in records], marker="o")
+            b.set_xlabel("iteration")
+            b.set_ylabel("relative L2 error" if key == "rel_l2" else "mean squared residual")
+
+        save_figure(path, draw)
