@@ -81,7 +81,8 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     assert (expected != p0)[loss.head_slice()].all()
 
 
-@pytest.mark.parametrize("body,window", [("zo", None), ("gauss-newton", 1), ("gauss-newton", 3)])
+@pytest.mark.parametrize("body,window", [("zo", None), ("local", None), ("gauss-newton", 1),
+                                         ("gauss-newton", 3)])
 def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, window):
     """(gauss-newton: its adapted damping is part of the checkpoint, and with a window the
     kept batches, whose Jacobians the resumed run recomputes)"""

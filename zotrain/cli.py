@@ -256,6 +256,12 @@ def _add_train(sub):
                    + "; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
     p.add_argument("--max-params", type=int, metavar="N", help="refuse a model with more than "
                    "N parameters (a preset sets its own budget)")
+    _add_train_run(p, d)
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_train_run(p, d):
+    """``zotrain train``'s budgets, output, resume and scale-out options."""
     p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
                    help="stop after this much training time")
     p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
@@ -286,7 +292,6 @@ def _add_train(sub):
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
                    "output directory (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
 
 
 def _add_ray(p, what):
@@ -537,6 +542,12 @@ def _add_pinn(sub):
     p.add_argument("--boundary-steps", type=int, help="--body gauss-newton: the first N steps "
                    "fit the unsmoothed network to the boundary data alone, the PDE's steps "
                    f"follow (default {d.boundary_steps})")
+    _add_pinn_run(p, d)
+    p.set_defaults(func=_cmd_pinn)
+
+
+def _add_pinn_run(p, d):
+    """``zotrain pinn``'s head, model, budget, output and resume options."""
     p.add_argument("--head-every", type=int, help=f"iterations between head solves "
                    f"(default {d.head_every})")
     p.add_argument("--head-points", type=int, help=f"collocation points per head solve "
@@ -570,7 +581,6 @@ def _add_pinn(sub):
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
                    "output directory (refused otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_pinn)
 
 
 def build_parser():
