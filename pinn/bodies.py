@@ -112,6 +112,12 @@ class GaussNewton(Local):
             raise ZotrainError(f"boundary_steps {b}: problem {problem.name!r} has no boundary "
                                "data to fit")
 
+    def __getstate__(self):  # the options only: a config sent to Ray actors carries no state
+        return {name: getattr(self, name) for name in options_of(type(self))}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
     def start(self, task):
         """The state of a run: the damping, the window of rows, the boundary steps' loss."""
         self.damping = 1e-3

@@ -178,9 +178,11 @@ def test_replicas_out_of_step_are_repaired_and_the_run_stays_identical(monkeypat
     assert pool.resyncs > 0  # every replayed step repaired, the run unchanged
 
 
-def test_pinn_queries_on_ray_match_one_process(tmp_path):
-    kw = dict(width=32, iters=2, points=8, head_points=128, head_every=2, eval_every=2,
-              eval_points=50, test_points=100, queries=3)
+@pytest.mark.parametrize("body", [dict(), dict(body="gauss-newton", window=2, iters=3)])
+def test_pinn_queries_on_ray_match_one_process(tmp_path, body):
+    """(with a gauss-newton body, the config sent to the actors carries no body state)"""
+    kw = dict(dict(width=32, iters=2, points=8, head_points=128, head_every=2, eval_every=2,
+                   eval_points=50, test_points=100, queries=3), **body)
     poisson = problems.get("poisson2d")
     one = train_pinn(poisson, PinnConfig(**kw), tmp_path / "one", progress=False)
     two = train_pinn(poisson, PinnConfig(**kw, ray="local", workers=2), tmp_path / "two",
