@@ -62,7 +62,7 @@ def graph_stats(path, batch):
     macs = 0
     for n in m.graph.node:
         if n.op_type == "MatMul" and n.input[0] in shapes and n.input[1] in shapes:
-            a, b = shapes[n.input[0]], shapes[n.input[1]]
+            a = shapes[n.input[0]]
             out = shapes.get(n.output[0])
             if out:
                 macs += int(np.prod(out)) * a[-1]

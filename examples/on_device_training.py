@@ -110,6 +110,9 @@ class Bundle:
                      "inputs: the bundle's files disagree")
         else:
             self.losses = session("losses.onnx")
+            self.heads = np.zeros(r["n_model"], bool)  # which of the model's parameters
+            for s in self.model:  # the head's exact gradient updates
+                self.heads[s["offset"]:s["offset"] + s["size"]] = s["head"]
             if self.losses.get_inputs()[0].shape[1] != r["n_model"]:
                 fail("losses.onnx and recipe.json disagree on the model's parameter count")
 
@@ -206,12 +209,9 @@ def train_step(bundle, state, X, y, mode, total):
         return float(loss)
     r, n = bundle.recipe, bundle.recipe["n_model"]
     grad, loss = gradient(bundle, state.params[:n], X, y, state.step)
-    heads = np.zeros(n, bool)
-    for s in bundle.model:
-        heads[s["offset"]:s["offset"] + s["size"]] = s["head"]
     scale = 0.5 * (1 + math.cos(math.pi * min(state.step, total) / total)) \
         if r["schedule"] == "cosine" else 1.0
-    lr = np.where(heads, r["head_lr"], r["lr"]).astype(np.float32) * np.float32(scale)
+    lr = np.where(bundle.heads, r["head_lr"], r["lr"]).astype(np.float32) * np.float32(scale)
     t = state.step + 1
     m, v, params = state.m.copy(), state.v.copy(), state.params.copy()
     m[:n] = 0.9 * m[:n] + 0.1 * grad

@@ -53,6 +53,10 @@ class RGE:
     def update(self, task, params, x, xb, it):
         return BodyUpdate()
 
+    def fits_boundary(self, it):
+        """Whether iteration ``it``'s step and head solve fit the boundary data alone."""
+        return False
+
     def state(self):
         return None
 

@@ -34,7 +34,6 @@ A ``Problem`` checks its fields when built and its functions (``check``)
 before training: a ``ProblemError`` names the problem and what is wrong.
 """
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -90,11 +89,11 @@ class Problem:
         if bad.size:
             i = int(bad[0])
             fail(f"the domain is empty along input {i}: lower {lo[i]} >= upper {hi[i]}")
-        for field in ("residual", "exact", "transform", "boundary", "transform_onnx", "sampler",
-                      "boundary_sampler"):
-            f = getattr(self, field)
-            if (f is not None or field == "residual") and not callable(f):
-                fail(f"{field} must be callable, got {type(f).__name__}")
+        for name in ("residual", "exact", "transform", "boundary", "transform_onnx", "sampler",
+                     "boundary_sampler"):
+            f = getattr(self, name)
+            if (f is not None or name == "residual") and not callable(f):
+                fail(f"{name} must be callable, got {type(f).__name__}")
         if not self.sigma > 0:
             fail(f"sigma must be > 0, got {self.sigma!r}")
         if self.hessian not in (None, "diagonal", "full"):

@@ -154,10 +154,6 @@ class PinnTask:
         for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
             yield self.batch(it, seed)
 
-    def _fits_boundary(self, it):
-        """Whether iteration ``it``'s step and head solve fit the boundary data alone."""
-        return getattr(self.body, "fits_boundary", lambda it: False)(it)
-
     def _forwards(self):  # in collocation points of the derivative rule
         return self.loss.account.points
 
@@ -192,7 +188,7 @@ class PinnTask:
         before = self._forwards()
         x = self.problem.sample(c.head_points, [c.seed, it, 1])
         xb = self.boundary_points(c.head_points, [c.seed, it, 1])
-        if self._fits_boundary(it):
+        if self.body.fits_boundary(it):
             params = solvers.solve_head(self.body.fit, params, x[:0], c.ridge, xb)
         else:
             params = solvers.solve_head(self.loss, params, x, c.ridge, xb)

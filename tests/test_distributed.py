@@ -8,8 +8,6 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from zotrain.base import ZotrainError  # noqa: E402
-from zotrain.distributed import ModelObjectives, QueryPool  # noqa: E402
 from zotrain.distributed.pool import start_local_ray  # noqa: E402
 from zotrain.nn.activations import ReLU, Tanh  # noqa: E402
 from zotrain.nn.layers import Dense, TTLinear  # noqa: E402

@@ -16,7 +16,6 @@ from zotrain import cli
 from zotrain.base import NO_COST, Cost, StepResult
 from zotrain.engine.callbacks import EarlyStopping, JsonlLog
 from zotrain.engine.loop import DivergenceError, Engine
-from zotrain.engine.rundir import save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,8 +3,6 @@ nothing trusted from a run directory, NaN never hidden or saved, malformed files
 runs never lost silently, settings validated by one rule."""
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,23 +138,11 @@ class HookTask:
     def evaluate(self, params):
         return {}
 
-    def observe(self, epoch, record):
-        pass
-
-    def state(self):
-        return None
-
-    def load_state(self, state):
-        pass
-
     def summary(self, params, records):
         return {}
 
     def save_model(self, path, params):
         np.save(path.with_suffix(".npy"), params)
-
-    def plot(self, path, params, records):
-        pass
 
 
 def test_a_hook_that_makes_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):

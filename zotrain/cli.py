@@ -5,7 +5,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from zotrain.nn import architectures
 from zotrain.recipes.presets import PRESETS
@@ -38,6 +37,8 @@ def _cmd_models(args):
 
 #: what a ``zotrain train`` run records beside its ClassifierConfig (config.json)
 RUN_KEYS = ("dataset", "data", "model", "rank", "hidden", "max_params", "preset")
+#: the classifier's architecture when no option or preset names it
+MODEL_DEFAULTS = {"model": "mlp", "rank": 16, "hidden": 1024}
 #: arguments that say what to do with a run, not how to train it
 NOT_SETTINGS = {"command", "func", "task", "file", "out", "resume", "quiet", "overwrite"}
 
@@ -82,8 +83,8 @@ def _new_run(args, fields):
     return dict(dataclasses.asdict(ClassifierConfig(**{k: v for k, v in given.items()
                                                        if k in fields})),
                 dataset=args.task, data=args.file or args.data,
-                model=given.get("model", "mlp"), rank=given.get("rank", 16),
-                hidden=given.get("hidden", 1024), max_params=given.get("max_params"),
+                **{k: given.get(k, v) for k, v in MODEL_DEFAULTS.items()},
+                max_params=given.get("max_params"),
                 preset=args.preset)
 
 
@@ -185,7 +186,7 @@ def _run_name(run):
         base = PRESETS[run["preset"]]
     else:
         arch = "mlp" if run["model"] in ("mlp", "mnist") else run["model"]
-        base = {"rank": 16, "hidden": 1024}
+        base = MODEL_DEFAULTS
     arch += "".join(f"-{p}{run[k]}" for k, p in (("rank", "r"), ("hidden", "h"))
                     if run[k] != base.get(k))
     return f"{data}-{arch}-{run['evaluator']}-seed{run['seed']}"
@@ -250,8 +251,8 @@ def _add_train(sub):
     p.add_argument("--schedule", help=f"learning-rate schedule: constant or cosine (default "
                    f"{d.schedule})")
     p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
-    p.add_argument("--rank", type=int, help="TT rank (default 16)")
-    p.add_argument("--hidden", type=int, help="hidden width (default 1024)")
+    p.add_argument("--rank", type=int, help=f"TT rank (default {MODEL_DEFAULTS['rank']})")
+    p.add_argument("--hidden", type=int, help=f"hidden width (default {MODEL_DEFAULTS['hidden']})")
     p.add_argument("--preset", help="a named recipe whose settings the other options override: "
                    + "; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
     p.add_argument("--max-params", type=int, metavar="N", help="refuse a model with more than "
@@ -385,7 +386,7 @@ def _cmd_device(args):
 
     fields = {f.name for f in dataclasses.fields(ClassifierConfig)}
     try:
-        given = dict({"model": "mlp", "rank": 16, "hidden": 1024}, **_with_preset(args))
+        given = dict(MODEL_DEFAULTS, **_with_preset(args))
         config = ClassifierConfig(**{k: v for k, v in given.items() if k in fields})
         config.validate()
         model = _budgeted_model(784, 10, given, args.preset)
@@ -414,8 +415,8 @@ def _add_device(sub):
     p.add_argument("out_dir", metavar="DIR")
     p.add_argument("--preset", help="; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
     p.add_argument("--model", help="mlp or deep (default mlp)")
-    p.add_argument("--rank", type=int, help="TT rank (default 16)")
-    p.add_argument("--hidden", type=int, help="hidden width (default 1024)")
+    p.add_argument("--rank", type=int, help=f"TT rank (default {MODEL_DEFAULTS['rank']})")
+    p.add_argument("--hidden", type=int, help=f"hidden width (default {MODEL_DEFAULTS['hidden']})")
     p.add_argument("--mu", type=float, help=f"activity (and RGE) perturbation (default {d.mu})")
     p.add_argument("--queries", type=int, help=f"RGE queries per step of the black-box mode "
                    f"(default {d.queries})")

@@ -8,3 +8,5 @@ from zotrain.export.onnx import load_run_model
 from zotrain.export.onnx import to_onnx
 from zotrain.export.onnx import to_onnx_losses
 from zotrain.export.onnx import to_onnx_outputs
+
+__all__ = ["ExportError", "load_run_model", "to_onnx", "to_onnx_losses", "to_onnx_outputs"]

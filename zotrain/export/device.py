@@ -42,7 +42,9 @@ FILES = ("step.onnx", "features.onnx", "losses.onnx", "init.npy", "recipe.json")
 def steps_per_epoch(train_examples, config):
     """The steps of an epoch over ``train_examples`` examples, validation held out as
     ``zotrain train`` holds it (the last ``val_size``, at most a fifth)."""
-    n = train_examples - min(config.val_size, train_examples // 5)
+    from zotrain.recipes.classification import validation_size
+
+    n = train_examples - validation_size(train_examples, config.val_size)
     return max(1, n // config.batch_size)
 
 

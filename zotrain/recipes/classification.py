@@ -328,13 +328,19 @@ class ClassificationTask:
         save_figure(path, draw)
 
 
+def validation_size(n, val_size):
+    """Examples held out for validation from ``n`` training examples: the last
+    ``val_size``, at most a fifth."""
+    return min(val_size, n // 5)
+
+
 def splits(data, config):
     """Train, validation (the last ``val_size`` training examples, at most a fifth) and
     test splits of a ``Dataset``."""
     x, y = data.x_train, data.y_train
     if config.train_limit:
         x, y = x[:config.train_limit], y[:config.train_limit]
-    n_val = min(config.val_size, len(y) // 5)
+    n_val = validation_size(len(y), config.val_size)
     return (Split(x[:len(y) - n_val], y[:len(y) - n_val]), Split(x[len(y) - n_val:],
                                                                    y[len(y) - n_val:]),
             Split(data.x_test, data.y_test))
