@@ -10,6 +10,15 @@ Usage:
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
   python benchmarks/pinn.py gn-step PROBLEM [--points N] [--derivatives RULE] [--inputs I]
       [--check-points N]
+  python benchmarks/pinn.py suite [--split dev|test] [--minutes M] [--only NAME ...]
+      [--options JSON] [--baselines frozen,first-order,trivial]
+
+``suite`` trains ``train_pinn(problem)`` with the defaults (``--options`` adds
+``PinnConfig`` fields: development only) on every instance of the generalisation suite's
+split (``zotrain.pinn.suite``), each in its own process for ``--minutes`` (default 10),
+beside the frozen-body run and the first-order PyTorch PINN of the same architecture
+(``first-order``, Adam on autodiff derivatives) of the same budget, and the trivial
+solution (the network output 0, under the hard constraint if any); peak memory per run.
 
 ``derivatives`` compares the Stein estimates of grad and Laplacian of smoothed
 test functions (closed form: for f = sin(a.x) + exp(b.x), u_sigma = sin(a.x)
@@ -37,7 +46,7 @@ import time
 
 import numpy as np
 
-from zotrain.pinn import problems, solvers
+from zotrain.pinn import problems, solvers, suite as pde_suite
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
 from zotrain.pinn.inputs import INPUTS
 from zotrain.pinn.train import PinnConfig, build, init_params
@@ -192,9 +201,22 @@ def gn_step(args):
           f"{args.repeats}; warm-up {sum(times[0]):.2f} s)")
 
 
-def _torch_problem(name):
-    """Hard constraint and residual of each problem, in torch (mirrors pinn/problems.py)."""
+def _problem(name):
+    """A built-in problem by name, or a suite instance as ``FAMILY:SEED``."""
+    if ":" in name:
+        family, seed = name.split(":")
+        return pde_suite.instance(family, int(seed))
+    return problems.get(name)
+
+
+def _torch_problem(problem):
+    """Hard constraint and residual of a problem, in torch: the suite's own functions (they
+    take tensors), the built-ins' mirrored from pinn/problems.py."""
     import torch
+
+    name = problem.name
+    if name not in problems.PROBLEMS:
+        return problem.transform or (lambda x, nn: nn), problem.residual
 
     if name == "hjb20d":
         d = 20
@@ -239,11 +261,12 @@ def first_order(args):
     from torch_baselines import torch_model
 
     torch.manual_seed(0)
-    c = PinnConfig(depth=args.depth, rank=args.rank or PinnConfig.rank, inputs=args.inputs)
-    problem = problems.get(args.problem)
+    problem = _problem(args.problem)
+    c = PinnConfig.for_problem(problem, **{k: v for k, v in (
+        ("depth", args.depth), ("rank", args.rank), ("inputs", args.inputs)) if v is not None})
     model, loss = build(c, problem)
     arrays, forward = torch_model(model, init_params(model, problem, 0))
-    transform, residual = _torch_problem(args.problem)
+    transform, residual = _torch_problem(problem)
     lo = torch.tensor(np.asarray(problem.lower, np.float32))
     width = torch.tensor(np.asarray(problem.upper, np.float32) - np.asarray(problem.lower,
                                                                              np.float32))
@@ -251,7 +274,7 @@ def first_order(args):
     space = [i for i in range(dim) if i != ti]
 
     net_inputs = {"coordinates": lambda y: y,  # zotrain.pinn.inputs, in torch
-                  "quadratic": lambda y: torch.cat([y, y * y], 1)}[args.inputs]
+                  "quadratic": lambda y: torch.cat([y, y * y], 1)}[c.inputs]
 
     def u_of(x):
         return transform(x, forward(net_inputs((x - lo) / width))[:, 0])
@@ -368,6 +391,60 @@ def supervised_lm(args, problem, arrays, forward, transform, net_inputs, lo, wid
           f"**{rel(theta):.3e}** on 10,000 points")
 
 
+def _suite_run(args):
+    """One suite instance in this process; prints one JSON line."""
+    import resource
+
+    from zotrain.pinn.train import train_pinn
+
+    problem = pde_suite.instance(args.family, args.seed)
+    c = PinnConfig.for_problem(problem, max_time_s=args.minutes * 60.0,
+                               **json.loads(args.options))
+    with tempfile.TemporaryDirectory() as out:
+        m = train_pinn(problem, c, out, progress=False)
+    print(json.dumps(dict(rel_l2=m["rel_l2"], iters=m["history"][-1]["step"] if m["history"]
+                          else 0, wall=m["wall_time_s"], derivatives=m["derivatives"],
+                          peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+
+
+def _trivial(problem, n=10000):
+    """Rel. L2 of the network output 0 (under the hard constraint, if any)."""
+    x = problem.sample(n, 12345)
+    u = problem.transform(x, np.zeros(n)) if problem.transform else np.zeros(n)
+    exact = problem.exact(x)
+    return float(np.linalg.norm(u - exact) / np.linalg.norm(exact))
+
+
+def suite(args):
+    chosen = [(f, s, pde_suite.instance(f, s)) for f, s in pde_suite.cases(args.split)]
+    chosen = [c for c in chosen if not args.only or c[2].name in args.only]
+    opts = json.loads(args.options)
+    print(f"# PINN suite, split {args.split}: train_pinn(problem{', ' + str(opts) if opts else ''})"
+          f", {args.minutes:g} min each, one process per run, seed 0")
+    print("| instance | rel. L2 | iterations | frozen body | first-order (PyTorch) | trivial (NN = 0)"
+          " | rule | peak MB |\n|---|---|---|---|---|---|---|---|", flush=True)
+    for family, seed, p in chosen:
+        runs = {}
+        for body in ["default"] + (["frozen"] if "frozen" in args.baselines else []):
+            o = dict(opts) if body == "default" else {**opts, "body": "frozen"}
+            cmd = [sys.executable, __file__, "suite-run", family, str(seed), "--minutes",
+                   str(args.minutes), "--options", json.dumps(o)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[body] = json.loads(out.strip().splitlines()[-1])
+        first = "-"
+        if "first-order" in args.baselines:
+            cmd = [sys.executable, __file__, "first-order", f"{family}:{seed}", "--max-time",
+                   str(args.minutes * 60)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            first = out.split("rel. L2 **")[1].split("**")[0]
+        d, f = runs["default"], runs.get("frozen")
+        print(f"| {p.name} | **{d['rel_l2']:.2e}** | {d['iters']} | "
+              f"{f['rel_l2']:.2e} | " if f else f"| {p.name} | **{d['rel_l2']:.2e}** | "
+              f"{d['iters']} | - | ", end="")
+        print(f"{first} | {_trivial(p):.2e} | {d['derivatives']} | {d['peak_mb']:.0f} |",
+              flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -396,28 +473,41 @@ def main(argv=None):
                    help="fresh points judging the candidates, at most --points (default 1024)")
     p.add_argument("--repeats", type=int, default=3)
     p = sub.add_parser("first-order")
-    p.add_argument("problem", choices=sorted(problems.PROBLEMS))
+    p.add_argument("problem", help="a built-in problem, or a suite instance as FAMILY:SEED")
     p.add_argument("--max-time", type=float, default=300.0)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--depth", type=int, default=2, help="TT hidden layers (as zotrain pinn)")
+    p.add_argument("--depth", type=int, help="TT hidden layers (default as zotrain pinn)")
     p.add_argument("--rank", type=int, help="TT rank (default as zotrain pinn)")
-    p.add_argument("--inputs", default="coordinates", choices=tuple(INPUTS),
-                   help="the network's inputs (as zotrain pinn --inputs)")
+    p.add_argument("--inputs", choices=tuple(INPUTS),
+                   help="the network's inputs (default as zotrain pinn)")
     p.add_argument("--supervised", action="store_true",
                    help="fit the exact solution instead of the PDE (the architecture's capacity)")
     p.add_argument("--lm", type=int, metavar="POINTS",
                    help="with --supervised: Levenberg-Marquardt steps on POINTS fresh points "
                         "each instead of Adam")
+    p = sub.add_parser("suite")
+    p.add_argument("--split", default="test", choices=tuple(pde_suite.SPLITS))
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--only", nargs="+", help="instance names (default every one of the split)")
+    p.add_argument("--options", default="{}", help="extra PinnConfig fields as JSON (dev only)")
+    p.add_argument("--baselines", type=lambda v: v.split(","),
+                   default=["frozen", "first-order", "trivial"])
+    p = sub.add_parser("suite-run")
+    p.add_argument("family", choices=tuple(pde_suite.FAMILIES))
+    p.add_argument("seed", type=int)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--options", default="{}")
     args = ap.parse_args(argv)
-    if args.cmd == "first-order" and args.supervised and problems.get(args.problem).exact is None:
+    if args.cmd == "first-order" and args.supervised and _problem(args.problem).exact is None:
         ap.error(f"--supervised needs an exact solution, which {args.problem} does not have")
     if args.cmd == "first-order" and args.lm is not None and (not args.supervised or args.lm < 1):
         ap.error("--lm POINTS (>= 1) goes with --supervised")
     if hasattr(args, "flags"):
         args.flags = [f for f in args.flags if f != "--"]
     {"derivatives": derivatives, "train": train, "first-order": first_order,
-     "backends": backends, "bodies": bodies, "gn-step": gn_step}[args.cmd](args)
+     "backends": backends, "bodies": bodies, "gn-step": gn_step, "suite": suite,
+     "suite-run": _suite_run}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@
 * ``problem``: a PDE declared as data (``Problem``); ``problems``: the built-in ones
   (HJB-20d, Black-Scholes, Poisson 2-D, heat, Black-Scholes-Barenblatt and HJB in
   100-D) with exact solutions, hard constraints or boundary data, and the training
-  options that suit them (``recipe``).
+  options that suit them (``recipe``); ``suite``: seeded PDE instances nobody tuned for.
 * ``inputs``: what the network sees of a point (box coordinates, or each
   coordinate and its square).
 * ``loss``: the mean squared residual of Q parameter sets in one batched forward,
-  and the smoothed predictor; ``constraint``: a hard constraint's affine form;
+  and the smoothed predictor; ``constraint``: a hard constraint on the smoothed network
+  (``u = a + c N_sigma``, the product rule's fields);
   ``solvers``: the head solve, body Jacobian, Levenberg-Marquardt step and local rule.
 * ``bodies``: how the body is trained (``RGE``, ``Local``, ``GaussNewton``, ``Frozen``);
   ``config``: ``PinnConfig``; ``task``: the PINN as a task on the engine.

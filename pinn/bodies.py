@@ -23,6 +23,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from zotrain.base import ZotrainError
+from zotrain.options import option
 
 from . import solvers
 from .lm_window import JacobianWindow
@@ -78,7 +79,8 @@ class Local(RGE):
     def check(self, config, problem):
         if config.backend != "numba":
             raise ZotrainError(f"body {self.name!r} needs the numba backend (it reads the "
-                               "layer's input and pre-activations)")
+                               "layer's input and pre-activations); on onnxruntime, train "
+                               "the body with --body zo (RGE) or keep it with --body frozen")
 
     def update(self, task, params, x, xb, it):
         loss, grad = solvers.hidden_layer_gradient(task.loss, params, x, xb)
@@ -87,9 +89,15 @@ class Local(RGE):
 
 @dataclass
 class GaussNewton(Local):
-    window: Optional[int] = None  # default WINDOW
-    check_points: Optional[int] = None  # default: the batch's points, at most CHECK_POINTS
-    boundary_steps: int = 0
+    window: Optional[int] = option(
+        None, "solve each step on the rows of this many latest batches (1: the batch alone; "
+        "see zotrain.pinn.lm_window)", "body gauss-newton", default_help=f"default {WINDOW}")
+    check_points: Optional[int] = option(
+        None, "fresh points judging each step's candidates", "body gauss-newton",
+        default_help=f"default: the batch's points, at most {CHECK_POINTS}")
+    boundary_steps: int = option(0, "the first N steps fit the unsmoothed network to the "
+                                 "boundary data alone, the PDE's steps follow",
+                                 "body gauss-newton")
     name = "gauss-newton"
     damping: float = field(default=1e-3, init=False, repr=False, compare=False)
 

@@ -12,10 +12,11 @@ from dataclasses import InitVar, dataclass
 from typing import Any, Optional
 
 from zotrain.base import ZotrainError
+from zotrain.options import option
 
 from . import bodies
 from . import inputs as input_map
-from .derivatives import METHODS
+from .derivatives import METHODS, default_method
 from .loss import BOUNDARY_RULES
 
 HEADS = ("gauss-newton", "zo")
@@ -26,44 +27,69 @@ BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.option
 
 @dataclass
 class PinnConfig:
-    iters: int = 100
-    derivatives: Optional[str] = None  # the problem's default rule
-    level: int = 3  # Smolyak level (sparse-grid)
-    samples: int = 441  # Monte-Carlo draws (stein-mc): 2 * 441 + 1 = 883 evaluations per point
-    sigma: Optional[float] = None  # smoothing, in box widths; the problem's default
-    width: int = 512
-    rank: int = 2
-    depth: int = 2  # TT hidden layers
-    inputs: str = "coordinates"  # what the network sees of a point: zotrain.pinn.inputs
-    points: int = 64  # collocation points per iteration
-    queries: int = 4  # RGE queries (antithetic: 2 forward passes each)
-    mu: float = 1e-2
-    lr: float = 1e-3
-    head: str = "gauss-newton"
-    body: Any = "zo"  # a zotrain.pinn.bodies object, or its --body name: zo (RGE on every
-    # body layer), local, gauss-newton or frozen (see zotrain.pinn.bodies)
-    # the options of body gauss-newton (bodies.GaussNewton), taken here for the command line
-    # and the recipes and refused with another body: window, check_points, boundary_steps
+    """How ``train_pinn`` trains; each field carries its ``zotrain pinn`` flag and help
+    (``zotrain.options``); the gauss-newton body's options are its own
+    (``bodies.GaussNewton``), taken here for the command line and the recipes."""
+
+    iters: int = option(100, "iterations", "budgets and stopping")
+    derivatives: Optional[str] = option(None, "the Stein rule of the derivatives",
+                                        "derivatives", choices=METHODS,
+                                        default_help="default: the problem's, else "
+                                        "degree5 up to 25 inputs, radial beyond")
+    level: int = option(3, "Smolyak level for sparse-grid", "derivatives")
+    samples: int = option(441, "Monte-Carlo draws for stein-mc (2 n + 1 evaluations per "
+                          "point), pairs for radial", "derivatives")
+    sigma: Optional[float] = option(None, "smoothing radius in box widths", "derivatives",
+                                    default_help="default: the problem's")
+    width: int = option(512, "hidden width", "model")
+    rank: int = option(2, "TT rank of the hidden layers", "model")
+    depth: int = option(2, "TT hidden layers (with --body local and depth 1 the whole body "
+                        "gets the local rule)", "model")
+    inputs: str = option("coordinates", "what the network sees of a point: its coordinates, "
+                         "or each coordinate and its square (zotrain.pinn.inputs)", "model",
+                         choices=tuple(input_map.INPUTS))
+    points: int = option(64, "collocation points per iteration", "optimisation")
+    queries: int = option(4, "RGE queries per iteration (antithetic: 2 forward passes each)",
+                          "estimator")
+    mu: float = option(1e-2, "RGE smoothing", "estimator")
+    lr: float = option(1e-3, "Adam learning rate of the body's RGE steps", "optimisation")
+    head: str = option("gauss-newton", "the head by exact Gauss-Newton solves, or by RGE with "
+                       "the body", "head", choices=HEADS)
+    body: Any = option("zo", "RGE on the body (zo), the last hidden layer by the local rule "
+                       "(local) or with the head by Levenberg-Marquardt steps on its Jacobian "
+                       "(gauss-newton), RGE below it; or untrained random features (frozen); "
+                       "a zotrain.pinn.bodies object from Python", "body",
+                       choices=tuple(bodies.BODIES), type=str)
     window: InitVar[Optional[int]] = None
     check_points: InitVar[Optional[int]] = None
-    boundary_weight: float = 1.0  # multiplies the mean squared boundary error in the loss
-    boundary_fraction: float = 0.25  # boundary points per collocation point (batches, checks,
-    # head solves) of a problem with boundary data
-    boundary_rule: str = "same"  # the boundary values' smoothing rule: the derivative rule's
-    # ("same"), a random frame's ("frame": 2 d + 1 evaluations per point, exact to degree 3) or
-    # none ("point": the network's own value)
+    boundary_weight: float = option(1.0, "multiplies the mean squared boundary error in the "
+                                    "loss", "boundary")
+    boundary_fraction: float = option(0.25, "boundary points per collocation point (batches, "
+                                      "checks, head solves) of a problem with boundary data",
+                                      "boundary")
+    boundary_rule: str = option("same", "the boundary values' smoothing: the derivative "
+                                "rule's (same), a random frame's (frame: 2 d + 1 evaluations "
+                                "per point, exact to degree 3) or none (point: the network "
+                                "unsmoothed)", "boundary", choices=BOUNDARY_RULES)
     boundary_steps: InitVar[Optional[int]] = None
-    head_every: int = 20
-    head_points: int = 4096
-    ridge: float = 1e-6
-    seed: int = 0
-    eval_every: int = 20
-    eval_points: int = 1000  # for the curve; the final error uses test_points
-    test_points: int = 10000
-    max_time_s: Optional[float] = None
-    backend: str = "numba"  # or "onnxruntime": every forward pass in an inference session
-    ray: Optional[str] = None  # the body's RGE queries on Ray: "local" or an address
-    workers: int = 1  # Ray actors evaluating queries (with ray)
+    head_every: int = option(20, "iterations between head solves", "head")
+    head_points: int = option(4096, "collocation points per head solve", "head")
+    ridge: float = option(1e-6, "ridge of the head solve", "head")
+    seed: int = option(0, "seed", "optimisation")
+    eval_every: int = option(20, "iterations between error evaluations", "output")
+    eval_points: int = option(1000, "points of each evaluation (the curve)", "output")
+    test_points: int = option(10000, "points of the final error", "output")
+    max_time_s: Optional[float] = option(
+        None, "stop after this much time, the final evaluation included",
+        "budgets and stopping", flag="--max-time", metavar="SECONDS", aliases=("--time-limit",))
+    backend: str = option("numba", "where forward passes run (onnxruntime: every forward "
+                          "pass in an inference session)", "backend and scale-out",
+                          choices=BACKENDS)
+    ray: Optional[str] = option(
+        None, "evaluate the body's RGE queries on Ray actors: a cluster's address, or none to "
+        'start a local Ray instance (needs pip install "zotrain[distributed]")',
+        "backend and scale-out", nargs="?", const="local", metavar="ADDRESS")
+    workers: int = option(1, "Ray actors (with --ray)", "backend and scale-out", metavar="N")
 
     def __post_init__(self, window, check_points, boundary_steps):
         given = {k: v for k, v in (("window", window), ("check_points", check_points),
@@ -123,7 +149,7 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        method = self.derivatives or problem.method
+        method = self.derivatives or problem.method or default_method(problem.dim)
         if method not in METHODS:
             raise ZotrainError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")
         input_map.check(self.inputs)

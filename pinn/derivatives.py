@@ -88,6 +88,17 @@ def rule(dim, method="sparse-grid", *, level=3, samples=64, seed=0, time_index=N
     raise ValueError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")
 
 
+#: the largest dimension whose default rule is degree5 (2 d^2 + 1 evaluations per point:
+#: 883 in 21-D); beyond it the randomised radial rule, whose cost grows linearly
+DEGREE5_UP_TO = 25
+
+
+def default_method(dim):
+    """The derivative rule of a problem that names none: degree5 up to ``DEGREE5_UP_TO``
+    inputs, radial beyond."""
+    return "degree5" if dim <= DEGREE5_UP_TO else "radial"
+
+
 def frame_rule(dim, seed=0):
     """A rule for the smoothed value ``u`` alone: the pairs ``+-sqrt(dim) v_k`` along a
     random orthonormal frame ``v_1 .. v_dim``, weights ``1 / dim``; ``2 dim + 1`` evaluations

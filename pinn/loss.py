@@ -4,8 +4,9 @@ The network sees box coordinates ``y = (x - lower) / (upper - lower)`` in [0, 1]
 the Gaussian smoothing acts there: ``u_sigma(x) = E[u(x + sigma (upper - lower) z)]``;
 derivatives are returned in ``x``.  For collocation points ``x`` ``(B, d)`` and a Stein
 rule of ``M`` evaluations per point, the network runs once on the ``B M`` shifted inputs
-for all Q parameter sets; the hard constraint (if any) is applied at every shifted input;
-the Stein forms give u, grad u, Laplacian u and u_t, and the loss is the mean squared
+for all Q parameter sets; the Stein forms give the smoothed network's value and
+derivatives, the hard constraint (if any) is applied to them (``u = a + c N_sigma``, by
+the product rule: ``zotrain.pinn.constraint``), and the loss is the mean squared
 residual.  The solvers built on it (head solve, body Jacobian, Levenberg-Marquardt
 step, local rule) are functions in ``zotrain.pinn.solvers``; the network evaluations
 are counted in the ``CostAccount`` the loss is given (``account.points``).
@@ -20,8 +21,8 @@ from zotrain.zo.cost import CostAccount
 
 from . import inputs as input_map
 from .constraint import HardConstraint
-from .derivatives import SteinRule, check_points, check_sigma, frame_rule, rule, \
-    shifted_inputs, split_fields, stein_operator, value_weights
+from .derivatives import SteinRule, check_points, check_sigma, default_method, frame_rule, \
+    rule, shifted_inputs, split_fields, stein_operator, value_weights
 
 _CHUNK_ROWS = 1 << 17  # network evaluations per forward call (memory bound)
 #: the boundary values' smoothing: the derivative rule's u form, ``frame_rule``'s (2 d + 1
@@ -61,7 +62,7 @@ class PinnLoss:
         check_sigma(sigma)
         self.model, self.problem, self.sigma = model, problem, sigma
         self.network = model if network is None else network
-        self.method = problem.method if method is None else method
+        self.method = method or problem.method or default_method(problem.dim)
         self.stein = rule(problem.dim, self.method, level=level, samples=samples, seed=seed,
                           time_index=problem.time_index)
         self.lower = np.asarray(problem.lower, np.float64)
@@ -76,7 +77,7 @@ class PinnLoss:
         self.boundary_u = value_weights(self.boundary_stein)
         self.account = CostAccount() if account is None else account
         self.residual_is_affine = self._affine_in_fields()
-        self.constraint = HardConstraint(problem)
+        self.constraint = HardConstraint(problem, self.width, problem.hessian)
 
     def _affine_in_fields(self, n=4):
         """Whether the residual is affine in its fields (then the head solve is exact)."""
@@ -92,12 +93,11 @@ class PinnLoss:
         return self.stein.evaluations
 
     def shifted(self, x, boundary=False):
-        """Shifted inputs in box coordinates ``(B, M, d)`` and in ``x``, of the boundary
-        rule for boundary points."""
+        """Shifted inputs in box coordinates ``(B, M, d)``, of the boundary rule for
+        boundary points."""
         x = check_points(x, self.problem.dim)
-        y = shifted_inputs((x - self.lower) / self.width, self.sigma,
-                           self.boundary_stein if boundary else self.stein)
-        return y, self.lower + self.width * y
+        return shifted_inputs((x - self.lower) / self.width, self.sigma,
+                              self.boundary_stein if boundary else self.stein)
 
     def chunk_points(self, chunk, boundary):
         """Points per forward for ``chunk`` points' worth of the derivative rule's
@@ -117,25 +117,42 @@ class PinnLoss:
         return p.residual_of(x, split_fields(fields, p.time_index, p.hessian))
 
     def values(self, P, x, boundary=False):
-        """The constrained network at every shifted input (of the boundary rule for
-        boundary points): ``(Q, B, M)`` float64."""
+        """The network at every shifted input (of the boundary rule for boundary points):
+        ``(Q, B, M)`` float64."""
         P = np.atleast_2d(P)
-        y, xs = self.shifted(x, boundary)
+        y = self.shifted(x, boundary)
         d = y.shape[2]
         rows = input_map.apply(self.inputs, y.reshape(-1, d))
         per_call = max(1, _CHUNK_ROWS // len(rows))  # bounds the activations' memory
         nn = np.concatenate([self.network.apply_many(P[i:i + per_call], rows)[..., 0]
                              for i in range(0, len(P), per_call)])
         self.count(y, len(P))
-        a, c = self.constraint.affine(xs.reshape(-1, d))
-        return (a + c * nn.astype(np.float64)).reshape((len(P),) + y.shape[:2])
+        return nn.astype(np.float64).reshape((len(P),) + y.shape[:2])
+
+    def constraint_at(self, x, boundary=False):
+        """What ``residuals`` needs of the hard constraint at ``x``: ``(a, c)`` at boundary
+        points, the rows ``(A, C)`` of their fields at collocation points; None without
+        one."""
+        if not self.constraint.active:
+            return None
+        return self.constraint.affine(x) if boundary else self.constraint.fields(x)
+
+    def fields(self, x, values, constraint=None):
+        """The rows of ``stein_operator`` for the predictor ``u = a + c N_sigma`` at ``x``
+        from the network's ``values`` ``(..., B, M)``: ``(..., B, rows)``."""
+        N = values @ self.op.T
+        if not self.constraint.active:
+            return N
+        A, C = self.constraint_at(x) if constraint is None else constraint
+        return self.constraint.apply(A, C, N)
 
     def __call__(self, P, x, xb=None):
         """Mean squared residual ``(Q,)`` of each parameter set at ``x``, plus the mean
         squared boundary error at ``xb`` for a problem with boundary data."""
         x = check_points(x, self.problem.dim)
         v = self.values(P, x)
-        out = np.array([np.mean(self.residual(x, vq @ self.op.T) ** 2) for vq in v])
+        cx = self.constraint_at(x)
+        out = np.array([np.mean(self.residuals(x, vq, False, cx) ** 2) for vq in v])
         if xb is not None and self.problem.boundary is not None:
             xb = check_points(xb, self.problem.dim)
             out += np.mean(self.residuals(xb, self.values(P, xb, True), True) ** 2, axis=1)
@@ -150,12 +167,17 @@ class PinnLoss:
         segs = m.layout.of_layer(len(m.layers) - 1)
         return slice(segs[0].offset, segs[-1].offset + segs[-1].size)
 
-    def residuals(self, x, values, boundary):
+    def residuals(self, x, values, boundary, constraint=None):
         """Residuals ``(B,)`` (or boundary errors, times the square root of the boundary
-        weight) of the smoothed values ``(B, M)`` (or ``(Q, B, M)`` for boundary errors)."""
+        weight) of the network's values ``(B, M)`` (or ``(Q, B, M)`` for boundary errors);
+        ``constraint``: ``constraint_at(x, boundary)``, computed when not given."""
         if boundary:
-            return self.root_weight * (values @ self.boundary_u - self.problem.boundary(x))
-        return self.residual(x, values @ self.op.T)
+            u = values @ self.boundary_u
+            if self.constraint.active:
+                a, c = self.constraint_at(x, True) if constraint is None else constraint
+                u = a + c * u
+            return self.root_weight * (u - self.problem.boundary(x))
+        return self.residual(x, self.fields(x, values, constraint))
 
     def losses(self, P, x, xb=None):
         """The loss ``(Q,)`` of each parameter set at many points (and boundary points), in
@@ -185,4 +207,6 @@ class PinnLoss:
         step = max(1, _CHUNK_ROWS // self.evaluations)
         out = [self.values(np.asarray(params)[None], x[i:i + step])[0] @ self.op[0]
                for i in range(0, len(x), step)]
-        return np.concatenate(out) if out else np.zeros(0)
+        n = np.concatenate(out) if out else np.zeros(0)
+        a, c = self.constraint.affine(x)
+        return a + c * n if self.constraint.active else n

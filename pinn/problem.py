@@ -20,7 +20,7 @@ terminal or initial condition given as data rather than by a transform (at
 ``(batch, M, d)``, built with the export graph's ``op``/``const``: what
 ``zotrain export`` writes into the smoothed predictor.
 ``sigma`` is the default smoothing scale, in units of the box's widths,
-``method`` the default derivative rule, and ``omega`` the frequency scale of
+``method`` the default derivative rule (None: degree5 up to 25 inputs, radial beyond), and ``omega`` the frequency scale of
 the default model's first (Sin) layer.  ``exact`` is optional: without it a
 run reports the residual (and boundary) losses instead of the error.
 ``whole_space`` marks a PDE posed in all of R^d; ``sampler(n, rng)`` draws its
@@ -58,7 +58,7 @@ class Problem:
     exact: Optional[Callable] = None  # without it, runs report residual and boundary losses
     transform: Optional[Callable] = None
     sigma: float = 0.05
-    method: str = "degree5"
+    method: Optional[str] = None  # None: by dimension (derivatives.default_method)
     omega: float = 1.0  # frequency scale of the default model's first layer
     boundary: Optional[Callable] = None  # u on the space boundary, when not hard-constrained
     transform_onnx: Optional[Callable] = None  # (g, xs) -> ONNX nodes (a, c) of the transform

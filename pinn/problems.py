@@ -96,8 +96,8 @@ def _black_scholes():
     K, T = _BS["K"], _BS["T"]
     S_max, eps, scale = BS_ANSATZ["S_max"], BS_ANSATZ["eps"], BS_ANSATZ["scale"]
 
-    def payoff(S):  # max(S - K, 0) smoothed over eps (the Stein rule cannot see a kink)
-        return eps * np.logaddexp(0.0, (S - K) / eps)
+    def payoff(S):  # max(S - K, 0) smoothed over eps (analytic: complex-step derivatives)
+        return eps * np.log(1.0 + np.exp((S - K) / eps))
 
     def transform(x, nn):
         """Meets the (smoothed) payoff at expiry, 0 at S = 0 and S - K exp(-r (T - t)) at
@@ -124,13 +124,11 @@ def _poisson2d():
 
 
 def _lm_recipe(**more):
-    """What the 100-D problems train best with (docs/benchmarks.md, "PINNs that learn"): one
-    TT hidden layer and the head by Levenberg-Marquardt steps, on each coordinate and its
-    square, 256 points per step, the head solved on 1,024 every 10 iterations; ``more``
-    adds or replaces options (heat100d: 2,048 points with 3 face points each, valued by
-    the frame rule, 30 steps on the face data first, then the PDE's steps with the face
-    error weighted 1000x; docs/benchmarks.md, "Boundary values by a cheaper rule" and
-    "heat100d on three seeds")."""
+    """What the 100-D problems train best with (docs/pinns.md): one TT hidden layer and the
+    head by Levenberg-Marquardt steps, on each coordinate and its square, 256 points per
+    step, the head solved on 1,024 every 10 iterations; ``more`` adds or replaces options
+    (heat100d: 2,048 points with 3 face points each, valued by the frame rule, 30 steps on
+    the face data first, then the PDE's steps with the face error weighted 1000x)."""
     return {**dict(depth=1, body="gauss-newton", points=256, head_every=10, head_points=1024,
                    inputs="quadratic"), **more}
 

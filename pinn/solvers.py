@@ -2,8 +2,8 @@
 
 * ``head_jacobian``: the exact Jacobian of the residuals in the last (Dense) layer, from
   the features entering it at the shifted inputs (the output is affine in the head, the
-  hard constraint affine in the output, the Stein forms linear; the residual's own
-  partials by complex step).  ``head_losses`` and ``solve_head`` (one ridge-regularised
+  Stein forms linear, the hard constraint affine in the smoothed network's fields; the
+  residual's own partials by complex step).  ``head_losses`` and ``solve_head`` (one ridge-regularised
   Gauss-Newton step, damped when the residual is not affine in its fields) build on it.
 * ``hidden_layer_gradient``: the same exact sensitivity one activation further down,
   turned into the last hidden layer's update by its own input (the local rule).
@@ -25,21 +25,20 @@ from .derivatives import check_points
 
 
 def head_inputs(loss, params, x, chunk, boundary=False):
-    """Per chunk of the points ``x``: ``(points, F, a, c)`` with ``F`` ``(B, M, P)`` the
-    head's inputs at the chunk's shifted points (the last hidden features and a 1 for
-    the bias; one forward) and ``u = a + c nn`` the hard constraint there."""
+    """Per chunk of the points ``x``: ``(points, F, constraint)`` with ``F`` ``(B, M, P)``
+    the head's inputs at the chunk's shifted points (the last hidden features and a 1
+    for the bias; one forward) and ``loss.constraint_at`` the points."""
     P = loss.head_slice().stop - loss.head_slice().start
     chunk = loss.chunk_points(chunk, boundary)
     for i in range(0, len(x), chunk):
         xc = x[i:i + chunk]
-        y, xs = loss.shifted(xc, boundary)
+        y = loss.shifted(xc, boundary)
         B, M, d = y.shape
         H = loss.network.features(params, input_map.apply(loss.inputs, y.reshape(-1, d)))
         loss.count(y)
         F = np.ones((B * M, P))
         F[:, :H.shape[1]] = H
-        a, c = loss.constraint.affine(xs.reshape(-1, d))
-        yield xc, F.reshape(B, M, P), a.reshape(B, M), c.reshape(B, M)
+        yield xc, F.reshape(B, M, P), loss.constraint_at(xc, boundary)
 
 
 def head_jacobian(loss, params, x, chunk=16, boundary=False):
@@ -49,10 +48,10 @@ def head_jacobian(loss, params, x, chunk=16, boundary=False):
     x = check_points(x, loss.problem.dim)
     theta = np.asarray(params[loss.head_slice()], np.float64)
     rs, Js = [], []
-    for xc, F, a, c in head_inputs(loss, params, x, chunk, boundary):
-        r, dr = residuals_and_partials(loss, xc, a + c * (F @ theta), boundary)
+    for xc, F, cx in head_inputs(loss, params, x, chunk, boundary):
+        r, dr = residuals_and_partials(loss, xc, F @ theta, boundary, cx)
         rs.append(r)
-        Js.append(np.matmul((dr * c)[:, None, :], F)[:, 0])  # d r_b / d head
+        Js.append(np.matmul(dr[:, None, :], F)[:, 0])  # d r_b / d head
     return np.concatenate(rs), np.concatenate(Js)
 
 
@@ -65,26 +64,33 @@ def head_losses(loss, params, heads, x, xb=None, chunk=16):
     if xb is not None and loss.problem.boundary is not None:
         parts.append((check_points(xb, loss.problem.dim), True))
     for pts, boundary in parts:
-        for xc, F, a, c in head_inputs(loss, params, pts, chunk, boundary):
-            V = a[..., None] + c[..., None] * (F @ heads.T)  # (B, M, K)
+        for xc, F, cx in head_inputs(loss, params, pts, chunk, boundary):
+            V = F @ heads.T  # (B, M, K)
             for k in range(len(heads)):
-                out[k] += np.sum(loss.residuals(xc, V[..., k], boundary) ** 2) / len(pts)
+                out[k] += np.sum(loss.residuals(xc, V[..., k], boundary, cx) ** 2) / len(pts)
     return out
 
 
-def residuals_and_partials(loss, x, values, boundary):
-    """Residuals ``(B,)`` (or boundary errors) of the smoothed values ``(B, M)`` and
-    their partials in those values ``(B, M)``: the Stein rows, and the residual's own
-    partials in its fields by complex step (exact when it is analytic), every field's
-    step in one call of the residual."""
+def residuals_and_partials(loss, x, values, boundary, constraint=None):
+    """Residuals ``(B,)`` (or boundary errors) of the network's values ``(B, M)`` at the
+    shifted inputs and their partials in those values ``(B, M)``: the residual's own
+    partials in its fields by complex step (exact when it is analytic, every field's
+    step in one call of the residual), through the hard constraint's product rule
+    (``constraint``: ``loss.constraint_at(x, boundary)``), and the Stein rows."""
+    active = loss.constraint.active
+    if constraint is None and active:
+        constraint = loss.constraint_at(x, boundary)
     if boundary:
-        return loss.residuals(x, values, True), np.broadcast_to(
-            loss.root_weight * loss.boundary_u, values.shape)
-    fields = values @ loss.op.T
+        du = loss.root_weight * loss.boundary_u
+        partials = constraint[1][:, None] * du if active else np.broadcast_to(du, values.shape)
+        return loss.residuals(x, values, True, constraint), partials
+    fields = loss.fields(x, values, constraint)
     B, n = fields.shape
     stepped = fields[None] + 1e-30j * np.eye(n)[:, None, :]  # (n, B, n)
     dr = loss.residual(np.tile(x, (n, 1)), stepped.reshape(n * B, n)).imag.reshape(n, B).T \
         / 1e-30
+    if active:
+        dr = loss.constraint.adjoint(constraint[1], dr)
     return loss.residual(x, fields), dr @ loss.op
 
 
@@ -111,16 +117,14 @@ def layer_sensitivities(loss, params, x, xb, mu, chunk):
         step = loss.chunk_points(chunk, boundary)
         for s in range(0, len(pts), step):
             xc = pts[s:s + step]
-            y, xs = loss.shifted(xc, boundary)
+            y = loss.shifted(xc, boundary)
             B, M, d = y.shape
             rows = input_map.apply(loss.inputs, y.reshape(-1, d))
             cache, out = model.linear_cache(params, rows[None])
             loss.count(y)
             X, Z = cache[i][0][0], cache[i][1][0]
-            a, c = loss.constraint.affine(xs.reshape(-1, d))
-            values = (a + c * out[0, :, 0].astype(np.float64)).reshape(B, M)
-            r, dr = residuals_and_partials(loss, xc, values, boundary)
-            g = dr * c.reshape(B, M)
+            values = out[0, :, 0].astype(np.float64).reshape(B, M)
+            r, g = residuals_and_partials(loss, xc, values, boundary)
             D = g.reshape(-1, 1).astype(np.float32) * w[None]
             D *= activation_slope(Z, act, mu, exact)
             yield len(pts), r, X, D, cache[len(model.layers) - 1][0][0], g

@@ -106,6 +106,10 @@ def evaluate(loss, params, n, seed):
     return residual_losses(loss, params, n, seed)
 
 
+#: with ``max_time_s``, the largest share of it one head solve may take (``head_points``)
+HEAD_SHARE = 0.05
+
+
 class PinnTask:
     """Collocation points per iteration, RGE steps on the body, exact head solves as the
     engine's ``on_start``/``after_step`` hooks, the error (or the losses) per evaluation."""
@@ -123,6 +127,7 @@ class PinnTask:
         for s in model.layout.of_layer(self.local) if self.local is not None else ():
             self.by_rge[s.slice] = False
         self.names = [s.name for s in model.layout if self.by_rge[s.slice].all()]
+        self.forward_seconds = None  # of one collocation point, measured with max_time_s
         self.estimator = estimators.rge(config.queries, config.mu, per_group=False)
         self.body.start(self)
         self.pool = None  # a zotrain.distributed.QueryPool of PinnObjectives, if any
@@ -181,13 +186,34 @@ class PinnTask:
             loss = float(self.loss(np.asarray(params)[None], x, xb)[0])
         return StepResult(grad, loss, self._spent(before), body.assign, body.commit)
 
+    def head_points(self, params):
+        """``head_points``, or with ``max_time_s`` as many as let a head solve (about three
+        forwards of each point) take at most ``HEAD_SHARE`` of it, by the time of a forward
+        measured on ``points`` points at the first solve; up to twice the head's parameters
+        (a solve on fewer fits noise) where that takes at most 5 ``HEAD_SHARE``."""
+        c = self.c
+        if c.max_time_s is None:
+            return c.head_points
+        if self.forward_seconds is None:
+            x = self.problem.sample(c.points, [c.seed, 0, 2])
+            t0 = time.perf_counter()
+            self.loss.predict(params, x)
+            self.forward_seconds = (time.perf_counter() - t0) / c.points
+        def fit(share):
+            return int(share * c.max_time_s / (3.0 * self.forward_seconds))
+
+        head = self.loss.head_slice()
+        return min(c.head_points, max(fit(HEAD_SHARE), min(2 * (head.stop - head.start),
+                                                            fit(5 * HEAD_SHARE))))
+
     def _solve_head(self, params, it):
         c = self.c
         if c.head != "gauss-newton":
             return params, NO_COST
         before = self._forwards()
-        x = self.problem.sample(c.head_points, [c.seed, it, 1])
-        xb = self.boundary_points(c.head_points, [c.seed, it, 1])
+        n = self.head_points(params)
+        x = self.problem.sample(n, [c.seed, it, 1])
+        xb = self.boundary_points(n, [c.seed, it, 1])
         if self.body.fits_boundary(it):
             params = solvers.solve_head(self.body.fit, params, x[:0], c.ridge, xb)
         else:
@@ -261,7 +287,16 @@ class PinnTask:
             a.plot(s[:, 0], self.loss.predict(params, x), "--", label="smoothed network")
             a.set_xlabel("position along the domain's diagonal")
             a.legend()
-            b.semilogy([r["step"] for r in records], [r[key] for r in records], marker="o")
+            b.semilogy([r["step"] for r in records], [r[key] for r in records], marker="o",
+                       label="smoothed network")
+            if key == "rel_l2":  # the trivial solution: network output 0
+                xt = self.problem.sample(1000, 12345)
+                zero = self.loss.constraint.affine(xt)[0]
+                ex = self.problem.exact(xt)
+                b.axhline(np.linalg.norm(zero - ex) / np.linalg.norm(ex), ls=":", color="gray",
+                          label="network output 0" + (" (the hard constraint alone)"
+                                                      if self.loss.constraint.active else ""))
+                b.legend()
             b.set_xlabel("iteration")
             b.set_ylabel("relative L2 error" if key == "rel_l2" else "mean squared residual")
 

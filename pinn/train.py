@@ -47,6 +47,22 @@ from .task import (PinnObjectives, PinnTask, build, evaluate, init_params,  # no
                    make_loss, pinn_objective, rel_l2, residual_losses)
 
 
+#: how a run with a hard constraint builds its predictor (its run directory records it):
+#: ``a + c N_sigma``, the constraint on the smoothed network; runs before zotrain 0.3 applied
+#: it at the shifted inputs, so their parameters give another function
+CONSTRAINT = "on the smoothed network"
+
+
+def check_constraint(config, problem, run_dir):
+    """Refuse a run of a problem with a hard constraint made by a zotrain whose predictor
+    differs (a ZotrainError naming the run)."""
+    if problem.transform is not None and config.get("constraint") != CONSTRAINT:
+        raise ZotrainError(f"{run_dir} was trained by an older zotrain, which applied "
+                           f"{problem.name!r}'s hard constraint before smoothing the network; "
+                           "its parameters do not give this version's predictor "
+                           "(a + c N_sigma): train it again")
+
+
 def run_config(run_dir, problem=None):
     """The settings a run directory was trained with (``zotrain.engine.rundir``); with
     ``problem``, refused unless the run is of that problem."""
@@ -66,6 +82,7 @@ def load_run(problem, run_dir):
     """``(loss, params)`` of a run of ``problem`` saved in ``run_dir`` (its ``model.npz``):
     the smoothed predictor is ``loss.predict(params, x)``."""
     config = run_config(run_dir, problem)
+    check_constraint(config, problem, run_dir)
     model, params = rundir.load_model(run_dir)
     c = PinnConfig.from_settings(config)
     c.backend, c.ray = "numba", None  # nothing read from a file decides where to connect
@@ -85,6 +102,11 @@ def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=Tru
     c.validate(problem)
     model, loss = build(c, problem)
     run_config = dict(c.settings(), problem=problem.name)
+    if problem.transform is not None:
+        run_config["constraint"] = CONSTRAINT
+        if resume and out_dir is not None and (Path(out_dir) / rundir.CONFIG).is_file():
+            check_constraint(rundir.settings(out_dir), problem, out_dir)  # else: the
+            # engine names what is missing
     check_fits(model.n_params)
     task = PinnTask(problem, model, loss, c, run_config)
     try:

@@ -124,3 +124,46 @@ def xent(logits, labels):
 
 def mse(outputs, targets):
     return float(np.mean((np.asarray(outputs, np.float64) - targets) ** 2))
+
+
+def constrained_fields(problem, x, n, grad, lap, hess=None, h=1e-4):
+    """The fields of ``u = a + c N`` at the points ``x`` from the network's ``N``, ``grad``,
+    ``lap`` (and ``hess``: ``(B, d)`` diagonal or ``(B, d, d)``), term by term, with
+    ``a`` and ``c`` (``problem.transform(x, nn) = a + c nn``) differentiated by central
+    differences in float64 (step ``h`` times the box's width): ``(u, grad, lap, hess)``."""
+    d = problem.dim
+    w = np.asarray(problem.upper, float) - np.asarray(problem.lower, float)
+
+    def ac(p):
+        a = problem.transform(p[None], np.zeros(1))[0]
+        return np.array([a, problem.transform(p[None], np.ones(1))[0] - a])
+
+    out_u, out_g, out_l, out_h = [], [], [], []
+    for b in range(len(x)):
+        f0 = ac(x[b])
+        g = np.zeros((2, d))
+        H = np.zeros((2, d, d))
+        for i in range(d):
+            ei = np.zeros(d)
+            ei[i] = h * w[i]
+            g[:, i] = (ac(x[b] + ei) - ac(x[b] - ei)) / (2 * ei[i])
+            for j in range(d):
+                ej = np.zeros(d)
+                ej[j] = h * w[j]
+                H[:, i, j] = (ac(x[b] + ei + ej) - ac(x[b] + ei - ej) - ac(x[b] - ei + ej) +
+                              ac(x[b] - ei - ej)) / (4 * ei[i] * ej[j])
+        (a, c), (ga, gc), (Ha, Hc) = f0, g, H
+        N, gN = n[b], grad[b]
+        out_u.append(a + c * N)
+        out_g.append(ga + N * gc + c * gN)
+        lap_u = 0.0
+        for i in range(d):
+            if i != problem.time_index:
+                lap_u += Ha[i, i] + N * Hc[i, i] + 2 * gc[i] * gN[i]
+        out_l.append(lap_u + c * lap[b])
+        if hess is not None:
+            HN = hess[b] if hess.ndim == 3 else np.diag(hess[b])
+            Hu = Ha + N * Hc + np.outer(gc, gN) + np.outer(gN, gc) + c * HN
+            out_h.append(Hu if hess.ndim == 3 else np.diag(Hu))
+    return (np.array(out_u), np.array(out_g), np.array(out_l),
+            np.array(out_h) if hess is not None else None)

@@ -44,7 +44,7 @@ def test_batched_outputs_match_apply_many(tmp_path, rng):
     model, _ = build(PinnConfig(width=16), problems.get("hjb20d"))
     net = OrtNetwork(model)
     P = np.stack([model.init(s) for s in range(3)])
-    X = rng.random((5, 21)).astype(np.float32)
+    X = rng.random((5, model.in_features)).astype(np.float32)
     np.testing.assert_allclose(net.apply_many(P, X), model.apply_many(P, X), atol=1e-5)
     np.testing.assert_allclose(net.features(P[1], X), model.features(P[1], X), atol=1e-5)
     assert to_onnx_outputs(model, tmp_path / "o.onnx").exists()

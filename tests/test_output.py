@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from zotrain import cli
 from zotrain.pinn import problems
@@ -72,3 +73,21 @@ def test_the_time_limit_bounds_the_final_evaluation_too(tmp_path):
     assert m["stopped"] == "time limit" and 200 <= m["test_points"] < 200_000
     assert "to end within max_time_s 4" in m["note"]
     assert m["wall_time_s"] <= 4.0 * 1.25 and wall <= 4.0 * 1.25 + 3.0  # plots, files
+
+
+def test_a_pinn_time_limit_bounds_the_whole_run_head_solves_included(tmp_path, capsys):
+    """hjb20d with the defaults: its head solve on 4,096 points of 883 evaluations each would
+    alone exceed a short limit; head solves are sized to the limit, and the run (start
+    evaluation, steps, head solves, final evaluation) ends within it; the summary says what
+    the time went to."""
+    limit = 30.0
+    t0 = time.perf_counter()
+    assert cli.main(["pinn", "hjb20d", "--max-time", str(limit), "--out", str(tmp_path),
+                     "--quiet"]) == 0
+    wall = time.perf_counter() - t0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["stopped"] == "time limit" and m["wall_time_s"] <= limit * 1.1
+    assert wall <= limit * 1.1 + 3.0  # plots, files
+    assert set(m["time_s"]) == {"steps", "hooks", "evaluations"}
+    assert sum(m["time_s"].values()) == pytest.approx(m["wall_time_s"], abs=0.05)
+    assert "s steps" in capsys.readouterr().out

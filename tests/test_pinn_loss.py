@@ -7,7 +7,9 @@ import zotrain
 from zotrain.pinn import problems, solvers
 from zotrain.pinn.derivatives import frame_rule, rule, shifted_inputs, smoothed_derivatives, \
     value_weights
+from zotrain.pinn.constraint import HardConstraint
 from zotrain.pinn.loss import PinnLoss
+from zotrain.pinn.problem import Problem, ProblemError
 from tests import reference
 
 
@@ -39,10 +41,12 @@ def test_loss_many_matches_a_per_set_reference(name, method, inputs):
         return np.concatenate([Y, Y ** 2], axis=1) if quadratic else Y
 
     for q in range(2):  # the network sees (a map of) box coordinates y; derivatives are in x
-        f = lambda Y: p.transform(lo + w * Y,  # noqa
-                                  reference.forward(model, P[q], net_inputs(Y))[:, 0])
+        f = lambda Y: reference.forward(model, P[q], net_inputs(Y))[:, 0]  # noqa
         d = smoothed_derivatives(f, (x - lo) / w, 0.2, stein, p.time_index, scale=w)
-        r = p.residual(x, d.u, d.grad, d.lap, d.u_t)
+        # the hard constraint on the smoothed network: u = a + c N_sigma, by the product rule
+        u, grad, lap, _ = reference.constrained_fields(p, x, d.u, d.grad, d.lap)
+        r = p.residual(x, u, grad, lap, grad[:, p.time_index] if p.time_index is not None
+                       else None)
         assert got[q] == pytest.approx(np.mean(r ** 2), rel=1e-3)
 
 
@@ -73,12 +77,16 @@ def test_pinn_cli_writes_files_and_rejects_bad_input(tmp_path, capsys):
     assert m["rel_l2"] > 0 and m["forward_passes"] > 0 and m["trainable_params"] > 0
     assert (out / "model.npz").exists() and (out / "log.jsonl").exists()
     for args, msg in ((["navier"], "unknown problem 'navier'"),
-                      (["hjb20d", "--derivatives", "autodiff"], "unknown derivative method"),
                       (["hjb20d", "--sigma", "0"], "sigma must be > 0"),
                       (["hjb20d", "--level", "0"], "level must be an integer >= 1"),
-                      (["hjb20d", "--inputs", "cubic"], "unknown network inputs 'cubic'")):
+                      (["hjb20d", "--backend", "onnxruntime", "--body", "local"], "--body zo")):
         assert cli.main(["pinn"] + args + ["--out", str(tmp_path / "x"), "--quiet"]) == 2
         assert msg in capsys.readouterr().err
+    for args, msg in ((["hjb20d", "--derivatives", "autodiff"], "invalid choice: 'autodiff'"),
+                      (["hjb20d", "--inputs", "cubic"], "invalid choice: 'cubic'")):
+        with pytest.raises(SystemExit) as e:  # the choices: argparse names them
+            cli.main(["pinn"] + args + ["--out", str(tmp_path / "x"), "--quiet"])
+        assert e.value.code == 2 and msg in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["hjb20d", "black-scholes", "poisson2d"])
@@ -240,27 +248,71 @@ def test_damped_head_solve_costs_one_extra_pass_and_picks_the_first_step_that_do
 
 @pytest.mark.parametrize("name", [n for n in problems.PROBLEMS
                                   if problems.get(n).transform is not None])
-def test_the_hard_constraint_is_read_off_in_one_call_or_two(name):
-    """``_affine`` reads ``transform(x, nn) = a + c nn`` from one complex call when the
-    transform takes ``nn = 1j``; a transform that cannot (it casts ``nn`` to float) is
-    called twice instead; both give the two-call values."""
+def test_the_hard_constraints_fields_by_complex_step_match_finite_differences(name):
+    """``HardConstraint.fields``: a and c and their derivatives (complex step, float64)
+    against the transform itself and the central differences of the reference, through
+    the product rule with a random N; the Hessian rows too for a problem that asks."""
     p = problems.get(name)
-    model = zotrain.pinn_mlp(in_features=p.dim, width=8, rank=2)
-    xs = p.sample(50, 5)
-    a = p.transform(xs, np.zeros(50))
-    c = p.transform(xs, np.ones(50)) - a
-    loss = PinnLoss(model, p, sigma=0.1, method="stein-mc", samples=4)
-    assert loss.constraint.one_call
-    got = loss.constraint.affine(xs)
-    np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
-    real_only = dataclasses.replace(
-        p, transform=lambda x, nn: p.transform(x, np.asarray(nn, np.float64)))
-    loss = PinnLoss(model, real_only, sigma=0.1, method="stein-mc", samples=4)
-    assert not loss.constraint.one_call
-    got = loss.constraint.affine(xs)
-    np.testing.assert_allclose(got[0], a, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(got[1], c, rtol=1e-9, atol=1e-12)
+    x = p.sample(3, 5)
+    rng = np.random.default_rng(1)
+    n, g, lap = rng.standard_normal(3), rng.standard_normal((3, p.dim)), rng.standard_normal(3)
+    hess = {None: None, "diagonal": rng.standard_normal((3, p.dim)),
+            "full": rng.standard_normal((3, p.dim, p.dim))}[p.hessian]
+    con = HardConstraint(p, np.subtract(p.upper, p.lower), p.hessian)
+    a, c = con.affine(x)
+    np.testing.assert_allclose(a + c * n, p.transform(x, n), rtol=1e-12, atol=1e-12)
+    N = np.concatenate([n[:, None], g, lap[:, None]] +
+                       ([] if hess is None else [hess.reshape(3, -1)]), axis=1)
+    U = con.apply(*con.fields(x), N)
+    want = reference.constrained_fields(p, x, n, g, lap, hess)
+    scale = np.abs(U).max()
+    np.testing.assert_allclose(U[:, 0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(U[:, 1:p.dim + 1], want[1], rtol=1e-6, atol=1e-7 * scale)
+    np.testing.assert_allclose(U[:, p.dim + 1], want[2], rtol=1e-5, atol=1e-5 * scale)
+    if hess is not None:
+        np.testing.assert_allclose(U[:, p.dim + 2:], want[3].reshape(3, -1), rtol=1e-5,
+                                   atol=1e-5 * scale)
+
+
+def test_the_product_rules_adjoint_is_its_transpose():
+    """``adjoint(C, dU) . N == dU . (apply(0, C, N))`` for random fields, every Hessian
+    layout, with a time coordinate."""
+    rng = np.random.default_rng(0)
+    for hessian, rows in ((None, 0), ("diagonal", 4), ("full", 16)):
+        p = dataclasses.replace(problems.get("poisson2d"), name="t", dim=4, time_index=3,
+                                lower=(0.0,) * 4, upper=(1.0,) * 4, hessian=hessian,
+                                transform=lambda x, nn: x[:, 0] + x[:, 1] * x[:, 3] * nn)
+        con = HardConstraint(p, None, hessian)
+        R = 4 + 2 + rows
+        C, N, dU = (rng.standard_normal((5, R)) for _ in range(3))
+        lhs = np.sum(con.adjoint(C, dU) * N, axis=1)
+        rhs = np.sum(dU * con.apply(np.zeros((5, R)), C, N), axis=1)
+        np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("transform", [
+    lambda x, nn: np.abs(x[:, 0] - 0.5) + x[:, 0] * nn,
+    lambda x, nn: np.asarray(x, np.float64)[:, 0] ** 2 + nn])
+def test_a_transform_complex_step_cannot_differentiate_is_refused(transform):
+    p = dataclasses.replace(problems.get("poisson2d"), transform=transform, name="kinky")
+    with pytest.raises(ProblemError, match="problem 'kinky': transform.*analytic"):
+        HardConstraint(p, None)
+
+
+def test_a_curved_hard_constraint_holds_exactly_for_the_predictor():
+    """u = a + c N_sigma: where c = 0 the predictor is a, to 1e-10 in float64, however curved
+    a is and whatever the network (before: the smoothed a, off by its smoothing bias)."""
+    d = 3
+    p = Problem("curved", d + 1, d, (0.0,) * (d + 1), (1.0,) * (d + 1),
+                residual=lambda x, u, grad, lap, u_t: u_t + lap,
+                transform=lambda x, nn: np.log(1 + np.exp(3 * x[:, :d].sum(1))) +
+                (1 - x[:, d]) * nn, whole_space=True)
+    model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2)
+    loss = PinnLoss(model, p, sigma=0.1, method="degree5")
+    x = p.sample(20, 1)
+    x[:, d] = 1.0
+    exact = np.log(1 + np.exp(3 * x[:, :d].sum(1)))
+    np.testing.assert_allclose(loss.predict(model.init(0), x), exact, rtol=0, atol=1e-10)
 
 
 def test_boundary_weight_scales_the_boundary_term_and_its_rows():
@@ -312,7 +364,7 @@ def test_the_frame_boundary_rule_smooths_boundary_values_in_every_form():
     stein = frame_rule(p.dim, 5)
     pts = shifted_inputs(xb, 0.1, stein)  # heat100d's box is [0, 1]^101
     nn = reference.forward(model, params, pts.reshape(-1, p.dim))[:, 0]
-    u = p.transform(pts.reshape(-1, p.dim), nn).reshape(pts.shape[:2]) @ value_weights(stein)
+    u = p.transform(xb, nn.reshape(pts.shape[:2]) @ value_weights(stein))  # a + c N_sigma
     err = u - p.boundary(xb)
     interior = same(params[None], x)[0]
     assert frame(params[None], x)[0] == pytest.approx(interior, rel=1e-12)

@@ -415,3 +415,28 @@ def test_boundary_steps_need_boundary_data(tmp_path):
     with pytest.raises(ValueError, match="boundary_steps 2: problem 'hjb20d' has no boundary "
                                          "data to fit"):
         run(small(body="gauss-newton", boundary_steps=2), tmp_path, problem=problems.get("hjb20d"))
+
+
+def test_a_run_from_before_the_constraint_moved_is_refused_by_name(tmp_path):
+    """Runs of a problem with a hard constraint record how their predictor is built; one
+    without the record (made when the constraint was applied at the shifted inputs) is
+    refused on resume and on load, naming the run and what to do."""
+    from zotrain.base import ZotrainError
+    from zotrain.pinn.train import CONSTRAINT, check_constraint
+
+    from zotrain.pinn.train import load_run
+
+    hjb = problems.get("hjb20d")
+    tiny = dict(width=8, points=4, head_points=16, head_every=1, eval_every=1, eval_points=10,
+                test_points=10)
+    train_pinn(hjb, small(iters=2, **tiny), tmp_path, progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["constraint"] == CONSTRAINT
+    load_run(hjb, tmp_path)  # this version's run loads
+    del config["constraint"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ZotrainError, match="trained by an older zotrain.*train it again"):
+        train_pinn(hjb, small(iters=4, **tiny), tmp_path, resume=True, progress=False)
+    with pytest.raises(ZotrainError, match=f"{tmp_path} was trained by an older zotrain"):
+        check_constraint(config, hjb, tmp_path)
+    check_constraint(config, problems.get("hjb100d"), tmp_path)  # no constraint: no change

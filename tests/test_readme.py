@@ -1,8 +1,10 @@
-"""README.md and the package agree: every Python block runs (a block marked as a fragment,
-an excerpt of a complete example, is compiled and its imports run), every ``zotrain``
-command line parses with the real parser (the quick ones run), every example it names
-exists, and the API it names is importable."""
+"""README.md, the guides in docs/ and the package agree: every Python block runs (a block
+marked as a fragment, an excerpt of a complete example, is compiled and its imports run),
+every ``zotrain`` command line parses with the real parser (the quick ones run), every
+flag a page names exists, every example and link it names exists, and the API it names
+is importable."""
 
+import argparse
 import re
 import shlex
 import subprocess
@@ -14,7 +16,9 @@ import pytest
 from zotrain import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+PAGES = {p: (ROOT / p).read_text() for p in
+         ["README.md"] + sorted(str(f.relative_to(ROOT)) for f in (ROOT / "docs").glob("*.md"))}
+README = "\n".join(PAGES.values())
 #: (fragment marker or "", language, code) of every fenced block
 BLOCKS = re.findall(r"(<!-- fragment[^>]*-->\n)?```(\w*)\n(.*?)```", README, re.S)
 PYTHON = [(bool(mark), code) for mark, lang, code in BLOCKS if lang == "python"]
@@ -38,6 +42,28 @@ def test_python_blocks_run(tmp_path, fragment, code):
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out"), "1"], cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_readme_is_the_front_door():
+    assert len(PAGES["README.md"].splitlines()) <= 220
+    for guide in ("classification", "pinns", "edge", "distributed", "architecture",
+                  "benchmarks"):
+        assert f"(docs/{guide}.md)" in PAGES["README.md"]
+
+
+def test_every_flag_a_page_names_exists():
+    """A ``--flag`` in a page's code is an option of a zotrain command (aliases included) or
+    of a script it names (benchmarks/, examples/), or pip's/pytest's."""
+    known = set()
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for parser in sub.choices.values():
+        for action in parser._actions:
+            known.update(action.option_strings)
+    scripts = "".join(f.read_text() for d in ("benchmarks", "examples") for f in (ROOT / d).glob("*.py"))
+    code = " ".join(re.findall(r"`([^`]+)`", README)) + " ".join(c for _, _, c in BLOCKS)
+    for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", code))):
+        assert flag in known or f'"{flag}"' in scripts or flag in ("--help",), \
+            f"a page names {flag}, which no command or script has"
 
 
 def test_the_own_data_block_is_the_example_file():
@@ -67,11 +93,12 @@ def test_zotrain_commands_parse(line, capsys):
 def test_named_examples_and_files_exist():
     for line in SHELL:
         for word in shlex.split(line):
-            if word.startswith("examples/"):
+            if word.startswith(("examples/", "benchmarks/")):
                 assert (ROOT / word).is_file(), word
-    for link in re.findall(r"\]\(([^)#]+)\)", README):
-        if not link.startswith("http"):
-            assert (ROOT / link).exists(), link
+    for page, text in PAGES.items():
+        for link in re.findall(r"\]\(([^)#]+)\)", text):
+            if not link.startswith("http"):
+                assert ((ROOT / page).parent / link).exists(), f"{page}: {link}"
 
 
 def test_the_api_the_readme_names_exists():

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 
+from zotrain import options
 from zotrain.nn import architectures
+from zotrain.recipes.classification import ModelOptions
 from zotrain.recipes.presets import PRESETS
 
 
@@ -38,7 +40,7 @@ def _cmd_models(args):
 #: what a ``zotrain train`` run records beside its ClassifierConfig (config.json)
 RUN_KEYS = ("dataset", "data", "model", "rank", "hidden", "max_params", "preset")
 #: the classifier's architecture when no option or preset names it
-MODEL_DEFAULTS = {"model": "mlp", "rank": 16, "hidden": 1024}
+MODEL_DEFAULTS = {k: getattr(ModelOptions, k) for k in ("model", "rank", "hidden")}
 #: arguments that say what to do with a run, not how to train it
 NOT_SETTINGS = {"command", "func", "task", "file", "out", "resume", "quiet", "overwrite"}
 
@@ -161,8 +163,13 @@ def _budgeted_model(n_features, n_classes, settings, preset):
 def _finished(metrics, out, result, resume):
     """Print a run's result; for an interrupted run the command that continues it, and
     exit code 130 (as a shell would)."""
+    spent = metrics.get("time_s", {})
+    parts = [f"{spent.get(k, 0):.0f} s {what}" for k, what in (
+        ("steps", "steps"), ("hooks", "head solves"), ("evaluations", "evaluations"))
+        if k != "hooks" or spent.get(k, 0) >= 0.5]
     print(f"{result}, {metrics['forward_passes']:,.0f} forward passes, "
-          f"{metrics['wall_time_s']:.0f} s; {metrics['stopped']}. Files in {out}")
+          f"{metrics['wall_time_s']:.0f} s ({', '.join(parts)}); {metrics['stopped']}. "
+          f"Files in {out}")
     if metrics["stopped"] != "interrupted":
         return 0
     print(f"interrupted after step {metrics['steps']}; continue with: {resume} --resume "
@@ -214,92 +221,42 @@ def _report(command, error, resume=None):
 def _add_train(sub):
     from zotrain.recipes.classification import ClassifierConfig
 
-    d = ClassifierConfig()
     p = sub.add_parser("train", help="train a classifier with forward passes only",
                        description="Train with zeroth-order estimates and exact local heads; "
                        "writes metrics.json, model.npz, log.jsonl, checkpoint.npz, curves.png. "
                        "The input width and the number of classes come from the data.")
     p.add_argument("task", choices=["mnist", "fashion-mnist", "npz"],
-                   help="mnist (downloaded when missing), fashion-mnist (apt-get install "
+                   help="mnist (shipped with zotrain), fashion-mnist (apt-get install "
                    "dataset-fashion-mnist) or npz FILE (x_train, y_train, x_test, y_test)")
     p.add_argument("file", nargs="?", help="the .npz file (npz only)")
-    p.add_argument("--data", metavar="DIR", help="data directory (default: $ZOTRAIN_DATA or "
-                   "cache for mnist, /usr/share/datasets/fashion-mnist for fashion-mnist)")
-    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
-    p.add_argument("--model", help="architecture: mlp (one TT hidden layer; 'mnist' is its old "
-                   "name) or deep (three) (default mlp)")
-    p.add_argument("--evaluator", help=f"none (an estimator on the whole body and an exact "
-                   f"head), global or local (default {d.evaluator})")
-    p.add_argument("--perturb", help=f"local evaluator: activity or weight (default {d.perturb})")
-    p.add_argument("--link", type=int, help=f"backward-link horizon m (default {d.link})")
-    p.add_argument("--lam", type=float, help=f"weight of the linked losses (default {d.lam})")
-    p.add_argument("--proto", type=float, help=f"prototype-target weight (default {d.proto})")
-    p.add_argument("--estimator", help=f"a registered estimator (default {d.estimator}); "
-                   "built in: rge, cge, zo_sign_cd, hybrid")
-    p.add_argument("--queries", type=int, help=f"queries N per step (default {d.queries})")
-    p.add_argument("--mu", type=float, help=f"smoothing / step of the estimator (default {d.mu})")
-    p.add_argument("--dist", help=f"direction distribution (default {d.dist})")
-    p.add_argument("--one-sided", dest="antithetic", action="store_false", default=None,
-                   help="one-sided RGE differences (default antithetic)")
-    p.add_argument("--joint", dest="per_group", action="store_false", default=None,
-                   help="perturb all segments at once (default: one segment per query)")
-    p.add_argument("--fraction", type=float, help=f"CGE/coordinate descent: coordinates visited "
-                   f"per step (default {d.fraction})")
-    p.add_argument("--optimizer", help=f"optimizer of the ZO parameters (default {d.optimizer})")
-    p.add_argument("--lr", type=float, help=f"learning rate of the ZO parameters (default {d.lr})")
-    p.add_argument("--head-lr", type=float, help=f"learning rate of the head (default {d.head_lr})")
-    p.add_argument("--schedule", help=f"learning-rate schedule: constant or cosine (default "
-                   f"{d.schedule})")
-    p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
-    p.add_argument("--rank", type=int, help=f"TT rank (default {MODEL_DEFAULTS['rank']})")
-    p.add_argument("--hidden", type=int, help=f"hidden width (default {MODEL_DEFAULTS['hidden']})")
-    p.add_argument("--preset", help="a named recipe whose settings the other options override: "
-                   + "; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
-    p.add_argument("--max-params", type=int, metavar="N", help="refuse a model with more than "
-                   "N parameters (a preset sets its own budget)")
-    _add_train_run(p, d)
+    groups = {"data": p.add_argument_group("data")}
+    groups["data"].add_argument("--data", metavar="DIR", help="data directory (default: "
+                                "$ZOTRAIN_DATA, the cache or the copy shipped with zotrain for "
+                                "mnist, /usr/share/datasets/fashion-mnist for fashion-mnist)")
+    _add_model(p, groups)
+    options.add_options(p, ClassifierConfig, groups=groups)
+    _add_output(p, groups, "runs/DATA-MODEL-EVALUATOR-seedS, the model with its rank and width "
+                "where they are not the defaults, or the preset's name", "continue the run in "
+                "DIR (--epochs sets the new total)")
     p.set_defaults(func=_cmd_train)
 
 
-def _add_train_run(p, d):
-    """``zotrain train``'s budgets, output, resume and scale-out options."""
-    p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
-                   help="stop after this much training time")
-    p.add_argument("--budget", dest="max_forward_passes", type=int, metavar="N",
-                   help="stop after N forward passes (queries, however partial)")
-    p.add_argument("--budget-equivalents", dest="max_forward_equivalents", type=float,
-                   metavar="N", help="stop after N forward-pass equivalents: the FLOPs of the "
-                   "layers the queries ran, over those of one full forward")
-    p.add_argument("--patience", type=int, help="early stopping on the validation loss")
-    p.add_argument("--train-limit", type=int, metavar="N", help="train on the first N examples only")
-    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    p.add_argument("--out", metavar="DIR", help="output directory (default "
-                   "runs/DATA-MODEL-EVALUATOR-seedS, the model with its rank and width where "
-                   "they are not the defaults, or the preset's name); an existing run is "
-                   "refused unless --overwrite")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR (--epochs sets the "
-                   "new total)")
-    p.add_argument("--backend", help="where forward passes run: numba (default) or onnxruntime "
-                   "(with --evaluator none)")
-    _add_ray(p, "weight-perturbation queries (--evaluator none or global, or --perturb weight)")
-    p.add_argument("--block-parallel", action="store_true", default=None, help="with --ray and "
-                   "--evaluator local: each block trains on its own actor at the same time, on "
-                   "the features the block below produced one step earlier")
-    p.add_argument("--transport", choices=("auto", "params", "replay"), help="with --ray and "
-                   "--evaluator none: send the parameters with each step's queries (params), or "
-                   "have each actor replay the updates from the step's losses and seeds "
-                   "(replay); auto (default) measures both on the first steps and keeps the "
-                   "faster (the same parameters either way)")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
+def _add_model(p, groups, only=None):
+    """The classifier's architecture options (``ModelOptions``: the model's, not training
+    settings)."""
+    from zotrain.recipes.classification import ModelOptions
+
+    options.add_options(p, ModelOptions, only=only, groups=groups)
+
+
+def _add_output(p, groups, default_out, resume_help):
+    g = groups["output"] if "output" in groups else p.add_argument_group("output")
+    g.add_argument("--out", metavar="DIR", help=f"output directory (default {default_out}); "
+                   "an existing run is refused unless --overwrite")
+    g.add_argument("--resume", metavar="DIR", help=resume_help)
+    g.add_argument("--overwrite", action="store_true", help="replace the run already in the "
                    "output directory (refused otherwise)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def _add_ray(p, what):
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help=f"evaluate the {what} on Ray actors: a cluster's address, or none to "
-                   'start a local Ray instance (needs pip install "zotrain[distributed]")')
-    p.add_argument("--workers", type=int, metavar="N", help="Ray actors (default 1)")
+    g.add_argument("--quiet", action="store_true", help="no progress output")
 
 
 def _cmd_export(args):
@@ -404,7 +361,6 @@ def _cmd_device(args):
 def _add_device(sub):
     from zotrain.recipes.classification import ClassifierConfig
 
-    d = ClassifierConfig()
     p = sub.add_parser("device", help="write what a device with only an inference runtime "
                        "needs to train an MNIST model itself",
                        description="Writes DIR/step.onnx (one training step of the recipe "
@@ -413,20 +369,10 @@ def _add_device(sub):
                        "init.npy and recipe.json, for examples/on_device_training.py (NumPy "
                        "+ onnxruntime). The graphs take pixels in [0, 1].")
     p.add_argument("out_dir", metavar="DIR")
-    p.add_argument("--preset", help="; ".join(f"{k} ({v['about']})" for k, v in PRESETS.items()))
-    p.add_argument("--model", help="mlp or deep (default mlp)")
-    p.add_argument("--rank", type=int, help=f"TT rank (default {MODEL_DEFAULTS['rank']})")
-    p.add_argument("--hidden", type=int, help=f"hidden width (default {MODEL_DEFAULTS['hidden']})")
-    p.add_argument("--mu", type=float, help=f"activity (and RGE) perturbation (default {d.mu})")
-    p.add_argument("--queries", type=int, help=f"RGE queries per step of the black-box mode "
-                   f"(default {d.queries})")
-    p.add_argument("--lr", type=float, help=f"body learning rate (default {d.lr})")
-    p.add_argument("--head-lr", type=float, help=f"head learning rate (default {d.head_lr})")
-    p.add_argument("--schedule", choices=("cosine", "constant"),
-                   help=f"learning-rate schedule (default {d.schedule})")
-    p.add_argument("--batch-size", type=int, help=f"minibatch size (default {d.batch_size})")
-    p.add_argument("--epochs", type=int, help=f"epochs (default {d.epochs})")
-    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    groups = {}
+    _add_model(p, groups, only=("preset", "model", "rank", "hidden"))
+    options.add_options(p, ClassifierConfig, groups=groups, only=(
+        "mu", "queries", "lr", "head_lr", "schedule", "batch_size", "epochs", "seed"))
     p.add_argument("--train-examples", type=int, default=60000, metavar="N",
                    help="training examples on the device, validation included (default "
                    "60000, MNIST's): the cosine schedule's length follows")
@@ -493,9 +439,11 @@ def _cmd_pinn(args):
 
 
 def _add_pinn(sub):
-    from zotrain.pinn.derivatives import METHODS
+    from dataclasses import fields
+
+    from zotrain.pinn import bodies
     from zotrain.pinn.problems import PROBLEMS
-    from zotrain.pinn.train import BODIES, CHECK_POINTS, HEADS, WINDOW, PinnConfig
+    from zotrain.pinn.train import PinnConfig
 
     p = sub.add_parser("pinn", help="train a physics-informed network with forward passes only",
                        description="Stein derivatives of the Gaussian-smoothed network from "
@@ -506,82 +454,15 @@ def _add_pinn(sub):
                        "hidden layer trained by Levenberg-Marquardt steps); it replaces the "
                        "defaults below, and the options given replace it.")
     p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
-    d = PinnConfig()
-    p.add_argument("--iters", type=int, help=f"zeroth-order iterations (default {d.iters})")
-    p.add_argument("--derivatives", help=f"{' | '.join(METHODS)} (default: the problem's)")
-    p.add_argument("--level", type=int, help=f"Smolyak level for sparse-grid (default {d.level})")
-    p.add_argument("--samples", type=int, help=f"Monte-Carlo draws for stein-mc, pairs for "
-                   f"radial (default {d.samples})")
-    p.add_argument("--sigma", type=float, help="smoothing radius in box widths "
-                   "(default: the problem's)")
-    p.add_argument("--points", type=int, help=f"collocation points per iteration "
-                   f"(default {d.points})")
-    p.add_argument("--queries", type=int, help=f"RGE queries per iteration (default {d.queries})")
-    p.add_argument("--mu", type=float, help=f"RGE smoothing (default {d.mu})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate of the body (default {d.lr})")
-    p.add_argument("--head", help=f"{' | '.join(HEADS)} (default {d.head})")
-    p.add_argument("--body", help=f"{' | '.join(BODIES)}: RGE on the body, the last hidden "
-                   "layer by the local rule (RGE below it), the last hidden layer and the "
-                   "head by Levenberg-Marquardt steps on the local rule's Jacobian (RGE "
-                   f"below it), or untrained random features (default {d.body})")
-    p.add_argument("--window", type=int, help="--body gauss-newton: solve each step on the "
-                   f"rows of this many latest batches (default {WINDOW}; 1: the batch alone; "
-                   "see zotrain.pinn.lm_window)")
-    p.add_argument("--check-points", type=int, help="--body gauss-newton: fresh points "
-                   "judging each step's candidates (default: --points, at most "
-                   f"{CHECK_POINTS})")
-    p.add_argument("--boundary-weight", type=float, help="multiplies the mean squared "
-                   "boundary error in the loss against the mean squared residual (default "
-                   f"{d.boundary_weight})")
-    p.add_argument("--boundary-fraction", type=float, help="boundary points per collocation "
-                   "point, for a problem with boundary data (default "
-                   f"{d.boundary_fraction})")
-    p.add_argument("--boundary-rule", help="the smoothing rule of the values at boundary "
-                   "points: same (the derivative rule's), frame (2 d + 1 evaluations per point "
-                   "along a random orthonormal frame, exact to degree 3) or point (the "
-                   f"network unsmoothed; default {d.boundary_rule})")
-    p.add_argument("--boundary-steps", type=int, help="--body gauss-newton: the first N steps "
-                   "fit the unsmoothed network to the boundary data alone, the PDE's steps "
-                   f"follow (default {d.boundary_steps})")
-    _add_pinn_run(p, d)
-    p.set_defaults(func=_cmd_pinn)
-
-
-def _add_pinn_run(p, d):
-    """``zotrain pinn``'s head, model, budget, output and resume options."""
-    p.add_argument("--head-every", type=int, help=f"iterations between head solves "
-                   f"(default {d.head_every})")
-    p.add_argument("--head-points", type=int, help=f"collocation points per head solve "
-                   f"(default {d.head_points})")
-    p.add_argument("--ridge", type=float, help=f"ridge of the head solve (default {d.ridge})")
-    p.add_argument("--width", type=int, help=f"hidden width (default {d.width})")
-    p.add_argument("--rank", type=int, help=f"TT rank of the hidden layers (default {d.rank})")
-    p.add_argument("--depth", type=int, help=f"TT hidden layers (default {d.depth}; with "
-                   "--body local and depth 1 the whole body gets the local rule)")
-    p.add_argument("--inputs", help="what the network sees of a point: coordinates (default) "
-                   "or quadratic (each coordinate and its square; see zotrain.pinn.inputs)")
-    p.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    p.add_argument("--max-time", dest="max_time_s", type=float, metavar="SECONDS",
-                   help="stop after this much training time")
-    p.add_argument("--backend", help="numba (default) or onnxruntime (every forward pass in "
-                   "an onnxruntime session)")
-    _add_ray(p, "body's RGE queries")
-    p.add_argument("--eval-every", type=int, help=f"iterations between error evaluations "
-                   f"(default {d.eval_every})")
-    p.add_argument("--eval-points", type=int, help=f"points of each evaluation "
-                   f"(default {d.eval_points})")
-    p.add_argument("--test-points", type=int, help=f"points of the final error "
-                   f"(default {d.test_points})")
+    groups = {}
+    body = [(f.name, f.default, f.type, f.metadata) for f in fields(bodies.GaussNewton)]
+    options.add_options(p, PinnConfig, groups=groups, extra=body)
     p.add_argument("--no-recipe", action="store_true",
-                   help="ignore the problem's recipe: the defaults below")
-    p.add_argument("--out", metavar="DIR", help="output directory (default "
-                   "runs/pinn-PROBLEM-seedS); an existing run is refused unless --overwrite")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR with the settings "
-                   "it was started with (--iters, --max-time and the backend may change; "
-                   "--ray only where given again)")
-    p.add_argument("--overwrite", action="store_true", help="replace the run already in the "
-                   "output directory (refused otherwise)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+                   help="ignore the problem's recipe: train with the defaults")
+    _add_output(p, groups, "runs/pinn-PROBLEM-seedS", "continue the run in DIR with the "
+                "settings it was started with (--iters, --max-time and the backend may change; "
+                "--ray only where given again)")
+    p.set_defaults(func=_cmd_pinn)
 
 
 def build_parser():

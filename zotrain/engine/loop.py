@@ -54,6 +54,8 @@ class History:
     forward_equivalents: float = 0.0
     wall_time_s: float = 0.0
     records: list = field(default_factory=list)
+    hooks_s: float = 0.0  # of wall_time_s: the task's hooks (a PINN's head solves)
+    evaluations_s: float = 0.0  # of wall_time_s: evaluations, the final one included
 
     def spend(self, cost, seconds):
         self.forward_passes += cost.passes
@@ -114,6 +116,8 @@ class Engine:
         self.callbacks.insert(0, self.progress)
         self.history, self.stop = History(), None
         self.eval_s = 0.0  # the last evaluation's time
+        self.hook_s = 0.0  # the longest after-step (or start) hook's time: a stop runs one
+        self.step_s = 0.0  # the last step's time
         self.params = self.opt_state = None
 
     # -- state ---------------------------------------------------------------------
@@ -124,12 +128,14 @@ class Engine:
         self.params = np.asarray(params, np.float32).copy()
         self.opt_state = self.optimizer.init(self.params)
         self.history = History()
-        t0 = time.perf_counter()
         if self.evaluate_at_start:
-            self._evaluate(loss=None)
+            self._evaluate(loss=None)  # counts its own time
+        t0 = time.perf_counter()
         self.params, cost = self._hook("on_start", self.params)
         self._check_finite(0.0, self.params, self.opt_state, "the task's on_start hook")
         self.history.spend(cost, time.perf_counter() - t0)
+        self.history.hooks_s += time.perf_counter() - t0
+        self.hook_s = time.perf_counter() - t0
         self._write_config()
         self.save()
 
@@ -237,10 +243,14 @@ class Engine:
                 params = np.array(params, np.float32, copy=True)
                 params[cols] = values
             self._check_finite(out.loss, params, opt_state, "the update")
-            self._check_budgets(h.wall_time_s + time.perf_counter() - t0, out.cost)
+            self.step_s = time.perf_counter() - t0
+            self._check_budgets(h.wall_time_s + self.step_s, out.cost)
+            t_hook = time.perf_counter()
             params, hook_cost = self._hook(
                 "after_step", params, step=h.step,
                 last=self.stop is not None or (is_last and last_epoch))
+            self.hook_s = max(self.hook_s, time.perf_counter() - t_hook)
+            h.hooks_s += time.perf_counter() - t_hook
             self._check_finite(out.loss, params, opt_state, "the task's after_step hook")
             # commit in one assignment each: an interrupt never sees half a step
             self.params, self.opt_state = params, opt_state
@@ -272,9 +282,12 @@ class Engine:
 
     def _check_budgets(self, wall, cost):
         h = self.history
-        # the time limit bounds the whole run: keep time for the evaluations still to come
-        # (the task's ``evaluations_after_stop``, default the epoch's), at the last one's cost
-        reserve = self.eval_s * getattr(self.task, "evaluations_after_stop", 1)
+        # the time limit bounds the whole run: stop when the next step (at the last one's
+        # time), the hook the last step runs (a PINN's head solve, at the longest's) and the
+        # evaluations still to come (the task's ``evaluations_after_stop``, default the
+        # epoch's, at the last one's) would not end within it
+        reserve = self.step_s + self.hook_s + \
+            self.eval_s * getattr(self.task, "evaluations_after_stop", 1)
         if self.max_time_s is not None and wall + reserve >= self.max_time_s:
             self.stop = self.stop or "time limit"
         if self.max_forward_passes is not None and \
@@ -293,6 +306,7 @@ class Engine:
         record.update(self.task.evaluate(self.params))
         self.eval_s = time.perf_counter() - t0
         h.wall_time_s += self.eval_s
+        h.evaluations_s += self.eval_s
         record["wall_time_s"] = round(h.wall_time_s, 3)
         h.records.append(record)
         if hasattr(self.task, "observe"):
@@ -306,10 +320,13 @@ class Engine:
         t0 = time.perf_counter()
         metrics = dict(self.task.summary(self.params, h.records))
         h.wall_time_s += time.perf_counter() - t0  # the final evaluation counts
+        h.evaluations_s += time.perf_counter() - t0
         metrics.update({
             "steps": h.step, "forward_passes": _round(h.forward_passes),
             "forward_equivalents": round(h.forward_equivalents, 1),
             "wall_time_s": round(h.wall_time_s, 2), "peak_rss_mb": peak_rss_mb(),
+            "time_s": {"steps": round(h.wall_time_s - h.hooks_s - h.evaluations_s, 2),
+                       "hooks": round(h.hooks_s, 2), "evaluations": round(h.evaluations_s, 2)},
             "stopped": self.stop or "completed", "config": self.config, "history": h.records})
         if self.out is not None:
             rundir.write_json(self.out / "metrics.json", metrics)

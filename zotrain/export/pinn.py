@@ -5,12 +5,13 @@
 graph maps ``x`` to box coordinates, adds the rule's shifts ``sigma z_m`` (the
 origin and both signs of every node: ``M`` per point), runs the network on all
 ``batch * M`` shifted inputs, after the run's input map (``zotrain.pinn.inputs``;
-TT layers factorised, as ``zotrain.export``), applies the problem's hard constraint at every shifted input, and sums with
-the rule's weights: ``u_sigma(x) = sum_m w_m u(x + sigma (upper - lower) z_m)``.
+TT layers factorised, as ``zotrain.export``), sums with the rule's weights,
+``N_sigma(x) = sum_m w_m N(x + sigma (upper - lower) z_m)``, and applies the problem's
+hard constraint to the sum: ``u = a(x) + c(x) N_sigma(x)``.
 
 A problem's hard constraint is exported by its own ``transform_onnx(g, xs)``:
-ONNX nodes of ``(a, c)`` with ``transform(x, nn) = a + c nn`` at the shifted
-points ``xs`` ``(batch, M, d)`` (``zotrain.pinn.problems``; a test checks each
+ONNX nodes of ``(a, c)`` with ``transform(x, nn) = a + c nn`` at points ``xs``
+``(batch, M, d)``, here ``M = 1`` (``zotrain.pinn.problems``; a test checks each
 against ``PinnLoss.predict``).  A problem with a transform but no
 ``transform_onnx`` is refused with its name.
 """
@@ -57,14 +58,12 @@ def to_onnx_pinn(loss, params, path):
     rows = input_map.onnx(loss.inputs, g, g.op("Reshape", [ys, g.const([-1, d])]))
     nn, _ = forward_nodes(g, model, rows, lambda n: n, False)
     nn = g.op("Reshape", [nn, g.const([-1, len(shifts)])])  # (batch, M)
+    u = g.op("MatMul", [nn, g.const(weights, np.float32)])  # (batch, 1)
     if problem.transform is not None:
-        xs = g.op("Add", [g.op("Mul", [ys, g.const(width, np.float32)]),
-                          g.const(lo, np.float32)])
-        a, c = problem.transform_onnx(g, xs)
-        nn = g.op("Mul", [nn, c])
+        a, c = problem.transform_onnx(g, g.op("Unsqueeze", ["x", g.const([1])]))
+        u = g.op("Mul", [u, c])
         if a is not None:
-            nn = g.op("Add", [nn, a])
-    u = g.op("MatMul", [nn, g.const(weights, np.float32)])
+            u = g.op("Add", [u, a])
     g.nodes.append(g.h.make_node("Reshape", [u, g.const([-1])], ["u"]))
     return write_model(g, [g.h.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", d])],
                    [g.h.make_tensor_value_info("u", TensorProto.FLOAT, ["batch"])], path)

@@ -23,8 +23,11 @@ from zotrain.engine.rundir import save_model
 from zotrain.engine.loop import Engine
 from zotrain.engine.memory import check_fits
 from zotrain.engine.plots import save_figure
-from zotrain.nn import losses
+from zotrain.nn import architectures, losses
+from zotrain.recipes.presets import PRESETS
+from zotrain.options import option
 from zotrain.zo import estimators
+from zotrain.zo.objective import DIST
 from zotrain.zo.evaluator import Evaluator, Plan, blocks_of, whole_body
 from zotrain.zo.steps import EvaluatorStep, ZOStep
 
@@ -35,38 +38,91 @@ RESUMABLE = ("epochs", "time_limit_s", "max_forward_passes", "max_forward_equiva
 
 
 @dataclass
+class ModelOptions:
+    """The classifier's architecture on the command line (``zotrain train``, ``zotrain
+    device``): a run records them beside its ``ClassifierConfig``."""
+
+    preset: Optional[str] = option(
+        None, "a named recipe whose settings the other options override: " + "; ".join(
+            f"{k} ({v['about']})" for k, v in PRESETS.items()), "model", choices=tuple(PRESETS))
+    model: str = option("mlp", "architecture: mlp (one TT hidden layer; 'mnist' is its old "
+                        "name) or deep (three)", "model", choices=tuple(architectures.DEPTHS))
+    rank: int = option(16, "TT rank", "model")
+    hidden: int = option(1024, "hidden width", "model", flag="--width", metavar="WIDTH",
+                         aliases=("--hidden",))
+    max_params: Optional[int] = option(None, "refuse a model with more than N parameters (a "
+                                       "preset sets its own budget)", "model", metavar="N")
+
+
+@dataclass
 class ClassifierConfig:
-    evaluator: str = "local"  # none (an estimator + exact head), global, local
-    perturb: str = "activity"  # local evaluator: activity or weight perturbation
-    link: int = 0
-    lam: float = 1.0
-    proto: float = 0.0
-    epochs: int = 10
-    batch_size: int = 100
-    estimator: str = "rge"
-    queries: int = 20
-    mu: float = 1e-3
-    dist: str = "gaussian"
-    antithetic: bool = True
-    per_group: bool = True
-    fraction: float = 0.01  # coordinate-wise estimators: coordinates visited per step
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    head_lr: float = 1e-3
-    schedule: str = "cosine"  # constant or cosine (decay to 0 over the planned epochs)
-    exact_head: bool = True
-    seed: int = 0
-    val_size: int = 5000
-    patience: Optional[int] = None
-    backend: str = "numba"  # or onnxruntime: every forward pass in an inference session
-    time_limit_s: Optional[float] = None
-    max_forward_passes: Optional[int] = None  # stop once this many forward passes are spent
-    max_forward_equivalents: Optional[float] = None  # or this many full-forward equivalents
-    train_limit: Optional[int] = None  # use only the first N training examples
-    ray: Optional[str] = None  # weight-perturbation queries on Ray: "local" or an address
-    workers: int = 1  # Ray actors evaluating queries (with ray)
-    block_parallel: bool = False  # with ray and the local evaluator: blocks on actors
-    transport: str = "auto"  # with ray and --evaluator none: params, replay or auto (measured)
+    """How ``train_classifier`` trains; each field carries its ``zotrain train`` flag and
+    help (``zotrain.options``)."""
+
+    evaluator: str = option("local", "none (an estimator on the whole body and an exact "
+                            "head), global or local (blocks with exact local heads)",
+                            "evaluator", choices=EVALUATORS)
+    perturb: str = option("activity", "local evaluator: perturb the block's activity or its "
+                          "weights", "evaluator", choices=("activity", "weight"))
+    link: int = option(0, "backward-link horizon m: blocks also see the losses of the next m",
+                       "evaluator")
+    lam: float = option(1.0, "weight of the linked losses", "evaluator")
+    proto: float = option(0.0, "prototype-target weight", "evaluator")
+    epochs: int = option(10, "epochs", "budgets and stopping")
+    batch_size: int = option(100, "minibatch size", "optimisation")
+    estimator: str = option("rge", "a registered estimator; built in: rge, cge, zo_sign_cd, "
+                            "hybrid", "estimator")
+    queries: int = option(20, "queries N per step", "estimator")
+    mu: float = option(1e-3, "smoothing / step of the estimator", "estimator")
+    dist: str = option("gaussian", "direction distribution", "estimator",
+                       choices=tuple(DIST))
+    antithetic: bool = option(True, "one-sided RGE differences (default antithetic)",
+                              "estimator", negate="--one-sided")
+    per_group: bool = option(True, "perturb all segments at once (default: one segment per "
+                             "query)", "estimator", negate="--joint")
+    fraction: float = option(0.01, "CGE/coordinate descent: coordinates visited per step",
+                             "estimator")
+    optimizer: str = option("adam", "optimizer of the ZO parameters", "optimisation",
+                            choices=tuple(optim.OPTIMIZERS))
+    lr: float = option(1e-3, "learning rate of the ZO parameters", "optimisation")
+    head_lr: float = option(1e-3, "learning rate of the head", "optimisation")
+    schedule: str = option("cosine", "learning-rate schedule (cosine: decay to 0 over the "
+                           "planned epochs)", "optimisation", choices=("constant", "cosine"))
+    exact_head: bool = option(True, "train the head with the body's estimator instead of "
+                              "its exact gradient", "optimisation", negate="--no-exact-head")
+    seed: int = option(0, "seed", "optimisation")
+    val_size: int = option(5000, "training examples held out for validation", "data")
+    patience: Optional[int] = option(None, "early stopping: epochs without a better "
+                                     "validation loss", "budgets and stopping")
+    backend: str = option("numba", "where forward passes run (onnxruntime: with --evaluator "
+                          "none)", "backend and scale-out", choices=("numba", "onnxruntime"))
+    time_limit_s: Optional[float] = option(
+        None, "stop after this much time, the final evaluation included",
+        "budgets and stopping", flag="--max-time", metavar="SECONDS", aliases=("--time-limit",))
+    max_forward_passes: Optional[int] = option(
+        None, "stop after N forward passes (queries, however partial)", "budgets and stopping",
+        flag="--budget", metavar="N")
+    max_forward_equivalents: Optional[float] = option(
+        None, "stop after N forward-pass equivalents: the FLOPs of the layers the queries ran, "
+        "over those of one full forward", "budgets and stopping", flag="--budget-equivalents",
+        metavar="N")
+    train_limit: Optional[int] = option(None, "train on the first N examples only", "data",
+                                        metavar="N")
+    ray: Optional[str] = option(
+        None, "evaluate the weight-perturbation queries (--evaluator none or global, or "
+        "--perturb weight) on Ray actors: a cluster's address, or none to start a local Ray "
+        'instance (needs pip install "zotrain[distributed]")', "backend and scale-out",
+        nargs="?", const="local", metavar="ADDRESS")
+    workers: int = option(1, "Ray actors", "backend and scale-out", metavar="N")
+    block_parallel: bool = option(False, "with --ray and --evaluator local: each block trains "
+                                  "on its own actor at the same time, on the features the "
+                                  "block below produced one step earlier",
+                                  "backend and scale-out")
+    transport: str = option("auto", "with --ray and --evaluator none: send the parameters with "
+                            "each step's queries (params), or have each actor replay the "
+                            "updates from the step's losses and seeds (replay); auto measures "
+                            "both on the first steps and keeps the faster",
+                            "backend and scale-out", choices=("auto", "params", "replay"))
 
     def validate(self):
         for name in ("queries", "epochs", "batch_size"):
