@@ -421,8 +421,8 @@ def suite(args):
     opts = json.loads(args.options)
     print(f"# PINN suite, split {args.split}: train_pinn(problem{', ' + str(opts) if opts else ''})"
           f", {args.minutes:g} min each, one process per run, seed 0")
-    print("| instance | rel. L2 | iterations | frozen body | first-order (PyTorch) | trivial (NN = 0)"
-          " | rule | peak MB |\n|---|---|---|---|---|---|---|---|", flush=True)
+    print("| instance | rel. L2 | iterations | frozen body | first-order (PyTorch) "
+          "| trivial (NN = 0) | rule | peak MB |\n|---|---|---|---|---|---|---|---|", flush=True)
     for family, seed, p in chosen:
         runs = {}
         for body in ["default"] + (["frozen"] if "frozen" in args.baselines else []):

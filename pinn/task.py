@@ -199,6 +199,7 @@ class PinnTask:
             t0 = time.perf_counter()
             self.loss.predict(params, x)
             self.forward_seconds = (time.perf_counter() - t0) / c.points
+
         def fit(share):
             return int(share * c.max_time_s / (3.0 * self.forward_seconds))
 

@@ -59,7 +59,8 @@ def test_every_flag_a_page_names_exists():
     for parser in sub.choices.values():
         for action in parser._actions:
             known.update(action.option_strings)
-    scripts = "".join(f.read_text() for d in ("benchmarks", "examples") for f in (ROOT / d).glob("*.py"))
+    scripts = "".join(f.read_text() for d in ("benchmarks", "examples")
+                      for f in (ROOT / d).glob("*.py"))
     code = " ".join(re.findall(r"`([^`]+)`", README)) + " ".join(c for _, _, c in BLOCKS)
     for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", code))):
         assert flag in known or f'"{flag}"' in scripts or flag in ("--help",), \

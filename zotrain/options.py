@@ -70,8 +70,8 @@ def _described(meta, default):
 def add_options(parser, cls, only=None, groups=None, extra=()):
     """Add every field of the dataclass ``cls`` (and ``extra``: ``(name, default, type,
     metadata)`` tuples, for options a strategy object holds) that carries a command-line
-    form (or those named in ``only``) to ``parser``.  ``groups`` (a dict) is filled with the argparse
-    groups by name and reused; returns it."""
+    form (or those named in ``only``) to ``parser``.  ``groups`` (a dict) is filled with
+    the argparse groups by name and reused; returns it."""
     groups = {} if groups is None else groups
     fields = [(f.name, f.default, f.type, f.metadata) for f in dataclasses.fields(cls)]
     items = [x for x in fields + list(extra) if "group" in x[3] and (only is None or x[0] in only)]
