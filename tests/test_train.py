@@ -68,10 +68,15 @@ class Interrupt:
 
 
 def test_sigint_leaves_a_valid_checkpoint_and_resumes(mnist_dir, tmp_path):
-    handler = signal.getsignal(signal.SIGINT)
-    m = run(config(mnist_dir), tmp_path / "a", mnist_dir=mnist_dir, callbacks=[Interrupt(3)])
+    # Python's own Ctrl-C handler, as in a terminal (a shell's background job ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        m = run(config(mnist_dir), tmp_path / "a", mnist_dir=mnist_dir, callbacks=[Interrupt(3)])
+        handler = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert m["stopped"] == "interrupted" and m["steps"] == 3
-    assert signal.getsignal(signal.SIGINT) is handler  # the engine installs no handler
+    assert handler is signal.default_int_handler  # the engine installs no handler
     run(config(mnist_dir), tmp_path / "a", mnist_dir=mnist_dir, resume=True)
     run(config(mnist_dir), tmp_path / "b", mnist_dir=mnist_dir)
     assert np.array_equal(final_params(tmp_path / "a"), final_params(tmp_path / "b"))
