@@ -77,9 +77,9 @@ class HardConstraint:
         return np.concatenate(steps)
 
     def derivatives(self, x):
-        """``(value, grad, second)`` of ``a`` and ``c`` at ``x`` ``(B, d)``: ``(2, B)``,
-        ``(2, B, d)`` and the second derivatives ``(2, B, d, d)`` (only the diagonal
-        filled unless the Hessian is full)."""
+        """``(value, grad, diag, full)`` of ``a`` and ``c`` at ``x`` ``(B, d)``: ``(2, B)``,
+        ``(2, B, d)``, the second derivatives' diagonal ``(2, B, d)`` and, for a full
+        Hessian only, all of them ``(2, B, d, d)`` (else None)."""
         x = np.asarray(x, np.float64)
         B, d = x.shape
         value = np.stack(self.affine(x))
@@ -89,28 +89,27 @@ class HardConstraint:
         z = x[:, None, :] + _W * np.concatenate([S, -S])[None]  # (B, 2S, d)
         f = self._ac(z.reshape(-1, d)).reshape(2, B, 2, len(S))
         fss = (f[:, :, 0] + f[:, :, 1]).imag  # (2, B, S): s^T Hess s, error O(|s|^4)
-        second = np.zeros((2, B, d, d))
-        idx = np.arange(d)
-        second[:, :, idx, idx] = fss[:, :, :d] / self.h ** 2
+        diag = fss[:, :, :d] / self.h ** 2
+        full = None
         if self.hessian == "full":
             i, j = np.triu_indices(d, 1)
-            off = (fss[:, :, d:] - second[:, :, i, i] * self.h[i] ** 2 -
-                   second[:, :, j, j] * self.h[j] ** 2) / (2 * self.h[i] * self.h[j])
-            second[:, :, i, j] = off
-            second[:, :, j, i] = off
-        return value, grad, second
+            full = np.zeros((2, B, d, d))
+            full[:, :, np.arange(d), np.arange(d)] = diag
+            full[:, :, i, j] = full[:, :, j, i] = (
+                fss[:, :, d:] - diag[:, :, i] * self.h[i] ** 2 - diag[:, :, j] * self.h[j] ** 2
+            ) / (2 * self.h[i] * self.h[j])
+        return value, grad, diag, full
 
     def fields(self, x):
         """``(A, C)``: the rows of ``a`` and ``c`` ``(B, R)`` each in ``stein_operator``'s
         layout (value, gradient, Laplacian over space, then the Hessian's diagonal or
         all of it)."""
-        value, grad, second = self.derivatives(x)
-        diag = np.diagonal(second, axis1=2, axis2=3)  # (2, B, d)
+        value, grad, diag, full = self.derivatives(x)
         rows = [value[..., None], grad, (diag @ self.space)[..., None]]
         if self.hessian == "diagonal":
             rows.append(diag)
         elif self.hessian == "full":
-            rows.append(second.reshape(2, len(x), -1))
+            rows.append(full.reshape(2, len(x), -1))
         A, C = np.concatenate(rows, axis=2)
         return A, C
 
@@ -151,7 +150,7 @@ class HardConstraint:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", np.exceptions.ComplexWarning)
-                _, grad, second = self.derivatives(x)
+                _, grad, diag, _ = self.derivatives(x)
         except Exception as e:
             raise ProblemError(f"problem {name!r}: transform(x, nn) failed on complex x "
                                f"({type(e).__name__}: {e}); {why}") from e
@@ -163,7 +162,7 @@ class HardConstraint:
             size = (1.0 + np.abs(mid).max()) / (1e3 * self.h[i])  # |f| per box width
             if not (np.allclose(grad[..., i], (up - down) / (2 * h[i]), rtol=1e-4,
                                 atol=1e-5 * size) and
-                    np.allclose(second[..., i, i], (up - 2 * mid + down) / h[i] ** 2,
+                    np.allclose(diag[..., i], (up - 2 * mid + down) / h[i] ** 2,
                                 rtol=1e-3, atol=1e-3 * size / (1e3 * self.h[i]))):
                 raise ProblemError(f"problem {name!r}: transform(x, nn)'s complex-step "
                                    f"derivative along input {i} disagrees with its finite "

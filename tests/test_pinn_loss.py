@@ -252,7 +252,18 @@ def test_the_hard_constraints_fields_by_complex_step_match_finite_differences(na
     """``HardConstraint.fields``: a and c and their derivatives (complex step, float64)
     against the transform itself and the central differences of the reference, through
     the product rule with a random N; the Hessian rows too for a problem that asks."""
-    p = problems.get(name)
+    check_constraint_fields(problems.get(name))
+
+
+def test_a_full_hessians_mixed_derivatives_of_the_constraint_match_finite_differences():
+    p = Problem("mixed", 3, 2, (0.0,) * 3, (1.0, 2.0, 1.0),
+                residual=lambda x, u, grad, lap, u_t, hess: u_t + lap + hess[:, 0, 1],
+                transform=lambda x, nn: np.exp(x[:, 0] * x[:, 1]) + x[:, 2] * x[:, 0] ** 2 * nn,
+                hessian="full", whole_space=True)
+    check_constraint_fields(p)
+
+
+def check_constraint_fields(p):
     x = p.sample(3, 5)
     rng = np.random.default_rng(1)
     n, g, lap = rng.standard_normal(3), rng.standard_normal((3, p.dim)), rng.standard_normal(3)
