@@ -62,8 +62,10 @@ class PinnConfig:
                        choices=tuple(bodies.BODIES), type=str)
     window: InitVar[Optional[int]] = None
     check_points: InitVar[Optional[int]] = None
-    boundary_weight: float = option(1.0, "multiplies the mean squared boundary error in the "
-                                    "loss", "boundary")
+    boundary_weight: Optional[float] = option(
+        None, "multiplies the mean squared boundary error in the loss", "boundary",
+        type=float, default_help="default: adaptive, set at each head solve by the neural "
+        "tangent kernel's trace rule (Wang, Yu and Perdikaris 2022)")
     boundary_fraction: float = option(0.25, "boundary points per collocation point (batches, "
                                       "checks, head solves) of a problem with boundary data",
                                       "boundary")
@@ -175,6 +177,8 @@ class PinnConfig:
             raise ZotrainError(f"seed must be an integer >= 0, got {self.seed!r}")
         for name in ("boundary_weight", "boundary_fraction"):
             w = getattr(self, name)
+            if w is None and name == "boundary_weight":
+                continue
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < math.inf:
                 raise ZotrainError(f"{name} must be a finite number > 0, got {w!r}")
         if self.boundary_rule not in BOUNDARY_RULES:

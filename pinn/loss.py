@@ -31,10 +31,13 @@ BOUNDARY_RULES = ("same", "frame", "point")
 
 
 def check_boundary(rule, weight):
-    """Refuse a boundary rule or weight ``PinnLoss`` does not take (``ValueError``)."""
+    """Refuse a boundary rule or weight ``PinnLoss`` does not take (``ValueError``); a
+    weight of None is adaptive."""
     if rule not in BOUNDARY_RULES:
         raise ValueError(f"boundary_rule must be one of {', '.join(BOUNDARY_RULES)}, got "
                          f"{rule!r}")
+    if weight is None:
+        return
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.floating)) or \
             not 0 < weight < np.inf:
         raise ValueError(f"boundary_weight must be a finite number > 0, got {weight!r}")
@@ -42,16 +45,17 @@ def check_boundary(rule, weight):
 
 class PinnLoss:
     def __init__(self, model, problem, *, sigma=None, method=None, level=3, samples=441, seed=0,
-                 network=None, inputs="coordinates", boundary_weight=1.0, boundary_rule="same",
+                 network=None, inputs="coordinates", boundary_weight=None, boundary_rule="same",
                  account=None):
         """``sigma``, ``method`` default to the problem's; ``network`` runs the forwards
         (anything with ``apply_many(P, X)`` and ``features(params, X)``: the model, or
         ``zotrain.export.runtime.OrtNetwork``); ``inputs``: ``zotrain.pinn.inputs``;
-        ``boundary_weight`` multiplies the mean squared boundary error; ``boundary_rule``
+        ``boundary_weight`` multiplies the mean squared boundary error (None: adaptive,
+        starting at 1 and set by each head solve, ``solvers.ntk_weight``); ``boundary_rule``
         smooths boundary values (``BOUNDARY_RULES``); ``account`` counts evaluations."""
         check_boundary(boundary_rule, boundary_weight)
-        self.boundary_weight = float(boundary_weight)
-        self.root_weight = math.sqrt(self.boundary_weight)
+        self.adaptive = boundary_weight is None
+        self.set_boundary_weight(1.0 if self.adaptive else boundary_weight)
         n_in = input_map.width(inputs, problem.dim)
         if model.in_features != n_in or model.out_features != 1:
             raise ValueError(f"the model maps {model.in_features} -> {model.out_features}; "
@@ -78,6 +82,11 @@ class PinnLoss:
         self.account = CostAccount() if account is None else account
         self.residual_is_affine = self._affine_in_fields()
         self.constraint = HardConstraint(problem, self.width, problem.hessian)
+
+    def set_boundary_weight(self, weight):
+        """The weight of the mean squared boundary error from now on."""
+        self.boundary_weight = float(weight)
+        self.root_weight = math.sqrt(self.boundary_weight)
 
     def _affine_in_fields(self, n=4):
         """Whether the residual is affine in its fields (then the head solve is exact)."""

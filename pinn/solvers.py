@@ -227,6 +227,20 @@ def lm_step(loss, params, r, J, check, damping, factors=(0.1, 1.0, 10.0, 100.0))
     return P[1 + best], lams[best]
 
 
+def ntk_weight(J, Jb):
+    """The boundary term's weight by the neural-tangent-kernel trace rule (Wang, Yu and
+    Perdikaris, J. Comput. Phys. 449, 2022, Algorithm 1: the weights Tr K / Tr K_rr and
+    Tr K / Tr K_bb make the two terms' mean kernel eigenvalues, hence their rates of
+    convergence, equal): with the residual's weight 1, ``Tr K_rr / Tr K_bb``, each trace
+    per point (the loss terms are means over different numbers of points).  ``J``
+    ``(B, P)`` and ``Jb`` ``(Bb, P)``: the residuals' and the unweighted boundary
+    errors' Jacobians (``K = J J^T``).  None where it is not a finite positive number."""
+    rr = float(np.mean(np.sum(J ** 2, axis=1)))
+    bb = float(np.mean(np.sum(Jb ** 2, axis=1)))
+    w = rr / bb if bb > 0 else math.inf
+    return w if 0 < w < math.inf else None
+
+
 def solve_head(loss, params, x, ridge, xb=None, tries=6):
     """One Gauss-Newton step on the head for the loss at ``x`` (and ``xb``) plus
     ``ridge |head|^2``: new parameters.  Exact when the residual is affine in its
@@ -234,7 +248,10 @@ def solve_head(loss, params, x, ridge, xb=None, tries=6):
     style: the first of ``tries`` dampings (0, then trace(A)/P times 1, 10, 100, ...)
     whose loss does not rise, else no change.  The loss before and the losses of
     every damped step come from the Jacobian's pass and one more forward over the
-    points (the head is linear in the features)."""
+    points (the head is linear in the features).  With an adaptive boundary weight
+    (``loss.adaptive``) and both kinds of points, the weight is first set by
+    ``ntk_weight`` of the head's Jacobians (the kernel of the parameters the solve
+    trains) and kept by ``loss`` for the steps until the next solve."""
     head = loss.head_slice()
     theta = np.asarray(params[head], np.float64)
     A, g = ridge * np.eye(len(theta)), ridge * theta
@@ -242,8 +259,15 @@ def solve_head(loss, params, x, ridge, xb=None, tries=6):
     parts = [(x, False)] if len(x) else []
     if xb is not None and loss.problem.boundary is not None:
         parts.append((xb, True))
-    for pts, boundary in parts:
-        r, J = head_jacobian(loss, params, pts, boundary=boundary)
+    rows = [head_jacobian(loss, params, pts, boundary=boundary) for pts, boundary in parts]
+    if loss.adaptive and len(rows) == 2:
+        (r, J), (rb, Jb) = rows
+        w = ntk_weight(J, Jb / loss.root_weight)
+        if w is not None:
+            scale = math.sqrt(w) / loss.root_weight
+            rows[1] = (rb * scale, Jb * scale)
+            loss.set_boundary_weight(w)
+    for r, J in rows:
         A += J.T @ J / len(r)
         g += J.T @ r / len(r)
         base += float(np.mean(r ** 2))

@@ -252,10 +252,13 @@ class PinnTask:
         return max(min(c.eval_points, n), min(n, int(left / per_point)))
 
     def state(self):
-        return self.body.state()
+        return {"body": self.body.state(), "boundary_weight": self.loss.boundary_weight}
 
     def load_state(self, state):
-        self.body.load_state(self, state)
+        if isinstance(state, dict) and "boundary_weight" in state:
+            self.loss.set_boundary_weight(state["boundary_weight"])
+            state = state["body"]
+        self.body.load_state(self, state)  # a run of an older version: the body's alone
 
     def summary(self, params, records):
         c, loss = self.c, self.loss
@@ -269,7 +272,9 @@ class PinnTask:
                     network_evaluations=int(round(fp * c.points * loss.evaluations)),
                     evaluations_per_point=loss.evaluations,
                     trainable_params=self.model.n_params, dense_params=self.model.dense_params,
-                    sigma=loss.sigma, derivatives=loss.method)
+                    sigma=loss.sigma, derivatives=loss.method,
+                    **({"boundary_weight": loss.boundary_weight}
+                       if self.problem.boundary is not None else {}))
 
     def save_model(self, path, params):
         save_model(path, self.model, params, self.run_config)

@@ -408,3 +408,45 @@ def test_bad_boundary_rule(rule_name):
     model = zotrain.pinn_mlp(in_features=p.dim, width=16, rank=2, depth=1)
     with pytest.raises(ValueError, match="boundary_rule must be one of"):
         PinnLoss(model, p, boundary_rule=rule_name)
+
+
+def test_adaptive_boundary_weight_is_the_ntk_trace_ratio_by_hand():
+    """A head solve with the adaptive weight sets it to the ratio of the kernels' traces
+    per point, mean_i |dr_i/dhead|^2 / mean_j |db_j/dhead|^2 (Wang, Yu and Perdikaris
+    2022), here from central differences of the residuals and the unweighted boundary
+    errors in each head parameter (exact up to rounding: both are affine in the head);
+    the solve is then the solve with that weight held fixed."""
+    from zotrain.pinn import suite
+
+    p = suite.instance("poisson", 101)  # 5-D, boundary data on the faces
+    model = zotrain.pinn_mlp(in_features=p.dim, width=12, rank=2, depth=1)
+    params = model.init(0)
+    x, xb = p.sample(40, 1), p.sample_boundary(10, 2)  # unequal counts: means, not sums
+    fixed = PinnLoss(model, p, boundary_weight=1.0)
+    head = fixed.head_slice()
+
+    def rows(P, pts, boundary):
+        values = fixed.values(P, pts, boundary)
+        return fixed.residuals(pts, values if boundary else values[0], boundary)
+
+    def jacobian(pts, boundary, h=0.5):
+        cols = []
+        for k in range(head.start, head.stop):
+            up, down = params.copy(), params.copy()
+            up[k] += h
+            down[k] -= h
+            cols.append((np.ravel(rows(up[None], pts, boundary)) -
+                         np.ravel(rows(down[None], pts, boundary))) / (2 * h))
+        return np.stack(cols, axis=1)
+
+    J, Jb = jacobian(x, False), jacobian(xb, True)
+    by_hand = np.mean(np.sum(J ** 2, 1)) / np.mean(np.sum(Jb ** 2, 1))
+    adaptive = PinnLoss(model, p)
+    assert adaptive.adaptive and adaptive.boundary_weight == 1.0
+    solved = solvers.solve_head(adaptive, params, x, 1e-6, xb)
+    assert adaptive.boundary_weight == pytest.approx(by_hand, rel=1e-4)
+    held = PinnLoss(model, p, boundary_weight=adaptive.boundary_weight)
+    np.testing.assert_allclose(solvers.solve_head(held, params, x, 1e-6, xb), solved,
+                               rtol=1e-5, atol=1e-6)
+    assert not np.allclose(solvers.solve_head(fixed, params, x, 1e-6, xb)[head], solved[head],
+                           rtol=1e-3)

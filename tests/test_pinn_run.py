@@ -8,7 +8,7 @@ import pytest
 
 from zotrain.engine.checkpoint import CheckpointError
 from zotrain.engine.loop import DivergenceError
-from zotrain.pinn import problems, solvers
+from zotrain.pinn import problems, solvers, suite
 from zotrain.pinn.loss import PinnLoss
 from zotrain.pinn.train import PinnConfig, build, init_params, rel_l2, train_pinn
 from zotrain.zo import estimators
@@ -81,13 +81,18 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
     assert (expected != p0)[loss.head_slice()].all()
 
 
-@pytest.mark.parametrize("body,window", [("zo", None), ("local", None), ("gauss-newton", 1),
-                                         ("gauss-newton", 3)])
-def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, window):
+@pytest.mark.parametrize("body,window,problem", [
+    ("zo", None, "poisson2d"), ("local", None, "poisson2d"), ("gauss-newton", 1, "poisson2d"),
+    ("gauss-newton", 3, "poisson2d"), ("zo", None, "poisson:101")])
+def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, window, problem):
     """(gauss-newton: its adapted damping is part of the checkpoint, and with a window the
-    kept batches, whose Jacobians the resumed run recomputes)"""
+    kept batches, whose Jacobians the resumed run recomputes; the suite's 5-D Poisson
+    problem has boundary data: the adaptive boundary weight of the last head solve is part
+    of the checkpoint)"""
     options = {} if window is None else {"window": window}
-    whole = run(small(body=body, **options), tmp_path / "a")
+    problem = suite.instance("poisson", 101) if problem == "poisson:101" else \
+        problems.get(problem)
+    whole = run(small(body=body, **options), tmp_path / "a", problem=problem)
     real = estimators.RGE.estimate
 
     def stop_at_5(self, objective, params, names, *, seed, step):
@@ -96,15 +101,17 @@ def test_interrupt_then_resume_equals_one_run(tmp_path, monkeypatch, body, windo
         return real(self, objective, params, names, seed=seed, step=step)
 
     monkeypatch.setattr(estimators.RGE, "estimate", stop_at_5)
-    stopped = run(small(body=body, **options), tmp_path / "b")
+    stopped = run(small(body=body, **options), tmp_path / "b", problem=problem)
     assert stopped["stopped"] == "interrupted"
     with np.load(tmp_path / "b" / "checkpoint.npz") as z:
         meta = json.loads(bytes(z["meta"]).decode())
     assert meta["history"]["step"] == 4
     if body == "gauss-newton":  # iterations 3 and 4 kept, with the parameters they were at
-        assert [b["it"] for b in meta["task_state"]["window"]] == [3, 4][:window - 1]
+        assert [b["it"] for b in meta["task_state"]["body"]["window"]] == [3, 4][:window - 1]
     monkeypatch.setattr(estimators.RGE, "estimate", real)
-    resumed = run(small(body=body, **options), tmp_path / "b", resume=True)
+    resumed = run(small(body=body, **options), tmp_path / "b", resume=True, problem=problem)
+    if problem.boundary is not None:  # set by the solve at step 3
+        assert meta["task_state"]["boundary_weight"] not in (None, 1.0)
     with np.load(tmp_path / "a" / "model.npz") as a, np.load(tmp_path / "b" / "model.npz") as b:
         np.testing.assert_array_equal(a["params"], b["params"])
     assert resumed["rel_l2"] == whole["rel_l2"]
