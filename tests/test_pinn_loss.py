@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import zotrain
-from zotrain.pinn import problems, solvers
+from zotrain.pinn import problems, solvers, suite
 from zotrain.pinn.derivatives import frame_rule, rule, shifted_inputs, smoothed_derivatives, \
     value_weights
 from zotrain.pinn.constraint import HardConstraint
@@ -416,8 +416,6 @@ def test_adaptive_boundary_weight_is_the_ntk_trace_ratio_by_hand():
     2022), here from central differences of the residuals and the unweighted boundary
     errors in each head parameter (exact up to rounding: both are affine in the head);
     the solve is then the solve with that weight held fixed."""
-    from zotrain.pinn import suite
-
     p = suite.instance("poisson", 101)  # 5-D, boundary data on the faces
     model = zotrain.pinn_mlp(in_features=p.dim, width=12, rank=2, depth=1)
     params = model.init(0)
