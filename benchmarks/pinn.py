@@ -49,6 +49,7 @@ import numpy as np
 from zotrain.pinn import problems, solvers, suite as pde_suite
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
 from zotrain.pinn.inputs import INPUTS
+from zotrain.pinn.task import trivial_rel_l2
 from zotrain.pinn.train import PinnConfig, build, init_params
 
 
@@ -163,10 +164,9 @@ def bodies(args):
               f"| {m['iters']} | {m['wall_time_s']:.0f} |", flush=True)
     x = problem.sample(10000, 12345)
     exact = problem.exact(x)
-    trivial = problem.transform(x, np.zeros(len(x))) if problem.transform else np.zeros(len(x))
     constant = np.linalg.norm(exact - exact.mean()) / np.linalg.norm(exact)
     print(f"\ntrivial solutions: network output 0 (under the hard constraint, if any): rel. L2 "
-          f"{np.linalg.norm(trivial - exact) / np.linalg.norm(exact):.3e} (unsmoothed); the "
+          f"{trivial_rel_l2(problem, 10000, 12345):.3e} (unsmoothed); the "
           f"best constant: {constant:.3e}; exact u(0, 0) = {problem.exact(origin)[0]:.4f}")
 
 
@@ -407,14 +407,6 @@ def _suite_run(args):
                           peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
 
 
-def _trivial(problem, n=10000):
-    """Rel. L2 of the network output 0 (under the hard constraint, if any)."""
-    x = problem.sample(n, 12345)
-    u = problem.transform(x, np.zeros(n)) if problem.transform else np.zeros(n)
-    exact = problem.exact(x)
-    return float(np.linalg.norm(u - exact) / np.linalg.norm(exact))
-
-
 def suite(args):
     chosen = [(f, s, pde_suite.instance(f, s)) for f, s in pde_suite.cases(args.split)]
     chosen = [c for c in chosen if not args.only or c[2].name in args.only]
@@ -441,8 +433,8 @@ def suite(args):
         print(f"| {p.name} | **{d['rel_l2']:.2e}** | {d['iters']} | "
               f"{f['rel_l2']:.2e} | " if f else f"| {p.name} | **{d['rel_l2']:.2e}** | "
               f"{d['iters']} | - | ", end="")
-        print(f"{first} | {_trivial(p):.2e} | {d['derivatives']} | {d['peak_mb']:.0f} |",
-              flush=True)
+        print(f"{first} | {trivial_rel_l2(p, 10000, 12345):.2e} | {d['derivatives']} | "
+              f"{d['peak_mb']:.0f} |", flush=True)
 
 
 def main(argv=None):
