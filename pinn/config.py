@@ -16,13 +16,23 @@ from zotrain.options import option
 
 from . import bodies
 from . import inputs as input_map
-from .derivatives import METHODS, default_method
+from .derivatives import DEGREE5_UP_TO, METHODS, default_method
 from .loss import BOUNDARY_RULES
 
 HEADS = ("gauss-newton", "zo")
 BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
+HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
+
+
+def default_model(dim):
+    """``(depth, body)`` for a problem with ``dim`` inputs that names neither: two TT hidden
+    layers trained by RGE up to ``HIGH_DIM`` inputs; beyond, one hidden layer trained with
+    the head by Levenberg-Marquardt steps (in 50-100 D the random features do not cover
+    the directions a curved solution varies along; the LM steps learn them:
+    docs/benchmarks.md, the suite's development instances)."""
+    return (2, "zo") if dim <= HIGH_DIM else (1, "gauss-newton")
 
 
 @dataclass
@@ -43,8 +53,9 @@ class PinnConfig:
                                     default_help="default: the problem's")
     width: int = option(512, "hidden width", "model")
     rank: int = option(2, "TT rank of the hidden layers", "model")
-    depth: int = option(2, "TT hidden layers (with --body local and depth 1 the whole body "
-                        "gets the local rule)", "model")
+    depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
+                                  "whole body gets the local rule)", "model", type=int,
+                                  default_help=f"default: 2 up to {HIGH_DIM} inputs, 1 beyond")
     inputs: str = option("coordinates", "what the network sees of a point: its coordinates, "
                          "or each coordinate and its square (zotrain.pinn.inputs)", "model",
                          choices=tuple(input_map.INPUTS))
@@ -55,11 +66,13 @@ class PinnConfig:
     lr: float = option(1e-3, "Adam learning rate of the body's RGE steps", "optimisation")
     head: str = option("gauss-newton", "the head by exact Gauss-Newton solves, or by RGE with "
                        "the body", "head", choices=HEADS)
-    body: Any = option("zo", "RGE on the body (zo), the last hidden layer by the local rule "
+    body: Any = option(None, "RGE on the body (zo), the last hidden layer by the local rule "
                        "(local) or with the head by Levenberg-Marquardt steps on its Jacobian "
                        "(gauss-newton), RGE below it; or untrained random features (frozen); "
                        "a zotrain.pinn.bodies object from Python", "body",
-                       choices=tuple(bodies.BODIES), type=str)
+                       choices=tuple(bodies.BODIES), type=str,
+                       default_help=f"default: zo up to {HIGH_DIM} inputs, gauss-newton "
+                       "beyond (and where a gauss-newton option is given)")
     window: InitVar[Optional[int]] = None
     check_points: InitVar[Optional[int]] = None
     boundary_weight: Optional[float] = option(
@@ -96,6 +109,8 @@ class PinnConfig:
     def __post_init__(self, window, check_points, boundary_steps):
         given = {k: v for k, v in (("window", window), ("check_points", check_points),
                                    ("boundary_steps", boundary_steps)) if v is not None}
+        if self.body is None and given:  # options of the gauss-newton body name it
+            self.body = "gauss-newton"
         if isinstance(self.body, str):
             self.body = bodies.get(self.body, **given)
         elif given:
@@ -127,10 +142,17 @@ class PinnConfig:
         flat.update({k: getattr(self.body, k) for k in bodies.options_of(type(self.body))})
         return flat
 
+    def resolved(self, problem):
+        """This configuration with the model left to the defaults (``depth``, ``body``:
+        None) set by ``default_model`` from ``problem``'s dimension; a copy."""
+        depth, body = default_model(problem.dim)
+        return dataclasses.replace(self, depth=depth if self.depth is None else self.depth,
+                                   body=body if self.body is None else self.body)
+
     @classmethod
     def for_problem(cls, problem, **options):
-        """The configuration for ``problem``: the defaults, then the problem's ``recipe``,
-        then ``options``."""
+        """The configuration for ``problem``: the defaults (``default_model`` by its
+        dimension), then the problem's ``recipe``, then ``options``."""
         known = cls.names()
         recipe = problem.recipe or {}
         for what, names in (("problem " + repr(problem.name) + "'s recipe", recipe),
@@ -139,7 +161,7 @@ class PinnConfig:
             if unknown:
                 raise ZotrainError(f"{what} names unknown training options "
                                    f"{', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**{**recipe, **options})
+        return cls(**{**recipe, **options}).resolved(problem)
 
     @property
     def window_size(self):
@@ -151,6 +173,9 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
+        if self.depth is None or self.body is None:
+            raise ZotrainError("the model is left to the defaults: validate "
+                               "config.resolved(problem)")
         method = self.derivatives or problem.method or default_method(problem.dim)
         if method not in METHODS:
             raise ZotrainError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")

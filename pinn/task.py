@@ -23,6 +23,7 @@ from .loss import PinnLoss
 def build(c, problem, account=None):
     """``(model, loss)`` of a configuration for ``problem``; ``account`` (a
     ``CostAccount``) counts the loss's network evaluations."""
+    c = c.resolved(problem)
     model = architectures.pinn_mlp(in_features=input_map.width(c.inputs, problem.dim),
                                    width=c.width, rank=c.rank, depth=c.depth)
     network = None
@@ -124,6 +125,7 @@ class PinnTask:
     engine's ``on_start``/``after_step`` hooks, the error (or the losses) per evaluation."""
 
     def __init__(self, problem, model, loss, config, run_config):
+        config = config.resolved(problem)
         self.problem, self.model, self.loss, self.c = problem, model, loss, config
         self.run_config, self.body = run_config, config.body
         self.n_params = model.n_params

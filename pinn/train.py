@@ -98,7 +98,7 @@ def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=Tru
     checkpoints the last completed iteration.  ``resume`` continues from
     ``out_dir/checkpoint.npz``; a new run into an ``out_dir`` holding one is refused unless
     ``overwrite``."""
-    c = config or PinnConfig.for_problem(problem)
+    c = (config or PinnConfig.for_problem(problem)).resolved(problem)
     c.validate(problem)
     model, loss = build(c, problem)
     run_config = dict(c.settings(), problem=problem.name)

@@ -195,6 +195,29 @@ def test_each_bodys_options_are_refused_on_every_other_body():
         PinnConfig(body=bodies.GaussNewton(), window=2)
 
 
+def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
+    """depth and body unset: two layers trained by RGE up to HIGH_DIM inputs, one layer by
+    LM steps beyond; what is given wins, options of the gauss-newton body name it, and one
+    configuration serves problems of either size unchanged."""
+    from zotrain.pinn import suite
+    from zotrain.pinn.config import HIGH_DIM
+
+    low, high = suite.instance("poisson", 101), suite.instance("hjb", 0)
+    assert low.dim <= HIGH_DIM < high.dim
+    c = PinnConfig()
+    for problem, depth, body in ((low, 2, "zo"), (high, 1, "gauss-newton"), (low, 2, "zo")):
+        r = c.resolved(problem)
+        assert (r.depth, r.body.name) == (depth, body)
+        assert (PinnConfig.for_problem(problem).depth, build(c, problem)[0].n_params) == \
+            (depth, build(r, problem)[0].n_params)
+    assert (c.depth, c.body) == (None, None)
+    assert PinnConfig(depth=3, body="local").resolved(high).depth == 3
+    assert PinnConfig(body="zo").resolved(high).body.name == "zo"
+    assert PinnConfig(window=2).resolved(low).body.window == 2
+    with pytest.raises(ValueError, match="validate config.resolved"):
+        c.validate(low)
+
+
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
                                         ("gauss-newton", {0, 2})])
 def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
