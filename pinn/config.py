@@ -127,7 +127,8 @@ class PinnConfig:
         """The config of ``settings()``'s flat form (a run directory's, of any version): the
         body options at their unset values are dropped where the body does not take them."""
         flat = {k: v for k, v in flat.items() if k in cls.names()}
-        body = flat.get("body", "zo")
+        flat = {"depth": 2, "body": "zo", **flat}  # settings without them: then's defaults
+        body = flat["body"]
         takes = bodies.options_of(bodies.BODIES[body]) if body in bodies.BODIES else []
         for name in BODY_OPTIONS - set(takes):
             if flat.get(name) in (None, 0):

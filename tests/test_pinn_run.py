@@ -214,6 +214,8 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
     assert PinnConfig(depth=3, body="local").resolved(high).depth == 3
     assert PinnConfig(body="zo").resolved(high).body.name == "zo"
     assert PinnConfig(window=2).resolved(low).body.window == 2
+    old = PinnConfig.from_settings({"width": 8})  # a run's settings from before either option
+    assert (old.depth, old.body.name) == (2, "zo")
     with pytest.raises(ValueError, match="validate config.resolved"):
         c.validate(low)
 
