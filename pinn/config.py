@@ -174,9 +174,8 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if self.depth is None or self.body is None:
-            raise ZotrainError("the model is left to the defaults: validate "
-                               "config.resolved(problem)")
+        if self.depth is None or self.body is None:  # checked as it will train
+            return self.resolved(problem).validate(problem)
         method = self.derivatives or problem.method or default_method(problem.dim)
         if method not in METHODS:
             raise ZotrainError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")

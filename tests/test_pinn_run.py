@@ -216,8 +216,10 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
     assert PinnConfig(window=2).resolved(low).body.window == 2
     old = PinnConfig.from_settings({"width": 8})  # a run's settings from before either option
     assert (old.depth, old.body.name) == (2, "zo")
-    with pytest.raises(ValueError, match="validate config.resolved"):
-        c.validate(low)
+    with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
+        PinnConfig(depth=0).validate(high)  # validate checks the model it resolves to
+    with pytest.raises(ValueError, match="needs the numba backend"):
+        PinnConfig(backend="onnxruntime").validate(high)
 
 
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
