@@ -213,7 +213,8 @@ def test_a_problem_recipe_is_the_starting_configuration(tmp_path, capsys, monkey
                      "--eval-points", "20", "--test-points", "20"]) == 0
     assert "'s recipe:" not in capsys.readouterr().out
     loss, _ = load_run(problem, tmp_path / "none")
-    assert len(loss.model.layers[:-1:2]) == default_model(problem.dim)[0]  # the default, not the recipe's
+    depth = default_model(problem.dim)[0]
+    assert len(loss.model.layers[:-1:2]) == depth  # the default, not the recipe's
 
 
 @pytest.mark.parametrize("name", ["heat100d", "bsb100d", "hjb100d"])
@@ -255,7 +256,8 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
     assert cli.main(["pinn", problem.name, "--resume", str(run), "--iters", "2"]) == 0
     assert "'s recipe:" not in capsys.readouterr().out
     loss, _ = load_run(problem, run)
-    assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [8] * default_model(problem.dim)[0]
+    depth = default_model(problem.dim)[0]
+    assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [8] * depth
     assert [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
             if r.get("kind") == "eval"][-1] == 2
     other = dataclasses.replace(problem, name="other-poisson3d")
