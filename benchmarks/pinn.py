@@ -5,7 +5,7 @@ Usage:
   python benchmarks/pinn.py derivatives [--dims 5 21] [--sigma 0.1] [--seeds 20]
   python benchmarks/pinn.py train PROBLEM [-- zotrain pinn flags, e.g. --max-time S]
   python benchmarks/pinn.py first-order PROBLEM [--max-time S] [--batch B] [--lr LR] [--depth D]
-      [--rank R] [--inputs quadratic] [--supervised]
+      [--rank R] [--inputs I] [--supervised]
   python benchmarks/pinn.py backends PROBLEM [-- extra zotrain pinn flags]
   python benchmarks/pinn.py bodies [--max-time S] [--bodies frozen,local,zo] PROBLEM [flags]
   python benchmarks/pinn.py gn-step PROBLEM [--points N] [--derivatives RULE] [--inputs I]
@@ -273,8 +273,12 @@ def first_order(args):
     ti, dim = problem.time_index, problem.dim
     space = [i for i in range(dim) if i != ti]
 
+    def radius(y):
+        centred = y[:, space] - 0.5
+        return torch.cat([y, 4 * (centred * centred).mean(1, keepdim=True)], 1)
+
     net_inputs = {"coordinates": lambda y: y,  # zotrain.pinn.inputs, in torch
-                  "quadratic": lambda y: torch.cat([y, y * y], 1)}[c.inputs]
+                  "radius": radius, "quadratic": lambda y: torch.cat([y, y * y], 1)}[c.inputs]
 
     def u_of(x):
         return transform(x, forward(net_inputs((x - lo) / width))[:, 0])

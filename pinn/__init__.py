@@ -9,8 +9,8 @@
   (HJB-20d, Black-Scholes, Poisson 2-D, heat, Black-Scholes-Barenblatt and HJB in
   100-D) with exact solutions, hard constraints or boundary data, and the training
   options that suit them (``recipe``); ``suite``: seeded PDE instances nobody tuned for.
-* ``inputs``: what the network sees of a point (box coordinates, or each
-  coordinate and its square).
+* ``inputs``: what the network sees of a point (box coordinates, with their squared
+  distance from the box's centre, or with each coordinate's square).
 * ``loss``: the mean squared residual of Q parameter sets in one batched forward,
   and the smoothed predictor; ``constraint``: a hard constraint on the smoothed network
   (``u = a + c N_sigma``, the product rule's fields);

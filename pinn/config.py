@@ -26,13 +26,24 @@ BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.option
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 
 
+def default_boundary_rule(dim, method, samples):
+    """How boundary values are smoothed when the configuration does not say: by the frame
+    rule where the derivative rule's value is exact to degree 3 at most (``radial``,
+    ``stein-mc``: 2 ``samples`` + 1 evaluations) and the frame (exact to degree 3 too) needs
+    fewer evaluations (2 ``dim`` + 1); by the derivative rule itself otherwise."""
+    return "frame" if method in ("radial", "stein-mc") and dim < samples else "same"
+
+
 def default_model(dim):
-    """``(depth, body)`` for a problem with ``dim`` inputs that names neither: two TT hidden
-    layers trained by RGE up to ``HIGH_DIM`` inputs; beyond, one hidden layer trained with
-    the head by Levenberg-Marquardt steps (in 50-100 D the random features do not cover
-    the directions a curved solution varies along; the LM steps learn them:
-    docs/benchmarks.md, the suite's development instances)."""
-    return (2, "zo") if dim <= HIGH_DIM else (1, "gauss-newton")
+    """``(depth, body, inputs)`` for a problem with ``dim`` inputs that names none of them: two
+    TT hidden layers trained by RGE on the coordinates up to ``HIGH_DIM`` inputs; beyond,
+    one hidden layer trained with the head by Levenberg-Marquardt steps (in 50-100 D the
+    random features do not cover the directions a curved solution varies along; the LM
+    steps learn them), on the coordinates and the squared distance from the box's centre
+    (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's or
+    bsb100d's, takes many first-layer directions).  docs/benchmarks.md: the suite's
+    development instances, the built-ins."""
+    return (2, "zo", "coordinates") if dim <= HIGH_DIM else (1, "gauss-newton", "radius")
 
 
 @dataclass
@@ -56,9 +67,13 @@ class PinnConfig:
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
                                   default_help=f"default: 2 up to {HIGH_DIM} inputs, 1 beyond")
-    inputs: str = option("coordinates", "what the network sees of a point: its coordinates, "
-                         "or each coordinate and its square (zotrain.pinn.inputs)", "model",
-                         choices=tuple(input_map.INPUTS))
+    inputs: Optional[str] = option(None, "what the network sees of a point: its coordinates, "
+                                   "with their squared distance from the box's centre "
+                                   "(radius), or each coordinate and its square "
+                                   "(zotrain.pinn.inputs)", "model",
+                                   choices=tuple(input_map.INPUTS),
+                                   default_help=f"default: coordinates up to {HIGH_DIM} "
+                                   "inputs, radius beyond")
     points: int = option(64, "collocation points per iteration", "optimisation")
     queries: int = option(4, "RGE queries per iteration (antithetic: 2 forward passes each)",
                           "estimator")
@@ -82,10 +97,12 @@ class PinnConfig:
     boundary_fraction: float = option(0.25, "boundary points per collocation point (batches, "
                                       "checks, head solves) of a problem with boundary data",
                                       "boundary")
-    boundary_rule: str = option("same", "the boundary values' smoothing: the derivative "
-                                "rule's (same), a random frame's (frame: 2 d + 1 evaluations "
-                                "per point, exact to degree 3) or none (point: the network "
-                                "unsmoothed)", "boundary", choices=BOUNDARY_RULES)
+    boundary_rule: Optional[str] = option(
+        None, "the boundary values' smoothing: the derivative rule's (same), a random frame's "
+        "(frame: 2 d + 1 evaluations per point, exact to degree 3) or none (point: the network "
+        "unsmoothed)", "boundary", choices=BOUNDARY_RULES,
+        default_help="default: frame where it is as exact as the derivative rule's values "
+        "and cheaper (radial, stein-mc), else same")
     boundary_steps: InitVar[Optional[int]] = None
     head_every: int = option(20, "iterations between head solves", "head")
     head_points: int = option(4096, "collocation points per head solve", "head")
@@ -127,7 +144,8 @@ class PinnConfig:
         """The config of ``settings()``'s flat form (a run directory's, of any version): the
         body options at their unset values are dropped where the body does not take them."""
         flat = {k: v for k, v in flat.items() if k in cls.names()}
-        flat = {"depth": 2, "body": "zo", **flat}  # settings without them: then's defaults
+        flat = {"depth": 2, "body": "zo", "inputs": "coordinates", "boundary_rule": "same",
+                **flat}  # settings without them: that version's defaults
         body = flat["body"]
         takes = bodies.options_of(bodies.BODIES[body]) if body in bodies.BODIES else []
         for name in BODY_OPTIONS - set(takes):
@@ -144,11 +162,14 @@ class PinnConfig:
         return flat
 
     def resolved(self, problem):
-        """This configuration with the model left to the defaults (``depth``, ``body``:
-        None) set by ``default_model`` from ``problem``'s dimension; a copy."""
-        depth, body = default_model(problem.dim)
-        return dataclasses.replace(self, depth=depth if self.depth is None else self.depth,
-                                   body=body if self.body is None else self.body)
+        """This configuration with what it leaves to the problem (None) set: the model
+        (``depth``, ``body``, ``inputs``) by ``default_model`` from ``problem``'s dimension,
+        the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
+        rules = dict(zip(("depth", "body", "inputs"), default_model(problem.dim)))
+        method = self.derivatives or problem.method or default_method(problem.dim)
+        rules["boundary_rule"] = default_boundary_rule(problem.dim, method, self.samples)
+        return dataclasses.replace(self, **{k: v for k, v in rules.items()
+                                            if getattr(self, k) is None})
 
     @classmethod
     def for_problem(cls, problem, **options):
@@ -174,7 +195,8 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if self.depth is None or self.body is None:  # checked as it will train
+        if None in (self.depth, self.body, self.inputs, self.boundary_rule):  # checked as
+            # it will train
             return self.resolved(problem).validate(problem)
         method = self.derivatives or problem.method or default_method(problem.dim)
         if method not in METHODS:

@@ -125,13 +125,17 @@ class PinnLoss:
         p = self.problem
         return p.residual_of(x, split_fields(fields, p.time_index, p.hessian))
 
+    def network_inputs(self, y):
+        """What the network sees ``(N, width)`` of shifted box coordinates ``y`` ``(..., d)``
+        (``zotrain.pinn.inputs``)."""
+        return input_map.apply(self.inputs, y.reshape(-1, y.shape[-1]), self.problem.time_index)
+
     def values(self, P, x, boundary=False):
         """The network at every shifted input (of the boundary rule for boundary points):
         ``(Q, B, M)`` float64."""
         P = np.atleast_2d(P)
         y = self.shifted(x, boundary)
-        d = y.shape[2]
-        rows = input_map.apply(self.inputs, y.reshape(-1, d))
+        rows = self.network_inputs(y)
         per_call = max(1, _CHUNK_ROWS // len(rows))  # bounds the activations' memory
         nn = np.concatenate([self.network.apply_many(P[i:i + per_call], rows)[..., 0]
                              for i in range(0, len(P), per_call)])

@@ -124,15 +124,16 @@ def _poisson2d():
 
 
 def _recipe(**more):
-    """What the 100-D problems were measured with beyond the defaults (the model, one
-    hidden layer trained by Levenberg-Marquardt steps, is the default for their
-    dimension): each coordinate and its square as inputs (their solutions depend on x
-    through |x|^2 or sums over the coordinates: on the coordinates alone hjb100d reaches
-    1.9e-2 in 5 minutes, not 5.9e-3; docs/benchmarks.md), 256 points per step, the head
-    solved on 1,024 every 10 iterations; ``more`` adds or replaces options (heat100d:
-    2,048 points with 3 face points each, valued by the frame rule, 30 steps on the face
-    data first, then the PDE's steps with the face error weighted 1000x)."""
-    return {**dict(points=256, head_every=10, head_points=1024, inputs="quadratic"), **more}
+    """What the 100-D problems were measured with beyond the defaults (the model for their
+    dimension: one hidden layer trained by Levenberg-Marquardt steps on the coordinates and
+    the radius): 256 points per step, the head solved on 1,024 every 10 iterations;
+    ``more`` adds or replaces sizes (heat100d: 2,048 points with 3 face points each) and,
+    for heat100d, the three method options the defaults do not replace yet: each
+    coordinate and its square as inputs (its solution is a mean of sines of the
+    coordinates: on the coordinates and the radius it reaches 5.8e-3, not 4.9e-4), 30
+    steps on the face data first, then the face error weighted 1000x (with the adaptive
+    weight and no face steps: 6-7e-3 in 10 minutes); docs/benchmarks.md."""
+    return {**dict(points=256, head_every=10, head_points=1024), **more}
 
 
 def _heat100d():
@@ -144,9 +145,8 @@ def _heat100d():
                    sigma=0.05,
                    boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
                    transform_onnx=_heat100d_onnx, recipe=_recipe(
-                       points=2048, boundary_fraction=3.0,
-                       boundary_rule="frame", boundary_steps=30, boundary_weight=1000.0,
-                       iters=36, eval_every=5))
+                       points=2048, boundary_fraction=3.0, iters=36, eval_every=5,
+                       inputs="quadratic", boundary_steps=30, boundary_weight=1000.0))
 
 
 def _bsb100d():

@@ -20,7 +20,6 @@ import numpy as np
 
 from zotrain.zo.local_rule import LayerGradient, activation_slope
 
-from . import inputs as input_map
 from .derivatives import check_points
 
 
@@ -33,8 +32,8 @@ def head_inputs(loss, params, x, chunk, boundary=False):
     for i in range(0, len(x), chunk):
         xc = x[i:i + chunk]
         y = loss.shifted(xc, boundary)
-        B, M, d = y.shape
-        H = loss.network.features(params, input_map.apply(loss.inputs, y.reshape(-1, d)))
+        B, M, _ = y.shape
+        H = loss.network.features(params, loss.network_inputs(y))
         loss.count(y)
         F = np.ones((B * M, P))
         F[:, :H.shape[1]] = H
@@ -118,8 +117,8 @@ def layer_sensitivities(loss, params, x, xb, mu, chunk):
         for s in range(0, len(pts), step):
             xc = pts[s:s + step]
             y = loss.shifted(xc, boundary)
-            B, M, d = y.shape
-            rows = input_map.apply(loss.inputs, y.reshape(-1, d))
+            B, M, _ = y.shape
+            rows = loss.network_inputs(y)
             cache, out = model.linear_cache(params, rows[None])
             loss.count(y)
             X, Z = cache[i][0][0], cache[i][1][0]

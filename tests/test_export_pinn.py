@@ -15,7 +15,8 @@ from zotrain.pinn.train import PinnConfig, build, init_params
 
 
 @pytest.mark.parametrize("name,inputs", [(n, "coordinates") for n in sorted(problems.PROBLEMS)]
-                         + [("hjb100d", "quadratic"), ("poisson2d", "quadratic")])
+                         + [("hjb100d", "quadratic"), ("poisson2d", "quadratic"),
+                            ("hjb100d", "radius"), ("poisson2d", "radius")])
 def test_smoothed_predictor_matches_predict(name, inputs, tmp_path):
     problem = problems.get(name)
     model, loss = build(PinnConfig(width=32, samples=16, inputs=inputs), problem)

@@ -174,11 +174,12 @@ def test_a_boundary_sampler_draws_the_boundary_points_and_is_checked():
                 boundary_sampler=lambda n, rng: np.zeros((n, 1))).check()
 
 
-def test_quadratic_inputs_are_kept_by_the_run_and_its_export(tmp_path):
+@pytest.mark.parametrize("inputs,width", [("quadratic", 6), ("radius", 4)])
+def test_the_inputs_are_kept_by_the_run_and_its_export(inputs, width, tmp_path):
     problem = poisson3d()
-    train_pinn(problem, small(iters=3, inputs="quadratic"), tmp_path, progress=False)
+    train_pinn(problem, small(iters=3, inputs=inputs), tmp_path, progress=False)
     loss, params = load_run(problem, tmp_path)
-    assert loss.inputs == "quadratic" and loss.model.in_features == 2 * problem.dim
+    assert loss.inputs == inputs and loss.model.in_features == width
     x = problem.sample(40, 9)
     got = ort.InferenceSession(str(export_pinn_run(problem, tmp_path)),
                                providers=["CPUExecutionProvider"]).run(

@@ -8,6 +8,7 @@ from zotrain.pinn import problems, solvers, suite
 from zotrain.pinn.derivatives import frame_rule, rule, shifted_inputs, smoothed_derivatives, \
     value_weights
 from zotrain.pinn.constraint import HardConstraint
+from zotrain.pinn.inputs import width as input_width
 from zotrain.pinn.loss import PinnLoss
 from zotrain.pinn.problem import Problem, ProblemError
 from tests import reference
@@ -25,11 +26,11 @@ def head_gradient(loss, params, x):
 @pytest.mark.parametrize("name,method,inputs", [
     ("hjb20d", "degree5", "coordinates"), ("poisson2d", "sparse-grid", "coordinates"),
     ("black-scholes", "sparse-grid", "coordinates"), ("hjb20d", "degree5", "quadratic"),
-    ("poisson2d", "sparse-grid", "quadratic")])
+    ("poisson2d", "sparse-grid", "quadratic"), ("hjb20d", "degree5", "radius"),
+    ("poisson2d", "sparse-grid", "radius")])
 def test_loss_many_matches_a_per_set_reference(name, method, inputs):
     p = problems.get(name)
-    quadratic = inputs == "quadratic"
-    model = zotrain.pinn_mlp(in_features=p.dim * (2 if quadratic else 1), width=16, rank=2)
+    model = zotrain.pinn_mlp(in_features=input_width(inputs, p.dim), width=16, rank=2)
     P = np.stack([model.init(s) for s in range(2)])
     x = p.sample(5, seed=0)
     loss = PinnLoss(model, p, sigma=0.2, method=method, level=3, inputs=inputs)
@@ -37,8 +38,12 @@ def test_loss_many_matches_a_per_set_reference(name, method, inputs):
     stein = rule(p.dim, method, level=3)
     lo, w = np.array(p.lower), np.array(p.upper) - np.array(p.lower)
 
-    def net_inputs(Y):  # box coordinates y, or (y, y^2) per coordinate
-        return np.concatenate([Y, Y ** 2], axis=1) if quadratic else Y
+    def net_inputs(Y):  # box coordinates y, (y, y^2) per coordinate, or (y, radius)
+        if inputs == "quadratic":
+            return np.concatenate([Y, Y ** 2], axis=1)
+        space = np.delete(Y, p.time_index, axis=1) if p.time_index is not None else Y
+        radius = 4 * ((space - 0.5) ** 2).mean(axis=1, keepdims=True)
+        return np.concatenate([Y, radius], axis=1) if inputs == "radius" else Y
 
     for q in range(2):  # the network sees (a map of) box coordinates y; derivatives are in x
         f = lambda Y: reference.forward(model, P[q], net_inputs(Y))[:, 0]  # noqa
@@ -144,15 +149,16 @@ def test_hidden_layer_gradient_matches_finite_differences(name, method, depth):
 @pytest.mark.parametrize("name,method,depth,inputs", [("hjb20d", "degree5", 2, "coordinates"),
                                                       ("heat100d", "radial", 1, "coordinates"),
                                                       ("hjb100d", "radial", 1, "coordinates"),
-                                                      ("heat100d", "radial", 1, "quadratic")])
+                                                      ("heat100d", "radial", 1, "quadratic"),
+                                                      ("hjb100d", "radial", 1, "radius")])
 def test_body_jacobian_matches_finite_differences(name, method, depth, inputs):
     """The Jacobian of every point's residual (and boundary error) in the last hidden layer's
     and the head's parameters: central differences of the residuals along random
     directions of those parameters; its gradient 2 J^T r is the local rule's and the
     exact head gradient."""
     p = problems.get(name)
-    model = zotrain.pinn_mlp(in_features=p.dim * (2 if inputs == "quadratic" else 1), width=16,
-                             rank=2, depth=depth)
+    model = zotrain.pinn_mlp(in_features=input_width(inputs, p.dim), width=16, rank=2,
+                             depth=depth)
     loss = PinnLoss(model, p, sigma=0.1, method=method, inputs=inputs)
     x = p.sample(5, seed=1)
     xb = p.sample_boundary(3, seed=2) if p.boundary is not None else None

@@ -196,8 +196,9 @@ def test_each_bodys_options_are_refused_on_every_other_body():
 
 
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
-    """depth and body unset: two layers trained by RGE up to HIGH_DIM inputs, one layer by
-    LM steps beyond; what is given wins, options of the gauss-newton body name it, and one
+    """depth, body, inputs and boundary rule unset: two layers trained by RGE on the
+    coordinates up to HIGH_DIM inputs, one layer by LM steps on the coordinates and the
+    radius beyond; what is given wins, options of the gauss-newton body name it, and one
     configuration serves problems of either size unchanged."""
     from zotrain.pinn import suite
     from zotrain.pinn.config import HIGH_DIM
@@ -205,17 +206,28 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
     low, high = suite.instance("poisson", 101), suite.instance("hjb", 0)
     assert low.dim <= HIGH_DIM < high.dim
     c = PinnConfig()
-    for problem, depth, body in ((low, 2, "zo"), (high, 1, "gauss-newton"), (low, 2, "zo")):
+    for problem, depth, body, inputs, n_in in ((low, 2, "zo", "coordinates", low.dim),
+                                               (high, 1, "gauss-newton", "radius", high.dim + 1),
+                                               (low, 2, "zo", "coordinates", low.dim)):
         r = c.resolved(problem)
-        assert (r.depth, r.body.name) == (depth, body)
-        assert (PinnConfig.for_problem(problem).depth, build(c, problem)[0].n_params) == \
-            (depth, build(r, problem)[0].n_params)
-    assert (c.depth, c.body) == (None, None)
+        assert (r.depth, r.body.name, r.inputs) == (depth, body, inputs)
+        model = build(c, problem)[0]
+        assert (PinnConfig.for_problem(problem).depth, model.n_params, model.in_features) == \
+            (depth, build(r, problem)[0].n_params, n_in)
+    assert (c.depth, c.body, c.inputs) == (None, None, None)
     assert PinnConfig(depth=3, body="local").resolved(high).depth == 3
     assert PinnConfig(body="zo").resolved(high).body.name == "zo"
+    assert PinnConfig(inputs="quadratic").resolved(high).inputs == "quadratic"
+    # boundary values by the frame rule where the derivative rule's (radial beyond 25
+    # inputs) are exact to degree 3 too, at more evaluations: 2 samples + 1 > 2 dim + 1
+    assert (c.resolved(low).boundary_rule, c.resolved(high).boundary_rule) == ("same", "frame")
+    assert PinnConfig(samples=high.dim).resolved(high).boundary_rule == "same"
+    assert PinnConfig(derivatives="degree5").resolved(high).boundary_rule == "same"
+    assert PinnConfig(boundary_rule="point").resolved(high).boundary_rule == "point"
     assert PinnConfig(window=2).resolved(low).body.window == 2
-    old = PinnConfig.from_settings({"width": 8})  # a run's settings from before either option
-    assert (old.depth, old.body.name) == (2, "zo")
+    old = PinnConfig.from_settings({"width": 8})  # a run's settings from before the options
+    assert (old.depth, old.body.name, old.inputs, old.boundary_rule) == \
+        (2, "zo", "coordinates", "same")
     with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
         PinnConfig(depth=0).validate(high)  # validate checks the model it resolves to
     with pytest.raises(ValueError, match="needs the numba backend"):

@@ -450,11 +450,11 @@ def _add_pinn(sub):
                        "function values on a sparse grid (or Monte Carlo); zeroth-order steps "
                        "on the TT body and an exact Gauss-Newton solve of the linear head "
                        "(beyond 25 inputs: one hidden layer trained with the head by "
-                       "Levenberg-Marquardt steps). Writes metrics.json, model.npz, "
-                       "checkpoint.npz, log.jsonl, curves.png. A problem may carry a recipe "
-                       "(heat100d, bsb100d and hjb100d do: sizes, and each coordinate's square "
-                       "as an input); it replaces the defaults below, and the options given "
-                       "replace it.")
+                       "Levenberg-Marquardt steps, on the coordinates and their radius). "
+                       "Writes metrics.json, model.npz, checkpoint.npz, log.jsonl, "
+                       "curves.png. A problem may carry a recipe (heat100d, bsb100d and "
+                       "hjb100d do: sizes and budgets); it replaces the defaults below, and "
+                       "the options given replace it.")
     p.add_argument("problem", help=f"one of {', '.join(PROBLEMS)}")
     groups = {}
     body = [(f.name, f.default, f.type, f.metadata) for f in fields(bodies.GaussNewton)]

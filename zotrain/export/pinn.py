@@ -55,7 +55,8 @@ def to_onnx_pinn(loss, params, path):
     lo, width = loss.lower, loss.width
     y = g.op("Div", [g.op("Sub", ["x", g.const(lo, np.float32)]), g.const(width, np.float32)])
     ys = g.op("Add", [g.op("Unsqueeze", [y, g.const([1])]), g.const(shifts, np.float32)])
-    rows = input_map.onnx(loss.inputs, g, g.op("Reshape", [ys, g.const([-1, d])]))
+    rows = input_map.onnx(loss.inputs, g, g.op("Reshape", [ys, g.const([-1, d])]), d,
+                          problem.time_index)
     nn, _ = forward_nodes(g, model, rows, lambda n: n, False)
     nn = g.op("Reshape", [nn, g.const([-1, len(shifts)])])  # (batch, M)
     u = g.op("MatMul", [nn, g.const(weights, np.float32)])  # (batch, 1)
