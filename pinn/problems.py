@@ -127,7 +127,7 @@ def _recipe(**more):
     """What the 100-D problems were measured with beyond the defaults (the model for their
     dimension: one hidden layer trained by Levenberg-Marquardt steps on the coordinates and
     the radius): 256 points per step, the head solved on 1,024 every 10 iterations;
-    ``more`` adds or replaces sizes (heat100d: 2,048 points with 3 face points each) and,
+    ``more`` adds or replaces sizes (heat100d: 1,024 points with 3 face points each) and,
     for heat100d, the three method options the defaults do not replace yet: each
     coordinate and its square as inputs (its solution is a mean of sines of the
     coordinates: on the coordinates and the radius it reaches 5.8e-3, not 4.9e-4), 30
@@ -145,7 +145,7 @@ def _heat100d():
                    sigma=0.05,
                    boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
                    transform_onnx=_heat100d_onnx, recipe=_recipe(
-                       points=2048, boundary_fraction=3.0, iters=36, eval_every=5,
+                       points=1024, boundary_fraction=3.0, iters=36, eval_every=5,
                        inputs="quadratic", boundary_steps=30, boundary_weight=1000.0))
 
 
