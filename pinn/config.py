@@ -166,10 +166,15 @@ class PinnConfig:
         (``depth``, ``body``, ``inputs``) by ``default_model`` from ``problem``'s dimension,
         the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
         rules = dict(zip(("depth", "body", "inputs"), default_model(problem.dim)))
-        method = self.derivatives or problem.method or default_method(problem.dim)
-        rules["boundary_rule"] = default_boundary_rule(problem.dim, method, self.samples)
+        rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
+                                                       self.samples)
         return dataclasses.replace(self, **{k: v for k, v in rules.items()
                                             if getattr(self, k) is None})
+
+    def method_for(self, problem):
+        """The derivative rule this configuration uses on ``problem``: its own, else the
+        problem's, else ``default_method`` by dimension."""
+        return self.derivatives or problem.method or default_method(problem.dim)
 
     @classmethod
     def for_problem(cls, problem, **options):
@@ -195,10 +200,9 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if None in (self.depth, self.body, self.inputs, self.boundary_rule):  # checked as
-            # it will train
-            return self.resolved(problem).validate(problem)
-        method = self.derivatives or problem.method or default_method(problem.dim)
+        if None in (self.depth, self.body, self.inputs, self.boundary_rule):
+            return self.resolved(problem).validate(problem)  # checked as it will train
+        method = self.method_for(problem)
         if method not in METHODS:
             raise ZotrainError(f"unknown derivative method {method!r}; known: {', '.join(METHODS)}")
         input_map.check(self.inputs)
