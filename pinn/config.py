@@ -24,6 +24,8 @@ BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
+ITERS = 100  # the iterations of a run without a time limit that names none
+UNTIL_TIME = 10 ** 6  # ... and of one with a time limit: as many as it allows
 
 
 def default_boundary_rule(dim, method, samples):
@@ -52,7 +54,9 @@ class PinnConfig:
     (``zotrain.options``); the gauss-newton body's options are its own
     (``bodies.GaussNewton``), taken here for the command line and the recipes."""
 
-    iters: int = option(100, "iterations", "budgets and stopping")
+    iters: Optional[int] = option(None, "iterations", "budgets and stopping", type=int,
+                                  default_help=f"default: {ITERS}; with --max-time, as many "
+                                  "as the time allows")
     derivatives: Optional[str] = option(None, "the Stein rule of the derivatives",
                                         "derivatives", choices=METHODS,
                                         default_help="default: the problem's, else "
@@ -191,6 +195,16 @@ class PinnConfig:
         return cls(**{**recipe, **options}).resolved(problem)
 
     @property
+    def steps(self):
+        """The iteration budget: ``iters``, else ``ITERS`` without a time limit and, with one,
+        as many as it allows (``UNTIL_TIME``; the RGE steps' cosine learning-rate schedule
+        then spans that many, so it stays near ``lr``).  Kept apart from ``iters`` so that
+        a run directory records what was asked and its resume without ``--max-time`` stops."""
+        if self.iters is not None:
+            return self.iters
+        return ITERS if self.max_time_s is None else UNTIL_TIME
+
+    @property
     def window_size(self):
         return getattr(self.body, "window_size", 1)
 
@@ -214,7 +228,10 @@ class PinnConfig:
             raise ZotrainError(f"body must be a zotrain.pinn.bodies object or one of "
                                f"{', '.join(bodies.BODIES)}, got {self.body!r}")
         self.body.check(self, problem)
-        for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
+        if self.iters is not None and (isinstance(self.iters, bool) or
+                                       not isinstance(self.iters, int) or self.iters < 1):
+            raise ZotrainError(f"iters must be an integer >= 1, got {self.iters!r}")
+        for name in ("points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

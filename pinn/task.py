@@ -167,7 +167,7 @@ class PinnTask:
 
     def batches(self, epoch, seed):
         c = self.c
-        for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.iters) + 1):
+        for it in range(epoch * c.eval_every + 1, min((epoch + 1) * c.eval_every, c.steps) + 1):
             yield self.batch(it, seed)
 
     def _forwards(self):  # in collocation points of the derivative rule

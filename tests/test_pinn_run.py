@@ -234,6 +234,21 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
         PinnConfig(backend="onnxruntime").validate(high)
 
 
+def test_without_iters_a_time_limit_sets_how_many(tmp_path):
+    """iters unset: 100 iterations without a time limit, as many as it allows with one (the
+    run stops on the time, not at 100); the run directory records iters unset, so a resume
+    without --max-time stops; a given iters wins."""
+    from zotrain.pinn.config import ITERS, UNTIL_TIME
+
+    assert (PinnConfig().steps, PinnConfig(max_time_s=9).steps) == (ITERS, UNTIL_TIME)
+    assert PinnConfig(iters=7, max_time_s=9).steps == 7
+    c = small(iters=None, max_time_s=10.0, eval_every=50, head_every=50)
+    m = run(c, tmp_path)
+    assert m["iters"] > ITERS and m["stopped"] == "time limit", m
+    with open(tmp_path / "config.json") as f:
+        assert json.load(f)["iters"] is None
+
+
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
                                         ("gauss-newton", {0, 2})])
 def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
