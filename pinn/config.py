@@ -228,12 +228,11 @@ class PinnConfig:
             raise ZotrainError(f"body must be a zotrain.pinn.bodies object or one of "
                                f"{', '.join(bodies.BODIES)}, got {self.body!r}")
         self.body.check(self, problem)
-        if self.iters is not None and (isinstance(self.iters, bool) or
-                                       not isinstance(self.iters, int) or self.iters < 1):
-            raise ZotrainError(f"iters must be an integer >= 1, got {self.iters!r}")
-        for name in ("points", "queries", "level", "samples", "width", "rank", "depth",
+        for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
+            if v is None and name == "iters":  # steps: by the time limit
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ("sigma", "mu", "lr", "max_time_s"):

@@ -149,6 +149,8 @@ def test_divergence_stops_and_keeps_the_last_good_state(tmp_path, monkeypatch):
 @pytest.mark.parametrize("field,value,msg", [
     ("head", "lstsq", "unknown head training 'lstsq'"),
     ("points", 0, "points must be an integer >= 1"),
+    ("iters", 0, "iters must be an integer >= 1, got 0"),
+    ("iters", 2.5, "iters must be an integer >= 1, got 2.5"),
     ("ridge", -1.0, "ridge must be >= 0"),
     ("derivatives", "autodiff", "unknown derivative method 'autodiff'"),
     ("sigma", 0.0, "sigma must be > 0"),
@@ -247,6 +249,8 @@ def test_without_iters_a_time_limit_sets_how_many(tmp_path):
     assert m["iters"] > ITERS and m["stopped"] == "time limit", m
     with open(tmp_path / "config.json") as f:
         assert json.load(f)["iters"] is None
+    again = run(small(iters=None, eval_every=50, head_every=50), tmp_path, resume=True)
+    assert again["iters"] == m["iters"]  # resumed without a time limit: 100, long passed
 
 
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
