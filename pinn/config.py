@@ -23,6 +23,7 @@ HEADS = ("gauss-newton", "zo")
 BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
+LOW_DIM = 10  # up to this many inputs, the random-feature model (``default_model``)
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 ITERS = 100  # the iterations of a run without a time limit that names none
 UNTIL_TIME = 10 ** 6  # ... and of one with a time limit: as many as it allows
@@ -36,16 +37,31 @@ def default_boundary_rule(dim, method, samples):
     return "frame" if method in ("radial", "stein-mc") and dim < samples else "same"
 
 
-def default_model(dim):
-    """``(depth, body, inputs)`` for a problem with ``dim`` inputs that names none of them: two
-    TT hidden layers trained by RGE on the coordinates up to ``HIGH_DIM`` inputs; beyond,
-    one hidden layer trained with the head by Levenberg-Marquardt steps (in 50-100 D the
-    random features do not cover the directions a curved solution varies along; the LM
-    steps learn them), on the coordinates and the squared distance from the box's centre
-    (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's or
-    bsb100d's, takes many first-layer directions).  docs/benchmarks.md: the suite's
-    development instances, the built-ins."""
-    return (2, "zo", "coordinates") if dim <= HIGH_DIM else (1, "gauss-newton", "radius")
+def solution_free(problem):
+    """Whether the loss leaves ``problem``'s solution free in its box: posed on all of R^d
+    (``whole_space``) with no data at the box's faces.  A parabolic equation without lateral
+    data has many solutions in a bounded region; only a model's own bias picks one there."""
+    return problem.whole_space and problem.boundary is None
+
+
+def default_model(problem):
+    """``(depth, body, inputs)`` for ``problem`` where the configuration names none of them:
+
+    * up to ``LOW_DIM`` inputs, two TT hidden layers trained by RGE on the coordinates: the
+      random first-layer directions cover the few directions a solution varies along;
+    * up to ``HIGH_DIM`` inputs, one hidden layer trained with the head by Levenberg-Marquardt
+      steps (the steps learn the directions the random features miss), on the coordinates;
+      where the loss leaves the solution free (``solution_free``), the two RGE layers, whose
+      smooth random features pick a solution the LM steps' fit of the loss does not;
+    * beyond, the LM model on the coordinates and the squared distance from the box's
+      centre (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's
+      or bsb100d's, takes many first-layer directions).
+
+    docs/benchmarks.md: the suite's development instances, the built-ins."""
+    dim = problem.dim
+    if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)):
+        return 2, "zo", "coordinates"
+    return 1, "gauss-newton", "coordinates" if dim <= HIGH_DIM else "radius"
 
 
 @dataclass
@@ -70,7 +86,9 @@ class PinnConfig:
     rank: int = option(2, "TT rank of the hidden layers", "model")
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
-                                  default_help=f"default: 2 up to {HIGH_DIM} inputs, 1 beyond")
+                                  default_help=f"default: 1 beyond {LOW_DIM} inputs, 2 up "
+                                  f"to {LOW_DIM} and where the solution is free "
+                                  "(zotrain.pinn.config.default_model)")
     inputs: Optional[str] = option(None, "what the network sees of a point: its coordinates, "
                                    "with their squared distance from the box's centre "
                                    "(radius), or each coordinate and its square "
@@ -90,8 +108,9 @@ class PinnConfig:
                        "(gauss-newton), RGE below it; or untrained random features (frozen); "
                        "a zotrain.pinn.bodies object from Python", "body",
                        choices=tuple(bodies.BODIES), type=str,
-                       default_help=f"default: zo up to {HIGH_DIM} inputs, gauss-newton "
-                       "beyond (and where a gauss-newton option is given)")
+                       default_help=f"default: gauss-newton beyond {LOW_DIM} inputs or where one "
+                       f"of its options is given, zo up to {LOW_DIM} and where the solution "
+                       "is free (zotrain.pinn.config.default_model)")
     window: InitVar[Optional[int]] = None
     check_points: InitVar[Optional[int]] = None
     boundary_weight: Optional[float] = option(
@@ -167,9 +186,9 @@ class PinnConfig:
 
     def resolved(self, problem):
         """This configuration with what it leaves to the problem (None) set: the model
-        (``depth``, ``body``, ``inputs``) by ``default_model`` from ``problem``'s dimension,
+        (``depth``, ``body``, ``inputs``) by ``default_model`` from ``problem``'s properties,
         the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
-        rules = dict(zip(("depth", "body", "inputs"), default_model(problem.dim)))
+        rules = dict(zip(("depth", "body", "inputs"), default_model(problem)))
         rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
                                                        self.samples)
         return dataclasses.replace(self, **{k: v for k, v in rules.items()

@@ -214,7 +214,7 @@ def test_a_problem_recipe_is_the_starting_configuration(tmp_path, capsys, monkey
                      "--eval-points", "20", "--test-points", "20"]) == 0
     assert "'s recipe:" not in capsys.readouterr().out
     loss, _ = load_run(problem, tmp_path / "none")
-    depth = default_model(problem.dim)[0]
+    depth = default_model(problem)[0]
     assert len(loss.model.layers[:-1:2]) == depth  # the default, not the recipe's
 
 
@@ -257,7 +257,7 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
     assert cli.main(["pinn", problem.name, "--resume", str(run), "--iters", "2"]) == 0
     assert "'s recipe:" not in capsys.readouterr().out
     loss, _ = load_run(problem, run)
-    depth = default_model(problem.dim)[0]
+    depth = default_model(problem)[0]
     assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [8] * depth
     assert [r["step"] for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())
             if r.get("kind") == "eval"][-1] == 2

@@ -197,18 +197,31 @@ def test_each_bodys_options_are_refused_on_every_other_body():
         PinnConfig(body=bodies.GaussNewton(), window=2)
 
 
-def test_the_model_left_to_the_defaults_is_set_by_the_problems_dimension():
+def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     """depth, body, inputs and boundary rule unset: two layers trained by RGE on the
-    coordinates up to HIGH_DIM inputs, one layer by LM steps on the coordinates and the
-    radius beyond; what is given wins, options of the gauss-newton body name it, and one
-    configuration serves problems of either size unchanged."""
-    from zotrain.pinn import suite
-    from zotrain.pinn.config import HIGH_DIM
+    coordinates up to LOW_DIM inputs; one layer by LM steps on the coordinates up to
+    HIGH_DIM, but the RGE layers where the loss leaves the solution free (all of R^d, no
+    face data: hjb20d); the LM layer on the coordinates and the radius beyond; what is
+    given wins, options of the gauss-newton body name it, and one configuration serves
+    problems of any size unchanged."""
+    import dataclasses
 
-    low, high = suite.instance("poisson", 101), suite.instance("hjb", 0)
-    assert low.dim <= HIGH_DIM < high.dim
+    from zotrain.pinn import problems, suite
+    from zotrain.pinn.config import HIGH_DIM, LOW_DIM, solution_free
+
+    low, mid, high = (suite.instance("poisson", 101), suite.instance("allen-cahn", 1),
+                      suite.instance("hjb", 0))
+    free = problems.get("hjb20d")
+    assert low.dim <= LOW_DIM < mid.dim <= HIGH_DIM < high.dim
+    assert LOW_DIM < free.dim <= HIGH_DIM
+    assert (solution_free(free), solution_free(mid), solution_free(low)) == (True, False, False)
+    # with face data, or on a bounded box, the same problem is not free
+    assert not solution_free(dataclasses.replace(free, boundary=free.exact))
+    assert not solution_free(dataclasses.replace(free, whole_space=False))
     c = PinnConfig()
     for problem, depth, body, inputs, n_in in ((low, 2, "zo", "coordinates", low.dim),
+                                               (mid, 1, "gauss-newton", "coordinates", mid.dim),
+                                               (free, 2, "zo", "coordinates", free.dim),
                                                (high, 1, "gauss-newton", "radius", high.dim + 1),
                                                (low, 2, "zo", "coordinates", low.dim)):
         r = c.resolved(problem)
