@@ -24,6 +24,7 @@ BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
 LOW_DIM = 10  # up to this many inputs, the random-feature model (``default_model``)
+WIDTHS = (1024, 512)  # its hidden width, and every other model's
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 ITERS = 100  # the iterations of a run without a time limit that names none
 UNTIL_TIME = 10 ** 6  # ... and of one with a time limit: as many as it allows
@@ -45,10 +46,12 @@ def solution_free(problem):
 
 
 def default_model(problem):
-    """``(depth, body, inputs)`` for ``problem`` where the configuration names none of them:
+    """``(depth, body, inputs, width)`` for ``problem`` where the configuration names none
+    of them:
 
-    * up to ``LOW_DIM`` inputs, two TT hidden layers trained by RGE on the coordinates: the
-      random first-layer directions cover the few directions a solution varies along;
+    * up to ``LOW_DIM`` inputs, two TT hidden layers of width 1,024 trained by RGE on the
+      coordinates: the random first-layer directions cover the few directions a solution
+      varies along, and their number sets the error's floor (width 512 elsewhere);
     * up to ``HIGH_DIM`` inputs, one hidden layer trained with the head by Levenberg-Marquardt
       steps (the steps learn the directions the random features miss), on the coordinates;
       where the loss leaves the solution free (``solution_free``), the two RGE layers, whose
@@ -59,9 +62,10 @@ def default_model(problem):
 
     docs/benchmarks.md: the suite's development instances, the built-ins."""
     dim = problem.dim
+    width = WIDTHS[0] if dim <= LOW_DIM else WIDTHS[1]
     if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)):
-        return 2, "zo", "coordinates"
-    return 1, "gauss-newton", "coordinates" if dim <= HIGH_DIM else "radius"
+        return 2, "zo", "coordinates", width
+    return 1, "gauss-newton", "coordinates" if dim <= HIGH_DIM else "radius", width
 
 
 @dataclass
@@ -82,7 +86,9 @@ class PinnConfig:
                           "point), pairs for radial", "derivatives")
     sigma: Optional[float] = option(None, "smoothing radius in box widths", "derivatives",
                                     default_help="default: the problem's")
-    width: int = option(512, "hidden width", "model")
+    width: Optional[int] = option(None, "hidden width", "model", type=int,
+                                  default_help=f"default: {WIDTHS[0]} up to {LOW_DIM} inputs, "
+                                  f"{WIDTHS[1]} beyond (zotrain.pinn.config.default_model)")
     rank: int = option(2, "TT rank of the hidden layers", "model")
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
@@ -168,7 +174,7 @@ class PinnConfig:
         body options at their unset values are dropped where the body does not take them."""
         flat = {k: v for k, v in flat.items() if k in cls.names()}
         flat = {"depth": 2, "body": "zo", "inputs": "coordinates", "boundary_rule": "same",
-                **flat}  # settings without them: that version's defaults
+                "width": 512, **flat}  # settings without them: that version's defaults
         body = flat["body"]
         takes = bodies.options_of(bodies.BODIES[body]) if body in bodies.BODIES else []
         for name in BODY_OPTIONS - set(takes):
@@ -186,9 +192,9 @@ class PinnConfig:
 
     def resolved(self, problem):
         """This configuration with what it leaves to the problem (None) set: the model
-        (``depth``, ``body``, ``inputs``) by ``default_model`` from ``problem``'s properties,
-        the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
-        rules = dict(zip(("depth", "body", "inputs"), default_model(problem)))
+        (``depth``, ``body``, ``inputs``, ``width``) by ``default_model`` from ``problem``'s
+        properties, the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
+        rules = dict(zip(("depth", "body", "inputs", "width"), default_model(problem)))
         rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
                                                        self.samples)
         return dataclasses.replace(self, **{k: v for k, v in rules.items()
@@ -233,7 +239,7 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if None in (self.depth, self.body, self.inputs, self.boundary_rule):
+        if None in (self.depth, self.body, self.inputs, self.width, self.boundary_rule):
             return self.resolved(problem).validate(problem)  # checked as it will train
         method = self.method_for(problem)
         if method not in METHODS:

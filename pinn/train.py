@@ -42,7 +42,7 @@ from zotrain.engine.loop import Engine
 from zotrain.engine.memory import check_fits
 
 from .bodies import BODIES, CHECK_POINTS, WINDOW  # noqa: F401  (their names here before)
-from .config import BACKENDS, HEADS, RESUMABLE, UNTIL_TIME, PinnConfig  # noqa: F401
+from .config import BACKENDS, HEADS, RESUMABLE, PinnConfig  # noqa: F401
 from .task import (PinnObjectives, PinnTask, build, evaluate, init_params,  # noqa: F401
                    make_loss, pinn_objective, rel_l2, residual_losses)
 
@@ -115,7 +115,7 @@ def train_pinn(problem, config=None, out_dir=None, *, resume=False, progress=Tru
                         config=run_config, resumable=RESUMABLE, callbacks=callbacks,
                         progress=progress, log_every=0, max_time_s=c.max_time_s,
                         evaluate_at_start=True, overwrite=overwrite,
-                        total_steps=None if c.steps == UNTIL_TIME else c.steps)
+                        total_steps=c.iters if c.max_time_s is not None else c.steps)
         return engine.run(resume=resume)
     finally:
         model.release_buffers()

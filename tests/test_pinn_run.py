@@ -198,8 +198,8 @@ def test_each_bodys_options_are_refused_on_every_other_body():
 
 
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
-    """depth, body, inputs and boundary rule unset: two layers trained by RGE on the
-    coordinates up to LOW_DIM inputs; one layer by LM steps on the coordinates up to
+    """depth, body, inputs, width and boundary rule unset: two layers of width 1,024
+    trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond); one layer by LM steps on the coordinates up to
     HIGH_DIM, but the RGE layers where the loss leaves the solution free (all of R^d, no
     face data: hjb20d); the LM layer on the coordinates and the radius beyond; what is
     given wins, options of the gauss-newton body name it, and one configuration serves
@@ -219,17 +219,21 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert not solution_free(dataclasses.replace(free, boundary=free.exact))
     assert not solution_free(dataclasses.replace(free, whole_space=False))
     c = PinnConfig()
-    for problem, depth, body, inputs, n_in in ((low, 2, "zo", "coordinates", low.dim),
-                                               (mid, 1, "gauss-newton", "coordinates", mid.dim),
-                                               (free, 2, "zo", "coordinates", free.dim),
-                                               (high, 1, "gauss-newton", "radius", high.dim + 1),
-                                               (low, 2, "zo", "coordinates", low.dim)):
+    for problem, depth, body, inputs, width, n_in in (
+            (low, 2, "zo", "coordinates", 1024, low.dim),
+            (mid, 1, "gauss-newton", "coordinates", 512, mid.dim),
+            (free, 2, "zo", "coordinates", 512, free.dim),
+            (high, 1, "gauss-newton", "radius", 512, high.dim + 1),
+            (low, 2, "zo", "coordinates", 1024, low.dim)):
         r = c.resolved(problem)
-        assert (r.depth, r.body.name, r.inputs) == (depth, body, inputs)
+        assert (r.depth, r.body.name, r.inputs, r.width) == (depth, body, inputs, width)
         model = build(c, problem)[0]
         assert (PinnConfig.for_problem(problem).depth, model.n_params, model.in_features) == \
             (depth, build(r, problem)[0].n_params, n_in)
-    assert (c.depth, c.body, c.inputs) == (None, None, None)
+        assert model.n_params != build(dataclasses.replace(r, width=width // 2),
+                                       problem)[0].n_params  # the width is the model's
+    assert (c.depth, c.body, c.inputs, c.width) == (None, None, None, None)
+    assert PinnConfig(width=64).resolved(low).width == 64
     assert PinnConfig(depth=3, body="local").resolved(high).depth == 3
     assert PinnConfig(body="zo").resolved(high).body.name == "zo"
     assert PinnConfig(inputs="quadratic").resolved(high).inputs == "quadratic"
@@ -241,8 +245,9 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert PinnConfig(boundary_rule="point").resolved(high).boundary_rule == "point"
     assert PinnConfig(window=2).resolved(low).body.window == 2
     old = PinnConfig.from_settings({"width": 8})  # a run's settings from before the options
-    assert (old.depth, old.body.name, old.inputs, old.boundary_rule) == \
-        (2, "zo", "coordinates", "same")
+    assert (old.depth, old.body.name, old.inputs, old.boundary_rule, old.width) == \
+        (2, "zo", "coordinates", "same", 8)
+    assert PinnConfig.from_settings({}).resolved(low).width == 512  # that version's width
     with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
         PinnConfig(depth=0).validate(high)  # validate checks the model it resolves to
     with pytest.raises(ValueError, match="needs the numba backend"):
