@@ -45,9 +45,9 @@ def solution_free(problem):
     return problem.whole_space and problem.boundary is None
 
 
-def default_model(problem):
+def default_model(problem, backend="numba"):
     """``(depth, body, inputs, width)`` for ``problem`` where the configuration names none
-    of them:
+    of them (the LM steps run on the numba ``backend`` only; elsewhere the RGE layers):
 
     * up to ``LOW_DIM`` inputs, two TT hidden layers of width 1,024 trained by RGE on the
       coordinates: the random first-layer directions cover the few directions a solution
@@ -63,9 +63,10 @@ def default_model(problem):
     docs/benchmarks.md: the suite's development instances, the built-ins."""
     dim = problem.dim
     width = WIDTHS[0] if dim <= LOW_DIM else WIDTHS[1]
-    if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)):
-        return 2, "zo", "coordinates", width
-    return 1, "gauss-newton", "coordinates" if dim <= HIGH_DIM else "radius", width
+    inputs = "coordinates" if dim <= HIGH_DIM else "radius"
+    if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)) or backend != "numba":
+        return 2, "zo", inputs, width
+    return 1, "gauss-newton", inputs, width
 
 
 @dataclass
@@ -93,7 +94,8 @@ class PinnConfig:
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
                                   default_help=f"default: 1 beyond {LOW_DIM} inputs, 2 up "
-                                  f"to {LOW_DIM} and where the solution is free "
+                                  f"to {LOW_DIM}, where the solution is free and on "
+                                  "onnxruntime "
                                   "(zotrain.pinn.config.default_model)")
     inputs: Optional[str] = option(None, "what the network sees of a point: its coordinates, "
                                    "with their squared distance from the box's centre "
@@ -115,8 +117,8 @@ class PinnConfig:
                        "a zotrain.pinn.bodies object from Python", "body",
                        choices=tuple(bodies.BODIES), type=str,
                        default_help=f"default: gauss-newton beyond {LOW_DIM} inputs or where one "
-                       f"of its options is given, zo up to {LOW_DIM} and where the solution "
-                       "is free (zotrain.pinn.config.default_model)")
+                       f"of its options is given, zo up to {LOW_DIM}, where the solution "
+                       "is free and on onnxruntime (zotrain.pinn.config.default_model)")
     window: InitVar[Optional[int]] = None
     check_points: InitVar[Optional[int]] = None
     boundary_weight: Optional[float] = option(
@@ -194,7 +196,8 @@ class PinnConfig:
         """This configuration with what it leaves to the problem (None) set: the model
         (``depth``, ``body``, ``inputs``, ``width``) by ``default_model`` from ``problem``'s
         properties, the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
-        rules = dict(zip(("depth", "body", "inputs", "width"), default_model(problem)))
+        rules = dict(zip(("depth", "body", "inputs", "width"),
+                         default_model(problem, self.backend)))
         rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
                                                        self.samples)
         return dataclasses.replace(self, **{k: v for k, v in rules.items()

@@ -199,11 +199,12 @@ def test_each_bodys_options_are_refused_on_every_other_body():
 
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     """depth, body, inputs, width and boundary rule unset: two layers of width 1,024
-    trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond); one layer by LM steps on the coordinates up to
-    HIGH_DIM, but the RGE layers where the loss leaves the solution free (all of R^d, no
-    face data: hjb20d); the LM layer on the coordinates and the radius beyond; what is
-    given wins, options of the gauss-newton body name it, and one configuration serves
-    problems of any size unchanged."""
+    trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond); one layer
+    by LM steps on the coordinates up to HIGH_DIM, but the RGE layers where the loss
+    leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on the
+    coordinates and the radius beyond; what is given wins, options of the gauss-newton
+    body name it, the RGE layers serve where the backend cannot run the LM steps, and one
+    configuration serves problems of any size unchanged."""
     import dataclasses
 
     from zotrain.pinn import problems, suite
@@ -250,8 +251,13 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert PinnConfig.from_settings({}).resolved(low).width == 512  # that version's width
     with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
         PinnConfig(depth=0).validate(high)  # validate checks the model it resolves to
+    # on onnxruntime, which cannot run the LM steps, the model left unset is the RGE layers
+    for problem in (mid, high):
+        r = PinnConfig(backend="onnxruntime").resolved(problem)
+        assert (r.depth, r.body.name, r.inputs) == (2, "zo", c.resolved(problem).inputs)
+        PinnConfig(backend="onnxruntime").validate(problem)
     with pytest.raises(ValueError, match="needs the numba backend"):
-        PinnConfig(backend="onnxruntime").validate(high)
+        PinnConfig(backend="onnxruntime", window=2).validate(high)
 
 
 def test_without_iters_a_time_limit_sets_how_many(tmp_path):
