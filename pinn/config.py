@@ -24,7 +24,8 @@ BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
 LOW_DIM = 10  # up to this many inputs, the random-feature model (``default_model``)
-WIDTHS = (1024, 512)  # its hidden width, and every other model's
+LOW_DIM_WIDTH, WIDTH = 1024, 512  # its hidden width, and every other model's
+MODEL = ("depth", "body", "inputs", "width")  # what ``default_model`` sets
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 ITERS = 100  # the iterations of a run without a time limit that names none
 UNTIL_TIME = 10 ** 6  # ... and of one with a time limit: as many as it allows
@@ -62,7 +63,7 @@ def default_model(problem, backend="numba"):
 
     docs/benchmarks.md: the suite's development instances, the built-ins."""
     dim = problem.dim
-    width = WIDTHS[0] if dim <= LOW_DIM else WIDTHS[1]
+    width = LOW_DIM_WIDTH if dim <= LOW_DIM else WIDTH
     inputs = "coordinates" if dim <= HIGH_DIM else "radius"
     if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)) or backend != "numba":
         return 2, "zo", inputs, width
@@ -88,15 +89,14 @@ class PinnConfig:
     sigma: Optional[float] = option(None, "smoothing radius in box widths", "derivatives",
                                     default_help="default: the problem's")
     width: Optional[int] = option(None, "hidden width", "model", type=int,
-                                  default_help=f"default: {WIDTHS[0]} up to {LOW_DIM} inputs, "
-                                  f"{WIDTHS[1]} beyond (zotrain.pinn.config.default_model)")
+                                  default_help=f"default: {LOW_DIM_WIDTH} up to {LOW_DIM} "
+                                  f"inputs, {WIDTH} beyond (zotrain.pinn.config.default_model)")
     rank: int = option(2, "TT rank of the hidden layers", "model")
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
                                   default_help=f"default: 1 beyond {LOW_DIM} inputs, 2 up "
                                   f"to {LOW_DIM}, where the solution is free and on "
-                                  "onnxruntime "
-                                  "(zotrain.pinn.config.default_model)")
+                                  "onnxruntime (zotrain.pinn.config.default_model)")
     inputs: Optional[str] = option(None, "what the network sees of a point: its coordinates, "
                                    "with their squared distance from the box's centre "
                                    "(radius), or each coordinate and its square "
@@ -176,7 +176,7 @@ class PinnConfig:
         body options at their unset values are dropped where the body does not take them."""
         flat = {k: v for k, v in flat.items() if k in cls.names()}
         flat = {"depth": 2, "body": "zo", "inputs": "coordinates", "boundary_rule": "same",
-                "width": 512, **flat}  # settings without them: that version's defaults
+                "width": WIDTH, **flat}  # settings without them: that version's defaults
         body = flat["body"]
         takes = bodies.options_of(bodies.BODIES[body]) if body in bodies.BODIES else []
         for name in BODY_OPTIONS - set(takes):
@@ -196,8 +196,7 @@ class PinnConfig:
         """This configuration with what it leaves to the problem (None) set: the model
         (``depth``, ``body``, ``inputs``, ``width``) by ``default_model`` from ``problem``'s
         properties, the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
-        rules = dict(zip(("depth", "body", "inputs", "width"),
-                         default_model(problem, self.backend)))
+        rules = dict(zip(MODEL, default_model(problem, self.backend)))
         rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
                                                        self.samples)
         return dataclasses.replace(self, **{k: v for k, v in rules.items()
@@ -242,7 +241,7 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if None in (self.depth, self.body, self.inputs, self.width, self.boundary_rule):
+        if None in [getattr(self, k) for k in MODEL + ("boundary_rule",)]:
             return self.resolved(problem).validate(problem)  # checked as it will train
         method = self.method_for(problem)
         if method not in METHODS:
