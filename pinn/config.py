@@ -24,8 +24,9 @@ BACKENDS = ("numba", "onnxruntime")
 RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change on resume
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
 LOW_DIM = 10  # up to this many inputs, the random-feature model (``default_model``)
-LOW_DIM_WIDTH, WIDTH = 1024, 512  # its hidden width, and every other model's
+LOW_DIM_WIDTH, WIDTH = 2048, 512  # its hidden width, and every other model's
 MODEL = ("depth", "body", "inputs", "width")  # what ``default_model`` sets
+HEAD_ROWS = 8  # collocation points per head parameter in a head solve (a least-squares fit)
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 ITERS = 100  # the iterations of a run without a time limit that names none
 UNTIL_TIME = 10 ** 6  # ... and of one with a time limit: as many as it allows
@@ -50,7 +51,7 @@ def default_model(problem, backend="numba"):
     """``(depth, body, inputs, width)`` for ``problem`` where the configuration names none
     of them (the LM steps run on the numba ``backend`` only; elsewhere the RGE layers):
 
-    * up to ``LOW_DIM`` inputs, two TT hidden layers of width 1,024 trained by RGE on the
+    * up to ``LOW_DIM`` inputs, two TT hidden layers of width 2,048 trained by RGE on the
       coordinates: the random first-layer directions cover the few directions a solution
       varies along, and their number sets the error's floor (width 512 elsewhere);
     * up to ``HIGH_DIM`` inputs, one hidden layer trained with the head by Levenberg-Marquardt
@@ -136,7 +137,10 @@ class PinnConfig:
         "and cheaper (radial, stein-mc), else same")
     boundary_steps: InitVar[Optional[int]] = None
     head_every: int = option(20, "iterations between head solves", "head")
-    head_points: int = option(4096, "collocation points per head solve", "head")
+    head_points: Optional[int] = option(
+        None, "collocation points per head solve", "head", type=int,
+        default_help=f"default: {HEAD_ROWS} per head parameter (width + 1); with --max-time, "
+        "fewer where a solve would take more than a twentieth of it")
     ridge: float = option(1e-6, "ridge of the head solve", "head")
     seed: int = option(0, "seed", "optimisation")
     eval_every: int = option(20, "iterations between error evaluations", "output")
@@ -258,7 +262,7 @@ class PinnConfig:
         for name in ("iters", "points", "queries", "level", "samples", "width", "rank", "depth",
                      "head_every", "head_points", "eval_every", "eval_points", "test_points"):
             v = getattr(self, name)
-            if v is None and name == "iters":  # steps: by the time limit
+            if v is None and name in ("iters", "head_points"):  # by the time limit, the head
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ZotrainError(f"{name} must be an integer >= 1, got {v!r}")

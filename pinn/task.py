@@ -17,6 +17,7 @@ from zotrain.nn import architectures
 
 from . import inputs as input_map
 from . import solvers
+from .config import HEAD_ROWS
 from .loss import PinnLoss
 
 
@@ -138,7 +139,7 @@ class PinnTask:
         for s in model.layout.of_layer(self.local) if self.local is not None else ():
             self.by_rge[s.slice] = False
         self.names = [s.name for s in model.layout if self.by_rge[s.slice].all()]
-        self.forward_seconds = None  # of one collocation point, measured with max_time_s
+        self.solve_seconds = None  # a head solve's per collocation point, with max_time_s
         self.estimator = estimators.rge(config.queries, config.mu, per_group=False)
         self.body.start(self)
         self.pool = None  # a zotrain.distributed.QueryPool of PinnObjectives, if any
@@ -198,25 +199,27 @@ class PinnTask:
         return StepResult(grad, loss, self._spent(before), body.assign, body.commit)
 
     def head_points(self, params):
-        """``head_points``, or with ``max_time_s`` as many as let a head solve (about three
-        forwards of each point) take at most ``HEAD_SHARE`` of it, by the time of a forward
-        measured on ``points`` points at the first solve; up to twice the head's parameters
-        (a solve on fewer fits noise) where that takes at most 5 ``HEAD_SHARE``."""
-        c = self.c
+        """``head_points``, else ``HEAD_ROWS`` per head parameter (a least-squares fit on
+        fewer fits noise); with ``max_time_s``, at most as many as let a solve take
+        ``HEAD_SHARE`` of it, by the last solve's time per point (before the first: three
+        forwards of each point, timed after one to compile), and at least twice the head's
+        parameters where that takes at most 5 ``HEAD_SHARE``."""
+        c, head = self.c, self.loss.head_slice()
+        size = head.stop - head.start
+        n = c.head_points or HEAD_ROWS * size
         if c.max_time_s is None:
-            return c.head_points
-        if self.forward_seconds is None:
+            return n
+        if self.solve_seconds is None:
             x = self.problem.sample(c.points, [c.seed, 0, 2])
+            self.loss.predict(params, x[:1])
             t0 = time.perf_counter()
             self.loss.predict(params, x)
-            self.forward_seconds = (time.perf_counter() - t0) / c.points
+            self.solve_seconds = 3.0 * (time.perf_counter() - t0) / c.points
 
         def fit(share):
-            return int(share * c.max_time_s / (3.0 * self.forward_seconds))
+            return int(share * c.max_time_s / self.solve_seconds)
 
-        head = self.loss.head_slice()
-        return min(c.head_points, max(fit(HEAD_SHARE), min(2 * (head.stop - head.start),
-                                                            fit(5 * HEAD_SHARE))))
+        return min(n, max(fit(HEAD_SHARE), min(2 * size, fit(5 * HEAD_SHARE))))
 
     def _solve_head(self, params, it):
         c = self.c
@@ -229,11 +232,16 @@ class PinnTask:
         if self.body.fits_boundary(it):
             params = solvers.solve_head(self.body.fit, params, x[:0], c.ridge, xb)
         else:
+            t0 = time.perf_counter()
             params = solvers.solve_head(self.loss, params, x, c.ridge, xb)
+            self.solve_seconds = (time.perf_counter() - t0) / n
         return params, self._spent(before)
 
     def on_start(self, params):
         return self._solve_head(params, 0)
+
+    def hook_due(self, step):
+        return self.c.head == "gauss-newton" and (step + 1) % self.c.head_every == 0
 
     def after_step(self, params, *, step, last):
         it, cost = step + 1, NO_COST

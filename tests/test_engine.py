@@ -145,6 +145,26 @@ def test_budgets_stop_the_run_and_the_last_step_knows(kw, reason, steps):
     assert m["stopped"] == reason and m["steps"] == steps and task.hooks[-1] == (steps - 1, True)
 
 
+def test_a_time_limit_keeps_time_for_a_due_hook_and_the_last_one():
+    """A hook that takes 0.2 s every second step and at the last: a step that passes the
+    time check runs its own hook, then the next step the last one; both fit in the limit."""
+    import time
+
+    class SlowHooks(Quadratic):
+        def hook_due(self, step):
+            return step % 2 == 1
+
+        def after_step(self, params, *, step, last):
+            if self.hook_due(step) or last:
+                time.sleep(0.2)
+            return super().after_step(params, step=step, last=last)
+
+    task = SlowHooks()
+    m = engine(task, epochs=10 ** 4, max_time_s=1.9).run()
+    assert m["stopped"] == "time limit" and task.hooks[-1][1] and m["steps"] > 4
+    assert m["wall_time_s"] <= 1.9
+
+
 def test_divergence_keeps_the_last_good_state(tmp_path):
     with pytest.raises(DivergenceError, match="diverged at step 6: loss nan; the last good "
                                               "state \\(step 4\\)"):

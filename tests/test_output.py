@@ -76,7 +76,7 @@ def test_the_time_limit_bounds_the_final_evaluation_too(tmp_path):
 
 
 def test_a_pinn_time_limit_bounds_the_whole_run_head_solves_included(tmp_path, capsys):
-    """hjb20d with the defaults: its head solve on 4,096 points of 883 evaluations each would
+    """hjb20d with the defaults: its head solve on 4,104 points of 883 evaluations each would
     alone exceed a short limit; head solves are sized to the limit, and the run (start
     evaluation, steps, head solves, final evaluation) ends within it; the summary says what
     the time went to."""

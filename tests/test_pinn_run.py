@@ -198,7 +198,7 @@ def test_each_bodys_options_are_refused_on_every_other_body():
 
 
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
-    """depth, body, inputs, width and boundary rule unset: two layers of width 1,024
+    """depth, body, inputs, width and boundary rule unset: two layers of width 2,048
     trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond); one layer
     by LM steps on the coordinates up to HIGH_DIM, but the RGE layers where the loss
     leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on the
@@ -221,11 +221,11 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert not solution_free(dataclasses.replace(free, whole_space=False))
     c = PinnConfig()
     for problem, depth, body, inputs, width, n_in in (
-            (low, 2, "zo", "coordinates", 1024, low.dim),
+            (low, 2, "zo", "coordinates", 2048, low.dim),
             (mid, 1, "gauss-newton", "coordinates", 512, mid.dim),
             (free, 2, "zo", "coordinates", 512, free.dim),
             (high, 1, "gauss-newton", "radius", 512, high.dim + 1),
-            (low, 2, "zo", "coordinates", 1024, low.dim)):
+            (low, 2, "zo", "coordinates", 2048, low.dim)):
         r = c.resolved(problem)
         assert (r.depth, r.body.name, r.inputs, r.width) == (depth, body, inputs, width)
         model = build(c, problem)[0]
@@ -275,6 +275,45 @@ def test_without_iters_a_time_limit_sets_how_many(tmp_path):
         assert json.load(f)["iters"] is None
     again = run(small(iters=None, eval_every=50, head_every=50), tmp_path, resume=True)
     assert again["iters"] == m["iters"]  # resumed without a time limit: 100, long passed
+
+
+def test_the_head_is_solved_on_points_by_its_size_and_the_time_limit(monkeypatch):
+    """head_points unset: HEAD_ROWS points per head parameter (width + 1); a given number
+    wins. With a time limit: fewer where a solve would take more than HEAD_SHARE of it (at
+    the last solve's time per point), but twice the head's parameters where that fits in 5
+    shares; the time per point is measured by each solve."""
+    from zotrain.pinn.config import HEAD_ROWS
+    from zotrain.pinn.task import HEAD_SHARE, PinnTask
+
+    model, loss = build(small(), POISSON)
+    params = init_params(model, POISSON, 0)
+
+    def task(**kw):
+        return PinnTask(POISSON, model, loss, small(**{"head_points": None, **kw}), {})
+
+    head = 64 + 1
+    assert task().head_points(params) == HEAD_ROWS * head
+    assert task(head_points=100).head_points(params) == 100
+    unset = small(head_points=None).resolved(POISSON)
+    assert PinnConfig.from_settings(unset.settings()).head_points is None
+    t = task(max_time_s=100.0)
+
+    def points(per_share):  # the head points when one share of the time fits ``per_share``
+        t.solve_seconds = HEAD_SHARE * 100.0 / (per_share + 0.1)
+        return t.head_points(params)
+
+    assert points(1000) == HEAD_ROWS * head  # all of them fit: the rule's number
+    assert points(300) == 300  # one share's worth
+    assert points(50) == 2 * head  # twice the head: 130 points in 5 shares (250 fit)
+    assert points(20) == 100  # twice the head does not fit in 5 shares: what does
+    fresh = task(max_time_s=100.0)
+    n = fresh.head_points(params)  # before any solve: three forwards a point, measured
+    assert fresh.solve_seconds > 0 and 1 <= n <= HEAD_ROWS * head
+    seen = []
+    monkeypatch.setattr(solvers, "solve_head", lambda loss, p, x, *a: seen.append(len(x)) or p)
+    fresh.solve_seconds = HEAD_SHARE * 100.0 / 300.1
+    fresh._solve_head(params, 1)
+    assert seen == [300] and fresh.solve_seconds != HEAD_SHARE * 100.0 / 300.1  # measured
 
 
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),

@@ -165,9 +165,13 @@ class TaskHooks(Protocol):
     ``observe`` sees each evaluation record; ``state``/``load_state`` go into the
     checkpoint; ``save_model`` and ``plot`` write the run's files;
     ``evaluations_after_stop`` (default 1) is how many evaluations the task runs after
-    a time limit stops it, which the limit keeps time for."""
+    a time limit stops it, which the limit keeps time for; ``hook_due(step)`` (default
+    False) whether ``after_step`` does its work at ``step`` when it is not the last, which
+    the limit keeps time for beside the last one's."""
 
     evaluations_after_stop: int
+
+    def hook_due(self, step) -> bool: ...
 
     def on_start(self, params) -> tuple: ...
 

@@ -282,11 +282,14 @@ class Engine:
 
     def _check_budgets(self, wall, cost):
         h = self.history
-        # the time limit bounds the whole run: stop when the next step (at the last one's
-        # time), the hook the last step runs (a PINN's head solve, at the longest's) and the
-        # evaluations still to come (the task's ``evaluations_after_stop``, default the
-        # epoch's, at the last one's) would not end within it
-        reserve = self.step_s + self.hook_s + \
+        # the time limit bounds the whole run: stop when this step's hook if it is due (the
+        # task's ``hook_due``), the next step (at the last one's time), the hook the last
+        # step runs (a PINN's head solve; each at the longest's) and the evaluations still
+        # to come (the task's ``evaluations_after_stop``, default the epoch's, at the last
+        # one's) would not end within it
+        due = getattr(self.task, "hook_due", None)
+        hooks = 1 + bool(due is not None and due(h.step))
+        reserve = self.step_s + self.hook_s * hooks + \
             self.eval_s * getattr(self.task, "evaluations_after_stop", 1)
         if self.max_time_s is not None and wall + reserve >= self.max_time_s:
             self.stop = self.stop or "time limit"
