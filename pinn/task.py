@@ -240,14 +240,13 @@ class PinnTask:
     def on_start(self, params):
         return self._solve_head(params, 0)
 
-    def hook_due(self, step):
+    def hook_due(self, step):  # a head solve, every ``head_every`` iterations
         return self.c.head == "gauss-newton" and (step + 1) % self.c.head_every == 0
 
     def after_step(self, params, *, step, last):
-        it, cost = step + 1, NO_COST
-        if it % self.c.head_every == 0 or last:
-            params, cost = self._solve_head(params, it)
-        return params, cost
+        if self.hook_due(step) or last:
+            return self._solve_head(params, step + 1)
+        return params, NO_COST
 
     #: evaluations still to come when the engine stops on the time limit: the epoch's and
     #: the final one (at least as many points), which the engine keeps time for
