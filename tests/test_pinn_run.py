@@ -294,6 +294,9 @@ def test_the_head_is_solved_on_points_by_its_size_and_the_time_limit(monkeypatch
     head = 64 + 1
     assert task().head_points(params) == HEAD_ROWS * head
     assert task(head_points=100).head_points(params) == 100
+    for bad in (0, -5, 2.5, True):  # unset is the rule; a given number must be a count
+        with pytest.raises(ValueError, match=f"head_points must be an integer >= 1, got {bad!r}"):
+            small(head_points=bad).validate(POISSON)
     unset = small(head_points=None).resolved(POISSON)
     assert PinnConfig.from_settings(unset.settings()).head_points is None
     t = task(max_time_s=100.0)
