@@ -265,3 +265,18 @@ def test_resume_takes_the_runs_own_settings(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(problems.PROBLEMS, other.name, lambda: other)
     assert cli.main(["pinn", other.name, "--resume", str(run), "--iters", "3"]) == 2
     assert "holds a run of problem 'my-poisson3d', not 'other-poisson3d'" in capsys.readouterr().err
+
+
+def test_the_built_in_recipes_hold_only_sizes_and_budgets():
+    """The method (model, body, boundary handling and weights, derivative rule) comes from
+    the defaults and their rules over the problem; a built-in's recipe sizes it.  One
+    method option is left, named here: heat100d's inputs (each coordinate and its square;
+    docs/benchmarks.md)."""
+    from zotrain.pinn import problems
+
+    sizes = {"points", "iters", "head_every", "head_points", "boundary_fraction",
+             "eval_every", "eval_points", "test_points", "max_time_s"}
+    left = {"heat100d": {"inputs"}}
+    for name in problems.PROBLEMS:
+        recipe = problems.get(name).recipe or {}
+        assert set(recipe) <= sizes | left.get(name, set()), (name, recipe)
