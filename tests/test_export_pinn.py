@@ -52,8 +52,11 @@ def test_batched_outputs_match_apply_many(tmp_path, rng):
 
 
 def test_pinn_training_on_onnxruntime_matches_numba(tmp_path):
+    # the ridge keeps the head solves well conditioned: at the default 1e-6, 33 random
+    # features on 128 points turn the backends' float32 rounding (1e-7) into errors 7%
+    # apart (onnxruntime 1.32); at 1e-4 they agree to 0.04%
     kw = dict(problem="poisson2d", width=32, iters=4, points=8, head_points=128, head_every=2,
-              eval_every=4, eval_points=100, test_points=200)
+              eval_every=4, eval_points=100, test_points=200, ridge=1e-4)
     a = cli.main(["pinn", "poisson2d", "--out", str(tmp_path / "n"), "--quiet"] +
                  [f"--{k.replace('_', '-')}={v}" for k, v in kw.items() if k != "problem"])
     b = cli.main(["pinn", "poisson2d", "--out", str(tmp_path / "o"), "--quiet",
@@ -62,7 +65,7 @@ def test_pinn_training_on_onnxruntime_matches_numba(tmp_path):
     assert a == b == 0
     m = [json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("n", "o")]
     assert m[0]["forward_passes"] == m[1]["forward_passes"]
-    assert m[1]["rel_l2"] == pytest.approx(m[0]["rel_l2"], rel=0.05)
+    assert m[1]["rel_l2"] == pytest.approx(m[0]["rel_l2"], rel=0.01)
     assert m[1]["config"]["backend"] == "onnxruntime"
 
 
