@@ -12,6 +12,7 @@ from dataclasses import InitVar, dataclass
 from typing import Any, Optional
 
 from zotrain.base import ZotrainError
+from zotrain.nn.architectures import pinn_mlp
 from zotrain.options import option
 
 from . import bodies
@@ -25,7 +26,9 @@ RESUMABLE = ("iters", "max_time_s", "backend", "ray", "workers")  # may change o
 BODY_OPTIONS = {name for cls in bodies.BODIES.values() for name in bodies.options_of(cls)}
 LOW_DIM = 10  # up to this many inputs, the random-feature model (``default_model``)
 LOW_DIM_WIDTH, WIDTH = 2048, 512  # its hidden width, and every other model's
-MODEL = ("depth", "body", "inputs", "width")  # what ``default_model`` sets
+RANK, LM_RANK = 2, 8  # the TT rank of the hidden layers, and of the LM layer up to HIGH_DIM
+MODEL = ("depth", "body", "inputs", "width", "rank")  # what ``default_model`` sets
+POINTS = 64  # collocation points per iteration, but where the LM steps need more rows
 HEAD_ROWS = 8  # collocation points per head parameter in a head solve (a least-squares fit)
 HIGH_DIM = DEGREE5_UP_TO  # beyond this many inputs, the high-dimensional model
 ITERS = 100  # the iterations of a run without a time limit that names none
@@ -48,27 +51,51 @@ def solution_free(problem):
 
 
 def default_model(problem, backend="numba"):
-    """``(depth, body, inputs, width)`` for ``problem`` where the configuration names none
-    of them (the LM steps run on the numba ``backend`` only; elsewhere the RGE layers):
+    """``(depth, body, inputs, width, rank)`` for ``problem`` where the configuration names
+    none of them (the LM steps run on the numba ``backend`` only; elsewhere the RGE layers):
 
     * up to ``LOW_DIM`` inputs, two TT hidden layers of width 2,048 trained by RGE on the
       coordinates: the random first-layer directions cover the few directions a solution
       varies along, and their number sets the error's floor (width 512 elsewhere);
     * up to ``HIGH_DIM`` inputs, one hidden layer trained with the head by Levenberg-Marquardt
-      steps (the steps learn the directions the random features miss), on the coordinates;
-      where the loss leaves the solution free (``solution_free``), the two RGE layers, whose
-      smooth random features pick a solution the LM steps' fit of the loss does not;
+      steps (the steps learn the directions the random features miss), on the coordinates,
+      of TT rank ``LM_RANK``: at rank 2 a row of the layer cannot hold a generic direction
+      of 20 inputs (modes 2 x 2 x 5 need rank 4), nor the layer the solution; where the
+      loss leaves the solution free (``solution_free``), the two RGE layers, whose smooth
+      random features pick a solution the LM steps' fit of the loss does not;
     * beyond, the LM model on the coordinates and the squared distance from the box's
       centre (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's
-      or bsb100d's, takes many first-layer directions).
+      or bsb100d's, takes many first-layer directions), at rank 2 (rank 8 not measured
+      there yet);
+    * the RGE layers at rank 2 (their estimate's variance grows with the parameters).
 
     docs/benchmarks.md: the suite's development instances, the built-ins."""
     dim = problem.dim
     width = LOW_DIM_WIDTH if dim <= LOW_DIM else WIDTH
     inputs = "coordinates" if dim <= HIGH_DIM else "radius"
     if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)) or backend != "numba":
-        return 2, "zo", inputs, width
-    return 1, "gauss-newton", inputs, width
+        return 2, "zo", inputs, width, RANK
+    return 1, "gauss-newton", inputs, width, LM_RANK if dim <= HIGH_DIM else RANK
+
+
+def default_points(config, problem):
+    """Collocation points per iteration where the configuration names none: ``POINTS``; for
+    the LM steps (the gauss-newton body), enough that the window's rows (each batch's points
+    and boundary points) are at least the step's columns (the last hidden layer's and the
+    head's parameters; half a row more, as a batch's boundary points are rounded): a
+    least-squares step on fewer rows than unknowns fits their noise (``HEAD_ROWS`` is the
+    head solve's counterpart).  ``config`` has its model resolved."""
+    if getattr(config.body, "name", None) != "gauss-newton":
+        return POINTS
+    try:
+        model = pinn_mlp(in_features=input_map.width(config.inputs, problem.dim),
+                         width=config.width, rank=config.rank, depth=config.depth)
+        columns = sum(s.size for s in model.layout.of_layer(model.linear_index()[-2])) + \
+            config.width + 1
+        return max(POINTS, math.ceil((columns / config.window_size + 0.5) / (
+            1 + (config.boundary_fraction if problem.boundary is not None else 0))))
+    except (TypeError, ValueError, KeyError, ZeroDivisionError):
+        return POINTS  # an option the model needs is bad: ``validate`` names it
 
 
 @dataclass
@@ -92,7 +119,10 @@ class PinnConfig:
     width: Optional[int] = option(None, "hidden width", "model", type=int,
                                   default_help=f"default: {LOW_DIM_WIDTH} up to {LOW_DIM} "
                                   f"inputs, {WIDTH} beyond (zotrain.pinn.config.default_model)")
-    rank: int = option(2, "TT rank of the hidden layers", "model")
+    rank: Optional[int] = option(None, "TT rank of the hidden layers", "model", type=int,
+                                 default_help=f"default: {LM_RANK} for the LM layer up to "
+                                 f"{HIGH_DIM} inputs, {RANK} elsewhere "
+                                 "(zotrain.pinn.config.default_model)")
     depth: Optional[int] = option(None, "TT hidden layers (with --body local and depth 1 the "
                                   "whole body gets the local rule)", "model", type=int,
                                   default_help=f"default: 1 beyond {LOW_DIM} inputs, 2 up "
@@ -105,7 +135,10 @@ class PinnConfig:
                                    choices=tuple(input_map.INPUTS),
                                    default_help=f"default: coordinates up to {HIGH_DIM} "
                                    "inputs, radius beyond")
-    points: int = option(64, "collocation points per iteration", "optimisation")
+    points: Optional[int] = option(None, "collocation points per iteration", "optimisation",
+                                   type=int, default_help=f"default: {POINTS}; with the LM "
+                                   "steps, enough that the window's rows are at least the "
+                                   "step's unknowns (zotrain.pinn.config.default_points)")
     queries: int = option(4, "RGE queries per iteration (antithetic: 2 forward passes each)",
                           "estimator")
     mu: float = option(1e-2, "RGE smoothing", "estimator")
@@ -180,7 +213,8 @@ class PinnConfig:
         body options at their unset values are dropped where the body does not take them."""
         flat = {k: v for k, v in flat.items() if k in cls.names()}
         flat = {"depth": 2, "body": "zo", "inputs": "coordinates", "boundary_rule": "same",
-                "width": WIDTH, **flat}  # settings without them: that version's defaults
+                "width": WIDTH, "rank": RANK, "points": POINTS,
+                **flat}  # settings without them: that version's defaults
         body = flat["body"]
         takes = bodies.options_of(bodies.BODIES[body]) if body in bodies.BODIES else []
         for name in BODY_OPTIONS - set(takes):
@@ -198,13 +232,16 @@ class PinnConfig:
 
     def resolved(self, problem):
         """This configuration with what it leaves to the problem (None) set: the model
-        (``depth``, ``body``, ``inputs``, ``width``) by ``default_model`` from ``problem``'s
-        properties, the ``boundary_rule`` by ``default_boundary_rule``; a copy."""
+        (``depth``, ``body``, ``inputs``, ``width``, ``rank``) by ``default_model`` from
+        ``problem``'s properties, the ``boundary_rule`` by ``default_boundary_rule``, then the
+        ``points`` by ``default_points``; a copy."""
         rules = dict(zip(MODEL, default_model(problem, self.backend)))
         rules["boundary_rule"] = default_boundary_rule(problem.dim, self.method_for(problem),
                                                        self.samples)
-        return dataclasses.replace(self, **{k: v for k, v in rules.items()
-                                            if getattr(self, k) is None})
+        c = dataclasses.replace(self, **{k: v for k, v in rules.items()
+                                         if getattr(self, k) is None})
+        return c if c.points is not None else \
+            dataclasses.replace(c, points=default_points(c, problem))
 
     def method_for(self, problem):
         """The derivative rule this configuration uses on ``problem``: its own, else the
@@ -245,7 +282,7 @@ class PinnConfig:
             min(self.points, bodies.CHECK_POINTS)
 
     def validate(self, problem):
-        if None in [getattr(self, k) for k in MODEL + ("boundary_rule",)]:
+        if None in [getattr(self, k) for k in MODEL + ("boundary_rule", "points")]:
             return self.resolved(problem).validate(problem)  # checked as it will train
         method = self.method_for(problem)
         if method not in METHODS:

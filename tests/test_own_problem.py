@@ -198,7 +198,7 @@ def test_a_problem_recipe_is_the_starting_configuration(tmp_path, capsys, monkey
     problem = dataclasses.replace(poisson3d(), recipe=recipe)
     c = PinnConfig.for_problem(problem, width=32)
     assert (c.width, c.depth, c.points) == (32, 1, 8)  # the options given win
-    assert c.rank == PinnConfig.rank  # and what neither names keeps its default
+    assert c.rank == default_model(problem)[4]  # and what neither names keeps its default
     train_pinn(problem, None, tmp_path / "api", progress=False)
     loss, _ = load_run(problem, tmp_path / "api")
     assert [layer.out_features for layer in loss.model.layers[:-1:2]] == [24]

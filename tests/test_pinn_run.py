@@ -198,10 +198,10 @@ def test_each_bodys_options_are_refused_on_every_other_body():
 
 
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
-    """depth, body, inputs, width and boundary rule unset: two layers of width 2,048
-    trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond); one layer
-    by LM steps on the coordinates up to HIGH_DIM, but the RGE layers where the loss
-    leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on the
+    """depth, body, inputs, width, rank and boundary rule unset: two layers of width 2,048
+    trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond), rank 2; one
+    layer of rank 8 by LM steps on the coordinates up to HIGH_DIM, but the RGE layers where
+    the loss leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on the
     coordinates and the radius beyond; what is given wins, options of the gauss-newton
     body name it, the RGE layers serve where the backend cannot run the LM steps, and one
     configuration serves problems of any size unchanged."""
@@ -220,20 +220,21 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert not solution_free(dataclasses.replace(free, boundary=free.exact))
     assert not solution_free(dataclasses.replace(free, whole_space=False))
     c = PinnConfig()
-    for problem, depth, body, inputs, width, n_in in (
-            (low, 2, "zo", "coordinates", 2048, low.dim),
-            (mid, 1, "gauss-newton", "coordinates", 512, mid.dim),
-            (free, 2, "zo", "coordinates", 512, free.dim),
-            (high, 1, "gauss-newton", "radius", 512, high.dim + 1),
-            (low, 2, "zo", "coordinates", 2048, low.dim)):
+    for problem, depth, body, inputs, width, rank, n_in in (
+            (low, 2, "zo", "coordinates", 2048, 2, low.dim),
+            (mid, 1, "gauss-newton", "coordinates", 512, 8, mid.dim),
+            (free, 2, "zo", "coordinates", 512, 2, free.dim),
+            (high, 1, "gauss-newton", "radius", 512, 2, high.dim + 1),
+            (low, 2, "zo", "coordinates", 2048, 2, low.dim)):
         r = c.resolved(problem)
-        assert (r.depth, r.body.name, r.inputs, r.width) == (depth, body, inputs, width)
+        assert (r.depth, r.body.name, r.inputs, r.width, r.rank) == \
+            (depth, body, inputs, width, rank)
         model = build(c, problem)[0]
         assert (PinnConfig.for_problem(problem).depth, model.n_params, model.in_features) == \
             (depth, build(r, problem)[0].n_params, n_in)
         assert model.n_params != build(dataclasses.replace(r, width=width // 2),
                                        problem)[0].n_params  # the width is the model's
-    assert (c.depth, c.body, c.inputs, c.width) == (None, None, None, None)
+    assert (c.depth, c.body, c.inputs, c.width, c.rank, c.points) == (None,) * 6
     assert PinnConfig(width=64).resolved(low).width == 64
     assert PinnConfig(depth=3, body="local").resolved(high).depth == 3
     assert PinnConfig(body="zo").resolved(high).body.name == "zo"
@@ -246,8 +247,8 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     assert PinnConfig(boundary_rule="point").resolved(high).boundary_rule == "point"
     assert PinnConfig(window=2).resolved(low).body.window == 2
     old = PinnConfig.from_settings({"width": 8})  # a run's settings from before the options
-    assert (old.depth, old.body.name, old.inputs, old.boundary_rule, old.width) == \
-        (2, "zo", "coordinates", "same", 8)
+    assert (old.depth, old.body.name, old.inputs, old.boundary_rule, old.width, old.rank,
+            old.points) == (2, "zo", "coordinates", "same", 8, 2, 64)
     assert PinnConfig.from_settings({}).resolved(low).width == 512  # that version's width
     with pytest.raises(ValueError, match="depth must be an integer >= 1, got 0"):
         PinnConfig(depth=0).validate(high)  # validate checks the model it resolves to
@@ -317,6 +318,40 @@ def test_the_head_is_solved_on_points_by_its_size_and_the_time_limit(monkeypatch
     fresh.solve_seconds = HEAD_SHARE * 100.0 / 300.1
     fresh._solve_head(params, 1)
     assert seen == [300] and fresh.solve_seconds != HEAD_SHARE * 100.0 / 300.1  # measured
+
+
+def test_the_lm_steps_get_at_least_as_many_rows_as_unknowns():
+    """points unset: POINTS for the RGE bodies; for the gauss-newton body, the fewest
+    (up to the boundary points' rounding) that give the window (each batch's points and
+    boundary points) as many rows as the step has columns, counted on the loss the run
+    builds; a given number wins, and a run directory from before the rule resumes with
+    its own."""
+    import dataclasses
+    import math
+
+    from zotrain.pinn.config import POINTS
+    from zotrain.pinn.task import PinnTask
+
+    mid = suite.instance("allen-cahn", 1)  # 11 inputs, face data: the LM model
+    free = dataclasses.replace(mid, boundary=None, whole_space=True,
+                               transform=mid.transform)
+    for problem, fraction in ((mid, 0.25), (free, 0.25), (mid, 1.0)):
+        for window in (None, 2):
+            c = PinnConfig.for_problem(problem, boundary_fraction=fraction, window=window,
+                                       body="gauss-newton", depth=1)
+            fraction = fraction if problem.boundary is not None else 0.0
+            model, loss = build(c, problem)
+            columns = len(solvers.body_columns(loss))
+            task = PinnTask(problem, model, loss, c, {})
+            _, x, xb = task.batch(1)
+            rows = c.window_size * (len(x) + (0 if xb is None else len(xb)))
+            assert rows >= columns  # and no more than rounding needs:
+            assert c.points <= math.ceil(columns / c.window_size / (1 + fraction)) + 1
+            assert c.window_size * POINTS * (1 + fraction) < columns  # POINTS would not do
+    assert PinnConfig.for_problem(mid, points=32).points == 32
+    assert PinnConfig.for_problem(suite.instance("poisson", 101)).points == POINTS  # RGE
+    assert PinnConfig.for_problem(mid, body="zo").points == POINTS
+    assert PinnConfig.from_settings({"body": "gauss-newton"}).points == POINTS
 
 
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
