@@ -65,8 +65,8 @@ def default_model(problem, backend="numba"):
       random features pick a solution the LM steps' fit of the loss does not;
     * beyond, the LM model on the coordinates and the squared distance from the box's
       centre (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's
-      or bsb100d's, takes many first-layer directions), at rank 2 (rank 8 not measured
-      there yet);
+      or bsb100d's, takes many first-layer directions), at rank 2 (rank 8 gains on 51
+      inputs and ties on 101, where its steps are 4x slower: docs/benchmarks.md);
     * the RGE layers at rank 2 (their estimate's variance grows with the parameters).
 
     docs/benchmarks.md: the suite's development instances, the built-ins."""

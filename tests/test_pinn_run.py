@@ -354,6 +354,23 @@ def test_the_lm_steps_get_at_least_as_many_rows_as_unknowns():
     assert PinnConfig.from_settings({"body": "gauss-newton"}).points == POINTS
 
 
+@pytest.mark.parametrize("options,msg", [
+    (dict(window=0), "window must be an integer >= 1"),
+    (dict(width=0), "width must be an integer >= 1, got 0"),
+    (dict(width="512"), "width must be an integer >= 1, got '512'"),
+    (dict(rank=0), "rank must be an integer >= 1, got 0"),
+    (dict(depth=0), "depth must be an integer >= 1, got 0"),
+    (dict(inputs="x"), "unknown network inputs 'x'"),
+    (dict(boundary_fraction=-1.0), "boundary_fraction must be a finite number > 0, got -1.0"),
+])
+def test_a_bad_option_the_points_rule_reads_is_refused_by_name(options, msg):
+    """points unset on the LM model: the rule reads the model's and the boundary's options,
+    so a bad one is named by validate, not lost in the rule's arithmetic."""
+    c = PinnConfig(**options)
+    with pytest.raises(ValueError, match=msg):
+        c.validate(suite.instance("allen-cahn", 1))
+
+
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
                                         ("gauss-newton", {0, 2})])
 def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
