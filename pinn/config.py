@@ -15,7 +15,7 @@ from zotrain.base import ZotrainError
 from zotrain.nn.architectures import pinn_mlp
 from zotrain.options import option
 
-from . import bodies
+from . import bodies, solvers
 from . import inputs as input_map
 from .derivatives import DEGREE5_UP_TO, METHODS, default_method
 from .loss import BOUNDARY_RULES
@@ -90,8 +90,7 @@ def default_points(config, problem):
     try:
         model = pinn_mlp(in_features=input_map.width(config.inputs, problem.dim),
                          width=config.width, rank=config.rank, depth=config.depth)
-        columns = sum(s.size for s in model.layout.of_layer(model.linear_index()[-2])) + \
-            config.width + 1
+        columns = sum(s.size for s in solvers.body_segments(model))
         return max(POINTS, math.ceil((columns / config.window_size + 0.5) / (
             1 + (config.boundary_fraction if problem.boundary is not None else 0))))
     except (TypeError, ValueError, KeyError, ZeroDivisionError):

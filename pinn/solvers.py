@@ -150,14 +150,17 @@ def hidden_layer_gradient(loss, params, x, xb=None, mu=1e-3, chunk=8):
     return value, grad
 
 
+def body_segments(model):
+    """The parameter segments ``body_jacobian`` covers: the last hidden linear layer's
+    (layout order), then the head's (the last layer's)."""
+    return [*model.layout.of_layer(model.linear_index()[-2]),
+            *model.layout.of_layer(len(model.layers) - 1)]
+
+
 def body_columns(loss):
-    """Flat indices of the parameters ``body_jacobian`` covers: the last hidden linear
-    layer's segments (layout order), then the head's."""
-    m = loss.model
-    segs = m.layout.of_layer(m.linear_index()[-2])
-    h = loss.head_slice()
-    return np.concatenate([np.arange(s.offset, s.offset + s.size) for s in segs] +
-                          [np.arange(h.start, h.stop)])
+    """Flat indices of the parameters ``body_jacobian`` covers (``body_segments``)."""
+    return np.concatenate([np.arange(s.offset, s.offset + s.size)
+                           for s in body_segments(loss.model)])
 
 
 def body_jacobian(loss, params, x, xb=None, mu=1e-3, chunk=8):
