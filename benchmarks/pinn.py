@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 from zotrain.pinn import problems, solvers, suite as pde_suite
+from zotrain.pinn.config import random_phases
 from zotrain.pinn.derivatives import rule, smoothed_derivatives
 from zotrain.pinn.inputs import INPUTS
 from zotrain.pinn.task import trivial_rel_l2
@@ -265,7 +266,8 @@ def first_order(args):
     c = PinnConfig.for_problem(problem, **{k: v for k, v in (
         ("depth", args.depth), ("rank", args.rank), ("inputs", args.inputs)) if v is not None})
     model, loss = build(c, problem)
-    arrays, forward = torch_model(model, init_params(model, problem, 0))
+    arrays, forward = torch_model(model, init_params(
+        model, problem, 0, random_phases(c, problem)))
     transform, residual = _torch_problem(problem)
     lo = torch.tensor(np.asarray(problem.lower, np.float32))
     width = torch.tensor(np.asarray(problem.upper, np.float32) - np.asarray(problem.lower,

@@ -50,6 +50,17 @@ def solution_free(problem):
     return problem.whole_space and problem.boundary is None
 
 
+def random_phases(config, problem):
+    """Whether the first layer's biases start spread over [-pi, pi] (``task.init_params``;
+    zero otherwise): where the random features are what the body keeps, on a problem whose
+    loss pins its solution; not for the LM steps' layer, which solves for its biases each
+    step, nor where the solution is free (``solution_free``: the features' bias picks the
+    solution).  Chosen on the development instances (docs/benchmarks.md): 1.06-1.9x lower
+    on the four with the random-feature model; 1.0-2.0x higher on the three with the LM
+    layer, 1.1-1.2x on the two solution-free ones."""
+    return getattr(config.body, "name", None) != "gauss-newton" and not solution_free(problem)
+
+
 def default_model(problem, backend="numba"):
     """``(depth, body, inputs, width, rank)`` for ``problem`` where the configuration names
     none of them (the LM steps run on the numba ``backend`` only; elsewhere the RGE layers):

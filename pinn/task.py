@@ -17,7 +17,7 @@ from zotrain.nn import architectures
 
 from . import inputs as input_map
 from . import solvers
-from .config import HEAD_ROWS
+from .config import HEAD_ROWS, random_phases
 from .loss import PinnLoss
 
 
@@ -68,14 +68,18 @@ class PinnObjectives:
         return pinn_objective(loss, model.layout, x, xb), loss.account
 
 
-def init_params(model, problem, seed):
-    """``model.init(seed)``, with the first layer's frequencies scaled by ``problem.omega``
-    and, when scaled, its biases spread over [-pi, pi] (SIREN-style random Fourier
-    features for low-dimensional problems)."""
+def init_params(model, problem, seed, phases=False):
+    """``model.init(seed)`` with the first layer's frequencies scaled by ``problem.omega``
+    and, where ``phases`` (``config.random_phases``) or scaled, its biases spread over
+    [-pi, pi] (the random phases of random Fourier features, Rahimi and Recht 2007).  With
+    zero biases a network of Sin layers is odd about its inputs' origin, the box's lower
+    corner: its even part is its head's bias, and every even derivative, the Laplacian
+    included, vanishes at that corner."""
     params = model.init(seed)
+    first = model.layout.of_layer(0)
     if problem.omega != 1.0:
-        first = model.layout.of_layer(0)
         params[first[0].slice] *= problem.omega
+    if phases or problem.omega != 1.0:
         for b in first:
             if b.local == "bias":
                 rng = np.random.default_rng([seed, 7])
@@ -155,7 +159,8 @@ class PinnTask:
                          self.loss.account)
 
     def init(self, seed):
-        return init_params(self.model, self.problem, seed)
+        return init_params(self.model, self.problem, seed,
+                           random_phases(self.c, self.problem))
 
     def boundary_points(self, n, seed):  # boundary_fraction as many as interior points
         return None if self.problem.boundary is None else \

@@ -9,6 +9,7 @@ import pytest
 from zotrain.engine.checkpoint import CheckpointError
 from zotrain.engine.loop import DivergenceError
 from zotrain.pinn import problems, solvers, suite
+from zotrain.pinn.config import random_phases
 from zotrain.pinn.loss import PinnLoss
 from zotrain.pinn.train import PinnConfig, build, init_params, rel_l2, train_pinn
 from zotrain.zo import estimators
@@ -35,22 +36,24 @@ def run(c, out, resume=False, problem=POISSON):
 
 
 def test_training_solves_poisson_far_below_the_untrained_error(tmp_path):
-    """Below the frozen random-feature body too (its head solve alone gives 5.3e-3 here, the
-    trained body 1.4e-3): the body's training, not only the head solve, is what is tested.
-    (The default RGE body does not beat the frozen one in 6 iterations: 1.28e-3 against
-    1.39e-3 at depth 2.)"""
-    c = small(body="gauss-newton", depth=1)
-    model, loss = build(c, POISSON)
-    untrained = rel_l2(loss, init_params(model, POISSON, 0), 500, 12345)
-    m = run(c, tmp_path)
-    frozen = run(small(body="frozen", depth=1), tmp_path / "frozen")
+    """Below the frozen random-feature body too, 4x (5-D Poisson, 16 features: trained
+    8.9e-2, frozen 0.39; 3.7-4.4x over seeds 0-2): the body's training, not only the head
+    solve, is what is tested.  (On poisson2d at width 64 the random features with random
+    phases, 5.4e-4, beat the LM-trained body, 1.4e-3, in 6 iterations.)"""
+    problem = suite.instance("poisson", 3)
+    sizes = dict(depth=1, width=16, iters=12, points=64, head_points=1024)
+    c = small(body="gauss-newton", **sizes)
+    model, loss = build(c, problem)
+    untrained = rel_l2(loss, init_params(model, problem, 0), 500, 12345)
+    m = run(c, tmp_path, problem=problem)
+    frozen = run(small(body="frozen", **sizes), tmp_path / "frozen", problem=problem)
     assert untrained > 0.5
-    assert m["rel_l2"] < frozen["rel_l2"] / 2 < 0.02
+    assert m["rel_l2"] < min(frozen["rel_l2"] / 3, 0.15)
     assert m["forward_passes"] > 0 and m["trainable_params"] == model.n_params
     for name in ("metrics.json", "model.npz", "checkpoint.npz", "log.jsonl"):
         assert (tmp_path / name).exists()
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 3, 6]
+    assert [r["step"] for r in log if r["kind"] == "eval"] == [0, 3, 6, 9, 12]
     assert log[0]["rel_l2"] == pytest.approx(untrained, rel=0.3)  # the curve starts untrained
 
 
@@ -63,7 +66,7 @@ def test_zo_head_trains_everything_by_rge(tmp_path):
 
     c = small(head="zo", iters=1, eval_every=1, queries=3)
     model, loss = build(c, POISSON)
-    p0 = init_params(model, POISSON, c.seed)
+    p0 = init_params(model, POISSON, c.seed, random_phases(c.resolved(POISSON), POISSON))
     run(c, tmp_path)
     x = POISSON.sample(c.points, [c.seed, 1])
     xb = POISSON.sample_boundary(c.points // 4, [c.seed, 1])
@@ -371,6 +374,34 @@ def test_a_bad_option_the_points_rule_reads_is_refused_by_name(options, msg):
         c.validate(suite.instance("allen-cahn", 1))
 
 
+def test_the_first_layers_phases_are_random_so_the_network_is_not_odd():
+    """Zero first-layer biases make a network of Sin layers odd about its inputs' origin (the
+    box's lower corner): every even derivative vanishes there, the Laplacian included.  Where
+    the random features stay (``random_phases``), the biases are spread over [-pi, pi] by the
+    seed, so the even part is as large as the odd; the LM steps' layer and a problem whose
+    solution is free keep zero biases."""
+    assert random_phases(small().resolved(POISSON), POISSON)
+    assert random_phases(small(body="frozen").resolved(POISSON), POISSON)
+    assert not random_phases(small(body="gauss-newton").resolved(POISSON), POISSON)
+    hjb = problems.get("hjb20d")  # on all of R^20, no boundary data
+    assert not random_phases(small().resolved(hjb), hjb)
+    model, _ = build(small(), POISSON)
+    bias = [s.slice for s in model.layout.of_layer(0) if s.local == "bias"][0]
+    assert not init_params(model, POISSON, 0)[bias].any()
+    p0, p1 = init_params(model, POISSON, 0, True), init_params(model, POISSON, 1, True)
+    assert np.array_equal(p0, init_params(model, POISSON, 0, True))
+    assert not np.array_equal(p0[bias], p1[bias])
+    b = np.sort(p0[bias])
+    assert -np.pi <= b[0] and b[-1] <= np.pi
+    assert np.abs(b - np.linspace(-np.pi, np.pi, len(b))).max() < 1.0  # spread, not clumped
+    y = np.random.default_rng(0).random((200, 2)).astype(np.float32)
+    for params in (p0, p1):
+        up, down = model.apply(params, y)[:, 0], model.apply(params, -y)[:, 0]
+        head_bias = params[model.layout.of_layer(len(model.layers) - 1)[-1].slice][0]
+        even, odd = up + down - 2 * head_bias, up - down
+        assert np.linalg.norm(even) > 0.3 * np.linalg.norm(odd)
+
+
 @pytest.mark.parametrize("body,moved", [("frozen", set()), ("local", {0, 2}), ("zo", {0, 2}),
                                         ("gauss-newton", {0, 2})])
 def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
@@ -379,7 +410,7 @@ def test_body_training_modes_move_what_they_claim(tmp_path, body, moved):
     run(c, tmp_path)
     with np.load(tmp_path / "checkpoint.npz") as z:
         params = z["params"]
-    start = init_params(model, POISSON, 0)
+    start = init_params(model, POISSON, 0, random_phases(c.resolved(POISSON), POISSON))
     changed = {s.layer for s in model.layout if not np.array_equal(params[s.slice], start[s.slice])}
     assert changed - {4} == moved and 4 in changed
 
