@@ -74,16 +74,21 @@ def default_model(problem, backend="numba"):
       of 20 inputs (modes 2 x 2 x 5 need rank 4), nor the layer the solution; where the
       loss leaves the solution free (``solution_free``), the two RGE layers, whose smooth
       random features pick a solution the LM steps' fit of the loss does not;
-    * beyond, the LM model on the coordinates and the squared distance from the box's
-      centre (``zotrain.pinn.inputs``: on the coordinates alone a radial solution, hjb100d's
-      or bsb100d's, takes many first-layer directions), at rank 2 (rank 8 gains on 51
+    * beyond, the LM model on each coordinate and its square (``zotrain.pinn.inputs``: one
+      first-layer direction holds any sum of per-coordinate quadratics, a squared distance
+      ``|x - c|^2`` among them, so that a radial solution (hjb100d's, bsb100d's) or a sum of
+      one-dimensional ones (heat100d's) needs few directions where the coordinates alone
+      take about as many as there are coordinates; against the coordinates and the radius
+      it wins on 3 of the 4 development instances (loses 1.09x on the fourth) and costs
+      1.6-1.9x on the radial built-ins, where the radius leaves heat100d 10x higher: the
+      smaller worst case), at rank 2 (rank 8 gains on 51
       inputs and ties on 101, where its steps are 4x slower: docs/benchmarks.md);
     * the RGE layers at rank 2 (their estimate's variance grows with the parameters).
 
     docs/benchmarks.md: the suite's development instances, the built-ins."""
     dim = problem.dim
     width = LOW_DIM_WIDTH if dim <= LOW_DIM else WIDTH
-    inputs = "coordinates" if dim <= HIGH_DIM else "radius"
+    inputs = "coordinates" if dim <= HIGH_DIM else "quadratic"
     if dim <= LOW_DIM or (dim <= HIGH_DIM and solution_free(problem)) or backend != "numba":
         return 2, "zo", inputs, width, RANK
     return 1, "gauss-newton", inputs, width, LM_RANK if dim <= HIGH_DIM else RANK
@@ -144,7 +149,7 @@ class PinnConfig:
                                    "(zotrain.pinn.inputs)", "model",
                                    choices=tuple(input_map.INPUTS),
                                    default_help=f"default: coordinates up to {HIGH_DIM} "
-                                   "inputs, radius beyond")
+                                   "inputs, quadratic beyond")
     points: Optional[int] = option(None, "collocation points per iteration", "optimisation",
                                    type=int, default_help=f"default: {POINTS}; with the LM "
                                    "steps, enough that the window's rows are at least the "

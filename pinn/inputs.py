@@ -2,14 +2,16 @@
 
 * ``"coordinates"`` (the default up to 25 inputs): the box coordinates ``y = (x -
   lower) / (upper - lower)``, ``d`` inputs.
-* ``"radius"`` (the default beyond 25 inputs, ``config.default_model``): the coordinates
-  and the squared distance from the box's centre over the space coordinates,
-  ``4 mean_i (y_i - 1/2)^2`` (1 at a corner), ``d + 1`` inputs.  A first-layer direction
-  is then ``a.y + b |y - 1/2|^2``, which holds ``|x - c|^2`` for every centre ``c``:
-  solutions that depend on ``x`` through a distance (hjb100d, bsb100d) become
-  low-dimensional for the layers above, at the cost of one input.
-* ``"quadratic"``: every coordinate and its square, ``(y_1, ..., y_d, y_1^2, ...,
-  y_d^2)``, ``2 d`` inputs: a single direction is any sum of per-coordinate quadratics.
+* ``"radius"``: the coordinates and the squared distance from the box's centre over the
+  space coordinates, ``4 mean_i (y_i - 1/2)^2`` (1 at a corner), ``d + 1`` inputs.  A
+  first-layer direction is then ``a.y + b |y - 1/2|^2``, which holds ``|x - c|^2`` for
+  every centre ``c``: solutions that depend on ``x`` through a distance (hjb100d, bsb100d)
+  become low-dimensional for the layers above, at the cost of one input.
+* ``"quadratic"`` (the default beyond 25 inputs, ``config.default_model``): every
+  coordinate and its square, ``(y_1, ..., y_d, y_1^2, ..., y_d^2)``, ``2 d`` inputs: a
+  single direction is any sum of per-coordinate quadratics, ``|x - c|^2`` among them
+  (``b = 1``, ``a = -2 c``), and so is a sum of one-dimensional functions near their
+  second-order expansion (heat100d's mean of ``sin x_i``).
 
 On the coordinates alone ``|x - c|^2`` takes Sin features over about as many input
 directions as there are coordinates (the default rank-2 layer on 101 inputs spans 64).

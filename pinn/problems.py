@@ -126,13 +126,11 @@ def _poisson2d():
 def _recipe(**more):
     """The sizes the 100-D problems were measured with (the model for their dimension:
     one hidden layer trained by Levenberg-Marquardt steps on the coordinates and the
-    radius): 256 points per step, the head solved on 1,024 every 10 iterations; ``more``
-    adds or replaces sizes (heat100d: 512 points with 3 face points each, 36 steps) and,
-    for heat100d, the one method option the defaults do not replace yet: each coordinate
-    and its square as inputs (its solution is a mean of sines of the coordinates; on the
-    coordinates and the radius, the rest as then, 5.8e-3 against 4.9e-4).  Its face
-    error's weight is the adaptive default (until 2026-12-07 the recipe weighted it 1000x
-    after 30 steps on the face data alone); docs/benchmarks.md."""
+    squares): 256 points per step, the head solved on 1,024 every 10 iterations; ``more``
+    adds or replaces sizes (heat100d: 512 points with 3 face points each, 36 steps).  No
+    method option: heat100d's face error's weight is the adaptive default (until
+    2026-12-07 the recipe weighted it 1000x after 30 steps on the face data alone), its
+    inputs the default's (until 2026-12-08 the recipe named them); docs/benchmarks.md."""
     return {**dict(points=256, head_every=10, head_points=1024), **more}
 
 
@@ -145,8 +143,7 @@ def _heat100d():
                    sigma=0.05,
                    boundary=lambda x: np.exp(-x[:, d]) * np.sin(x[:, :d]).mean(1),
                    transform_onnx=_heat100d_onnx, recipe=_recipe(
-                       points=512, boundary_fraction=3.0, iters=36, eval_every=5,
-                       inputs="quadratic"))
+                       points=512, boundary_fraction=3.0, iters=36, eval_every=5))
 
 
 def _bsb100d():

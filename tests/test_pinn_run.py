@@ -200,12 +200,24 @@ def test_each_bodys_options_are_refused_on_every_other_body():
         PinnConfig(body=bodies.GaussNewton(), window=2)
 
 
+def test_the_built_in_recipes_hold_sizes_and_budgets_only():
+    """A built-in problem's recipe names no method option (body, inputs, boundary handling,
+    derivative rule ...): those come from the defaults' rules, whatever the problem."""
+    from zotrain.pinn import problems
+
+    sizes = {"points", "iters", "max_time_s", "head_every", "head_points", "eval_every",
+             "eval_points", "test_points", "boundary_fraction"}
+    for name in problems.PROBLEMS:
+        recipe = problems.get(name).recipe or {}
+        assert set(recipe) <= sizes, (name, sorted(set(recipe) - sizes))
+
+
 def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
     """depth, body, inputs, width, rank and boundary rule unset: two layers of width 2,048
     trained by RGE on the coordinates up to LOW_DIM inputs (width 512 beyond), rank 2; one
     layer of rank 8 by LM steps on the coordinates up to HIGH_DIM, but the RGE layers where
-    the loss leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on the
-    coordinates and the radius beyond; what is given wins, options of the gauss-newton
+    the loss leaves the solution free (all of R^d, no face data: hjb20d); the LM layer on
+    each coordinate and its square beyond; what is given wins, options of the gauss-newton
     body name it, the RGE layers serve where the backend cannot run the LM steps, and one
     configuration serves problems of any size unchanged."""
     import dataclasses
@@ -227,7 +239,7 @@ def test_the_model_left_to_the_defaults_is_set_by_the_problems_properties():
             (low, 2, "zo", "coordinates", 2048, 2, low.dim),
             (mid, 1, "gauss-newton", "coordinates", 512, 8, mid.dim),
             (free, 2, "zo", "coordinates", 512, 2, free.dim),
-            (high, 1, "gauss-newton", "radius", 512, 2, high.dim + 1),
+            (high, 1, "gauss-newton", "quadratic", 512, 2, 2 * high.dim),
             (low, 2, "zo", "coordinates", 2048, 2, low.dim)):
         r = c.resolved(problem)
         assert (r.depth, r.body.name, r.inputs, r.width, r.rank) == \
